@@ -1,0 +1,179 @@
+// cxxopts definitions and validation of every flag.
+#include "app/Cli.h"
+
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cxxopts.hpp>
+
+#include "data/InputError.h"
+
+namespace mgpu::app {
+
+namespace {
+
+using data::InputError;
+
+constexpr const char* kTopHelp = R"(mgpu: data-parallel CNN training with LibTorch (MiniGoogLeNet on CIFAR-10,
+after the PyImageSearch multi-GPU Keras tutorial).
+
+Usage:
+  mgpu train [options]                 train and write history, summary, weights and plot
+  mgpu plot HISTORY.csv --output PNG   redraw the loss/accuracy plot from a history.csv
+  mgpu help | --help                   this text; `mgpu COMMAND --help` explains each flag
+
+Exit codes: 0 success, 1 failure while running, 2 bad usage or input.
+)";
+
+cxxopts::Options train_options() {
+  cxxopts::Options o("mgpu train", "Train MiniGoogLeNet with the tutorial's recipe.");
+  o.add_options()
+      ("output", "path of the loss/accuracy plot (PNG); default <out-dir>/plot.png",
+       cxxopts::value<std::string>()->default_value(""))
+      ("gpus", "0: train on the CPU; 1: on the first CUDA GPU; default 1 if a GPU is visible",
+       cxxopts::value<int64_t>())
+      ("dataset", "cifar10, fashion-mnist, or auto (CIFAR-10 if its files are in --data-dir, "
+       "else Fashion-MNIST)", cxxopts::value<std::string>()->default_value("auto"))
+      ("data-dir", "folder with cifar-10-batches-bin/ (or its .bin files) or the Fashion-MNIST "
+       "IDX files; default ./data, and /usr/share/datasets/fashion-mnist for Fashion-MNIST",
+       cxxopts::value<std::string>()->default_value(""))
+      ("epochs", "number of epochs", cxxopts::value<int64_t>()->default_value("70"))
+      ("lr", "initial learning rate", cxxopts::value<double>()->default_value("5e-3"))
+      ("power", "lr decay power: lr * (1 - epoch/epochs)^power",
+       cxxopts::value<double>()->default_value("1.0"))
+      ("momentum", "SGD momentum, in [0, 1)", cxxopts::value<double>()->default_value("0.9"))
+      ("batch-per-device", "images per step on each device",
+       cxxopts::value<int64_t>()->default_value("64"))
+      ("seed", "seed of weights, shuffling, augmentation and dropout",
+       cxxopts::value<int64_t>()->default_value("42"))
+      ("threads", "LibTorch CPU threads; 0: all cores", cxxopts::value<int64_t>()->default_value("0"))
+      ("limit-train", "use only the first N training images (0: all)",
+       cxxopts::value<int64_t>()->default_value("0"))
+      ("limit-test", "use only the first N test images (0: all)",
+       cxxopts::value<int64_t>()->default_value("0"))
+      ("out-dir", "run directory for history.csv, summary.json, model.pt, mean.pt, plot.png; "
+       "default runs/<dataset>-<time>", cxxopts::value<std::string>()->default_value(""))
+      ("verbose", "0 silent, 1 progress bar (default on a terminal), 2 one line per epoch "
+       "(default otherwise)", cxxopts::value<int64_t>())
+      ("h,help", "show this help");
+  return o;
+}
+
+cxxopts::Options plot_options() {
+  cxxopts::Options o("mgpu plot", "Redraw the loss/accuracy plot from a history.csv.");
+  o.positional_help("HISTORY.csv");
+  o.add_options()
+      ("history", "history.csv written by mgpu train", cxxopts::value<std::string>())
+      ("output", "PNG to write", cxxopts::value<std::string>()->default_value("plot.png"))
+      ("h,help", "show this help");
+  o.parse_positional({"history"});
+  return o;
+}
+
+cxxopts::ParseResult parse(cxxopts::Options& options, const std::vector<std::string>& args) {
+  std::vector<const char*> argv;
+  for (const auto& a : args) argv.push_back(a.c_str());
+  try {
+    auto result = options.parse(static_cast<int>(argv.size()), argv.data());
+    if (!result.unmatched().empty()) {
+      throw InputError(fmt::format("{}: unexpected argument '{}'", options.program(),
+                                   result.unmatched().front()));
+    }
+    return result;
+  } catch (const cxxopts::exceptions::exception& e) {
+    throw InputError(fmt::format("{}: {} (see {} --help)", options.program(), e.what(),
+                                 options.program()));
+  }
+}
+
+template <typename T>
+T get(const cxxopts::ParseResult& r, const std::string& flag) {
+  try {
+    return r[flag].as<T>();
+  } catch (const cxxopts::exceptions::exception& e) {
+    throw InputError(fmt::format("--{}: {}", flag, e.what()));
+  }
+}
+
+int64_t int_at_least(const cxxopts::ParseResult& r, const std::string& flag, int64_t min) {
+  const auto v = get<int64_t>(r, flag);
+  if (v < min) throw InputError(fmt::format("--{} {}: expected an integer >= {}", flag, v, min));
+  return v;
+}
+
+train::TrainConfig parse_train(const cxxopts::ParseResult& r) {
+  train::TrainConfig c;
+  c.plot_path = get<std::string>(r, "output");
+  c.gpus = r.count("gpus") ? int_at_least(r, "gpus", 0)
+                           : (torch::cuda::is_available() ? 1 : 0);
+  c.data.dataset = get<std::string>(r, "dataset");
+  if (c.data.dataset != "cifar10" && c.data.dataset != "fashion-mnist" &&
+      c.data.dataset != "auto") {
+    throw InputError(fmt::format("--dataset '{}': expected cifar10, fashion-mnist or auto",
+                                 c.data.dataset));
+  }
+  c.data.data_dir = get<std::string>(r, "data-dir");
+  c.data.limit_train = int_at_least(r, "limit-train", 0);
+  c.data.limit_test = int_at_least(r, "limit-test", 0);
+  c.epochs = int_at_least(r, "epochs", 1);
+  c.batch_per_device = int_at_least(r, "batch-per-device", 1);
+  c.threads = int_at_least(r, "threads", 0);
+  c.seed = static_cast<uint64_t>(int_at_least(r, "seed", 0));
+  c.lr = get<double>(r, "lr");
+  if (!std::isfinite(c.lr) || c.lr <= 0) {
+    throw InputError(fmt::format("--lr {}: expected a finite number > 0", c.lr));
+  }
+  c.power = get<double>(r, "power");
+  if (!std::isfinite(c.power) || c.power < 0) {
+    throw InputError(fmt::format("--power {}: expected a finite number >= 0", c.power));
+  }
+  c.momentum = get<double>(r, "momentum");
+  if (!std::isfinite(c.momentum) || c.momentum < 0 || c.momentum >= 1) {
+    throw InputError(fmt::format("--momentum {}: expected a number in [0, 1)", c.momentum));
+  }
+  c.verbose = r.count("verbose") ? static_cast<int>(int_at_least(r, "verbose", 0))
+                                 : (isatty(STDOUT_FILENO) ? 1 : 2);
+  if (c.verbose > 2) throw InputError(fmt::format("--verbose {}: expected 0, 1 or 2", c.verbose));
+  c.out_dir = get<std::string>(r, "out-dir");
+  return c;
+}
+
+}  // namespace
+
+Command parse_command_line(const std::vector<std::string>& args) {
+  Command cmd;
+  if (args.size() < 2 || args[1] == "help" || args[1] == "--help" || args[1] == "-h") {
+    cmd.help = kTopHelp;
+    return cmd;
+  }
+  const std::string& name = args[1];
+  std::vector<std::string> rest(args.begin() + 1, args.end());  // rest[0] plays argv[0]
+  if (name == "train") {
+    auto options = train_options();
+    const auto r = parse(options, rest);
+    if (r.count("help")) {
+      cmd.help = options.help();
+      return cmd;
+    }
+    cmd.kind = Command::Kind::kTrain;
+    cmd.train = parse_train(r);
+    return cmd;
+  }
+  if (name == "plot") {
+    auto options = plot_options();
+    const auto r = parse(options, rest);
+    if (r.count("help")) {
+      cmd.help = options.help();
+      return cmd;
+    }
+    if (!r.count("history")) throw InputError("mgpu plot: name the history.csv to plot");
+    cmd.kind = Command::Kind::kPlot;
+    cmd.plot_csv = get<std::string>(r, "history");
+    cmd.plot_output = get<std::string>(r, "output");
+    return cmd;
+  }
+  throw InputError(fmt::format("unknown command '{}' (expected train, plot or help)", name));
+}
+
+}  // namespace mgpu::app

@@ -1,0 +1,36 @@
+// mgpu's entry point: parse, run, and turn errors into messages and exit codes.
+#include <fmt/core.h>
+
+#include <iostream>
+
+#include "app/Cli.h"          // defines: parse_command_line, Command
+#include "data/InputError.h"  // defines: InputError (exit code 2)
+#include "train/Run.h"        // defines: run_training, plot_from_csv
+
+int main(int argc, char** argv) {
+  try {
+    const auto cmd = mgpu::app::parse_command_line(std::vector<std::string>(argv, argv + argc));
+    switch (cmd.kind) {
+      case mgpu::app::Command::Kind::kHelp:
+        std::cout << cmd.help;
+        return 0;
+      case mgpu::app::Command::Kind::kTrain:
+        mgpu::train::run_training(cmd.train, std::cout);
+        return 0;
+      case mgpu::app::Command::Kind::kPlot:
+        mgpu::train::plot_from_csv(cmd.plot_csv, cmd.plot_output);
+        std::cout << "plot: " << cmd.plot_output << "\n";
+        return 0;
+    }
+  } catch (const mgpu::data::InputError& e) {
+    std::cerr << "mgpu: error: " << e.what() << "\n";
+    return 2;
+  } catch (const c10::Error& e) {
+    std::cerr << "mgpu: error: " << e.what_without_backtrace() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "mgpu: error: " << e.what() << "\n";
+    return 1;
+  }
+  return 1;
+}

@@ -1,0 +1,42 @@
+// Shift-and-flip augmentation by two gathers per batch.
+#include "data/Augment.h"
+
+namespace mgpu::data {
+
+torch::Tensor shift_and_flip(const torch::Tensor& batch, const torch::Tensor& dx,
+                             const torch::Tensor& dy, const torch::Tensor& flip) {
+  const int64_t B = batch.size(0), C = batch.size(1), H = batch.size(2), W = batch.size(3);
+  auto idx = torch::TensorOptions().dtype(torch::kInt64).device(batch.device());
+  auto dx_d = dx.to(idx).view({B, 1});
+  auto dy_d = dy.to(idx).view({B, 1});
+  auto flip_d = flip.to(batch.device()).view({B, 1});
+  auto rows = torch::arange(H, idx).view({1, H});
+  auto cols = torch::arange(W, idx).view({1, W});
+  // Output pixel x reads source column x - dx (clamped: edge fill); a flip reads the mirror.
+  auto src_rows = (rows - dy_d).clamp(0, H - 1);                            // [B, H]
+  auto src_cols = (torch::where(flip_d, W - 1 - cols, cols) - dx_d).clamp(0, W - 1);  // [B, W]
+  auto out = batch.gather(2, src_rows.view({B, 1, H, 1}).expand({B, C, H, W}));
+  return out.gather(3, src_cols.view({B, 1, 1, W}).expand({B, C, H, W}));
+}
+
+Augmenter::Augmenter(AugmentOptions options, uint64_t seed)
+    : options_(options), generator_(at::detail::createCPUGenerator(seed)) {}
+
+Augmenter::Draw Augmenter::draw(int64_t batch, int64_t height, int64_t width) {
+  auto uniform = [&](double range) {  // round(U(-range, range)), int64 [batch]
+    return ((torch::rand({batch}, generator_) * 2 - 1) * range).round().to(torch::kInt64);
+  };
+  Draw d;
+  d.dx = uniform(options_.width_shift * static_cast<double>(width));
+  d.dy = uniform(options_.height_shift * static_cast<double>(height));
+  d.flip = options_.horizontal_flip ? torch::rand({batch}, generator_) < 0.5
+                                    : torch::zeros({batch}, torch::kBool);
+  return d;
+}
+
+torch::Tensor Augmenter::operator()(const torch::Tensor& batch) {
+  const Draw d = draw(batch.size(0), batch.size(2), batch.size(3));
+  return shift_and_flip(batch, d.dx, d.dy, d.flip);
+}
+
+}  // namespace mgpu::data

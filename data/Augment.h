@@ -1,0 +1,43 @@
+// Batched augmentation as in the tutorial's Keras ImageDataGenerator: random shifts of up to
+// 10% of width and height with nearest-edge fill, then random horizontal flips.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+
+namespace mgpu::data {
+
+/// Shifts image b of batch [B, C, H, W] right by dx[b] and down by dy[b] whole pixels (int64
+/// [B], negative: left/up), repeating the edge pixels into the uncovered border, then mirrors
+/// it left-right where flip[b] (bool [B]). Pure tensor gathers, on the batch's device.
+torch::Tensor shift_and_flip(const torch::Tensor& batch, const torch::Tensor& dx,
+                             const torch::Tensor& dy, const torch::Tensor& flip);
+
+struct AugmentOptions {
+  double width_shift = 0.1;   // fraction of the width
+  double height_shift = 0.1;  // fraction of the height
+  bool horizontal_flip = true;
+};
+
+/// Random offsets drawn like Keras (uniform in +-shift * size, here rounded to whole pixels),
+/// flips with probability 1/2; reproducible from its seed.
+class Augmenter {
+ public:
+  Augmenter(AugmentOptions options, uint64_t seed);
+
+  /// [B, C, H, W] float -> augmented copy on the same device.
+  torch::Tensor operator()(const torch::Tensor& batch);
+
+  /// The offsets for a batch: dx, dy (int64 [B]) and flip (bool [B]), on the CPU.
+  struct Draw {
+    torch::Tensor dx, dy, flip;
+  };
+  Draw draw(int64_t batch, int64_t height, int64_t width);
+
+ private:
+  AugmentOptions options_;
+  torch::Generator generator_;  // CPU: a few numbers per batch, the same on any device
+};
+
+}  // namespace mgpu::data

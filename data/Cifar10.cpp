@@ -1,0 +1,114 @@
+// CIFAR-10 binary reader: one bulk read per file, every record validated.
+#include "data/Cifar10.h"
+
+#include <fmt/core.h>
+
+#include <fstream>
+#include <vector>
+
+#include "data/InputError.h"
+
+namespace mgpu::data {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<uint8_t> read_whole_file(const fs::path& file) {
+  std::error_code ec;
+  if (!fs::is_regular_file(file, ec)) {
+    throw InputError(fmt::format("CIFAR-10 file {} is missing (expected a regular file)",
+                                 file.string()));
+  }
+  const auto size = static_cast<int64_t>(fs::file_size(file, ec));
+  if (ec) throw InputError(fmt::format("cannot stat {}: {}", file.string(), ec.message()));
+  std::vector<uint8_t> bytes(static_cast<size_t>(size));
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw InputError(fmt::format("cannot open {} for reading", file.string()));
+  in.read(reinterpret_cast<char*>(bytes.data()), size);
+  if (in.gcount() != size) {
+    throw InputError(fmt::format("{}: read {} of {} bytes", file.string(), in.gcount(), size));
+  }
+  return bytes;
+}
+
+}  // namespace
+
+Dataset read_cifar10_file(const fs::path& file, int64_t max_records) {
+  std::vector<uint8_t> bytes = read_whole_file(file);
+  const auto size = static_cast<int64_t>(bytes.size());
+  if (size == 0) {
+    throw InputError(fmt::format("CIFAR-10 file {} is empty (expected records of {} bytes)",
+                                 file.string(), kCifarRecordBytes));
+  }
+  if (size % kCifarRecordBytes != 0) {
+    throw InputError(fmt::format(
+        "CIFAR-10 file {} has {} bytes, not a whole number of {}-byte records "
+        "({} records and {} bytes left over); the file is truncated or not CIFAR-10",
+        file.string(), size, kCifarRecordBytes, size / kCifarRecordBytes,
+        size % kCifarRecordBytes));
+  }
+  const int64_t records = size / kCifarRecordBytes;
+  for (int64_t r = 0; r < records; ++r) {
+    const uint8_t label = bytes[static_cast<size_t>(r * kCifarRecordBytes)];
+    if (label > 9) {
+      throw InputError(fmt::format("CIFAR-10 file {}: record {} has label {} (expected 0-9)",
+                                   file.string(), r, label));
+    }
+  }
+  const int64_t keep = max_records > 0 ? std::min(max_records, records) : records;
+  auto table = torch::from_blob(bytes.data(), {records, kCifarRecordBytes}, torch::kUInt8)
+                   .narrow(0, 0, keep);
+  Dataset out;
+  out.labels = table.select(1, 0).to(torch::kInt64);  // copies
+  out.images = table.narrow(1, 1, kCifarImageBytes).reshape({keep, 3, 32, 32}).clone();
+  return out;
+}
+
+std::optional<fs::path> find_cifar10_dir(const fs::path& dir) {
+  std::error_code ec;
+  for (const fs::path& candidate : {dir, dir / "cifar-10-batches-bin"}) {
+    if (fs::is_regular_file(candidate / "data_batch_1.bin", ec)) return candidate;
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+Dataset concat(const std::vector<Dataset>& parts) {
+  std::vector<torch::Tensor> images, labels;
+  for (const auto& p : parts) {
+    images.push_back(p.images);
+    labels.push_back(p.labels);
+  }
+  return {torch::cat(images), torch::cat(labels)};
+}
+
+}  // namespace
+
+DataSplit load_cifar10(const fs::path& dir, int64_t limit_train, int64_t limit_test) {
+  const auto found = find_cifar10_dir(dir);
+  if (!found) {
+    throw InputError(fmt::format(
+        "no CIFAR-10 files in {}: expected {} or {} (the official binary version, "
+        "cifar-10-binary.tar.gz)",
+        dir.string(), (dir / "data_batch_1.bin").string(),
+        (dir / "cifar-10-batches-bin" / "data_batch_1.bin").string()));
+  }
+  DataSplit split;
+  split.name = "cifar10";
+  split.source = found->string();
+  split.class_names = {"airplane", "automobile", "bird", "cat", "deer",
+                       "dog",      "frog",       "horse", "ship", "truck"};
+  std::vector<Dataset> parts;
+  int64_t have = 0;
+  for (int i = 1; i <= 5 && (limit_train <= 0 || have < limit_train); ++i) {
+    const int64_t want = limit_train > 0 ? limit_train - have : 0;
+    parts.push_back(read_cifar10_file(*found / fmt::format("data_batch_{}.bin", i), want));
+    have += parts.back().size();
+  }
+  split.train = concat(parts);
+  split.test = read_cifar10_file(*found / "test_batch.bin", limit_test);
+  return split;
+}
+
+}  // namespace mgpu::data

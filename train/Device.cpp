@@ -1,0 +1,44 @@
+// The one place that asks CUDA about devices.
+#include "train/Device.h"
+
+#include <ATen/cuda/CUDAContext.h>
+#include <fmt/core.h>
+
+#include <thread>
+
+#include "data/InputError.h"
+
+namespace mgpu::train {
+
+torch::Device select_device(int64_t gpus) {
+  if (gpus == 0) return torch::kCPU;
+  const int64_t visible = torch::cuda::is_available() ? torch::cuda::device_count() : 0;
+  if (visible < gpus) {
+    throw data::InputError(fmt::format(
+        "--gpus {} asks for {} GPU(s) but {} visible to CUDA{}", gpus, gpus,
+        visible == 0 ? "none is" : fmt::format("only {} {}", visible, visible == 1 ? "is" : "are"),
+        visible == 0 ? " (use --gpus 0 to train on the CPU)" : ""));
+  }
+  if (gpus > 1) {
+    throw data::InputError(fmt::format(
+        "--gpus {}: this build trains on one device; data-parallel replicas are not available",
+        gpus));
+  }
+  return torch::Device(torch::kCUDA, 0);
+}
+
+std::string describe_device(const torch::Device& device) {
+  if (!device.is_cuda()) return "cpu";
+  const auto* props = at::cuda::getDeviceProperties(device.index());
+  return fmt::format("{} ({}, {:.1f} GiB)", device.str(), props->name,
+                     static_cast<double>(props->totalGlobalMem) / (1 << 30));
+}
+
+int64_t set_threads(int64_t threads) {
+  const int64_t n =
+      threads > 0 ? threads : std::max<int64_t>(1, std::thread::hardware_concurrency());
+  torch::set_num_threads(static_cast<int>(n));
+  return torch::get_num_threads();
+}
+
+}  // namespace mgpu::train

@@ -1,0 +1,100 @@
+// Plotting through gnuplot-iostream; compiled to a clear refusal when MGPU_WITH_PLOT is off.
+#include "train/Plot.h"
+
+#include <fmt/core.h>
+
+#include <cstdlib>
+#include <sstream>
+#include <tuple>
+#include <vector>
+
+#ifdef MGPU_WITH_PLOT
+#include <gnuplot-iostream.h>
+#endif
+
+namespace mgpu::train {
+namespace fs = std::filesystem;
+
+namespace {
+
+bool gnuplot_on_path() {
+  const char* path = std::getenv("PATH");
+  if (!path) return false;
+  std::stringstream dirs(path);
+  std::string dir;
+  std::error_code ec;
+  while (std::getline(dirs, dir, ':')) {
+    if (!dir.empty() && fs::is_regular_file(fs::path(dir) / "gnuplot", ec)) return true;
+  }
+  return false;
+}
+
+// A gnuplot double-quoted string: backslash escapes for \\, " and newlines.
+[[maybe_unused]] std::string quoted(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '\n') {
+      out += "\\n";
+    } else {
+      if (c == '\\' || c == '"') out += '\\';
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+bool can_plot(std::string* why) {
+#ifndef MGPU_WITH_PLOT
+  *why = "this mgpu was built with MGPU_WITH_PLOT=OFF";
+  return false;
+#else
+  if (!gnuplot_on_path()) {
+    *why = "gnuplot is not on PATH (Debian: apt-get install gnuplot-nox)";
+    return false;
+  }
+  return true;
+#endif
+}
+
+void plot_history(const History& history, const fs::path& png, const std::string& subtitle) {
+#ifndef MGPU_WITH_PLOT
+  (void)history, (void)png, (void)subtitle;
+  throw std::runtime_error("cannot plot: this mgpu was built with MGPU_WITH_PLOT=OFF");
+#else
+  using Point = std::tuple<int64_t, double>;
+  std::vector<Point> loss, val_loss, acc, val_acc;
+  for (const auto& e : history) {
+    loss.emplace_back(e.epoch, e.loss);
+    val_loss.emplace_back(e.epoch, e.val_loss);
+    acc.emplace_back(e.epoch, e.acc);
+    val_acc.emplace_back(e.epoch, e.val_acc);
+  }
+  write_atomically(png, [&](const fs::path& tmp) {
+    {
+      Gnuplot gp("gnuplot");
+      gp << "set terminal pngcairo size 900,650 noenhanced font 'sans,11'\n";
+      gp << "set output " << quoted(tmp.string()) << "\n";
+      gp << "set title " << quoted("Training Loss and Accuracy\n" + subtitle) << "\n";
+      gp << "set xlabel 'Epoch #'\nset ylabel 'Loss/Accuracy'\nset grid\nset key outside right\n";
+      gp << "set xrange [0.5:" << history.size() + 0.5 << "]\n";
+      const char* style = history.size() > 1 ? "lines lw 2" : "linespoints pt 7 lw 2";
+      gp << "plot '-' with " << style << " title 'train_loss', '-' with " << style
+         << " title 'val_loss', '-' with " << style << " title 'train_acc', '-' with " << style
+         << " title 'val_acc'\n";
+      gp.send1d(loss);
+      gp.send1d(val_loss);
+      gp.send1d(acc);
+      gp.send1d(val_acc);
+      gp << "set output\nexit\n";
+    }  // closing the pipe waits for gnuplot to finish
+    std::error_code ec;
+    if (!fs::is_regular_file(tmp, ec) || fs::file_size(tmp, ec) == 0) {
+      throw std::runtime_error(fmt::format("gnuplot did not write {}", png.string()));
+    }
+  });
+#endif
+}
+
+}  // namespace mgpu::train

@@ -1,0 +1,20 @@
+// The tutorial's figure: train/test loss and accuracy against epoch, as a PNG via gnuplot.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "train/History.h"
+
+namespace mgpu::train {
+
+/// True when this build can plot and a gnuplot executable is on PATH; otherwise false and
+/// *why says what is missing.
+bool can_plot(std::string* why);
+
+/// Draws the four curves to png (written atomically). Throws std::runtime_error if gnuplot
+/// fails; call can_plot first to warn instead when plotting is unavailable.
+void plot_history(const History& history, const std::filesystem::path& png,
+                  const std::string& subtitle);
+
+}  // namespace mgpu::train

@@ -1,0 +1,160 @@
+// run_training: data, model, trainer and every file a run leaves behind.
+#include "train/Run.h"
+
+#include <fmt/core.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <ctime>
+
+#include "data/Datasets.h"
+#include "data/InputError.h"
+#include "data/Preprocess.h"
+#include "models/MiniGoogLeNet.h"
+#include "train/Device.h"
+#include "train/Plot.h"
+#include "train/Progress.h"
+#include "train/Trainer.h"
+
+namespace mgpu::train {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string timestamp() {
+  const std::time_t now = std::time(nullptr);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y%m%d-%H%M%S", std::localtime(&now));
+  return text;
+}
+
+// Creates dir and proves it writable now, before hours of training depend on it.
+void prepare_dir(const fs::path& dir, const std::string& flag) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec || !fs::is_directory(dir)) {
+    throw data::InputError(fmt::format("{} {}: cannot create the directory ({})", flag,
+                                       dir.string(),
+                                       ec ? ec.message() : "a file of that name exists"));
+  }
+  try {
+    write_text_atomically(dir / ".mgpu-write-test", "ok\n");
+    fs::remove(dir / ".mgpu-write-test", ec);
+  } catch (const std::exception&) {
+    throw data::InputError(fmt::format("{} {}: the directory is not writable", flag, dir.string()));
+  }
+}
+
+nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& data,
+                            const std::string& device, int64_t threads, int64_t parameters,
+                            const History& history, double seconds) {
+  nlohmann::json j;
+  j["model"] = "minigooglenet";
+  j["parameters"] = parameters;
+  j["dataset"] = data.name;
+  j["data_source"] = data.source;
+  j["train_images"] = data.train.size();
+  j["test_images"] = data.test.size();
+  j["image_shape"] = data.train.images.sizes().slice(1).vec();
+  j["device"] = device;
+  j["threads"] = threads;
+  j["config"] = {{"epochs", config.epochs},
+                 {"lr", config.lr},
+                 {"power", config.power},
+                 {"momentum", config.momentum},
+                 {"batch_per_device", config.batch_per_device},
+                 {"global_batch", config.batch_per_device * std::max<int64_t>(config.gpus, 1)},
+                 {"gpus", config.gpus},
+                 {"seed", config.seed}};
+  j["epochs_completed"] = history.size();
+  j["seconds"] = seconds;
+  if (!history.empty()) {
+    const auto& last = history.back();
+    j["final"] = {{"loss", last.loss},
+                  {"acc", last.acc},
+                  {"val_loss", last.val_loss},
+                  {"val_acc", last.val_acc}};
+    double epoch_seconds = 0;
+    for (const auto& e : history) epoch_seconds += e.seconds;
+    j["seconds_per_epoch"] = epoch_seconds / static_cast<double>(history.size());
+  }
+  return j;
+}
+
+}  // namespace
+
+RunResult run_training(const TrainConfig& config, std::ostream& out) {
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  Progress progress(config.verbose, out);
+  const torch::Device device = select_device(config.gpus);
+  const int64_t threads = set_threads(config.threads);
+
+  data::DataSplit data = data::load_data(config.data);
+  RunResult result;
+  result.out_dir = config.out_dir.empty()
+                       ? fs::path("runs") / fmt::format("{}-{}", data.name, timestamp())
+                       : fs::path(config.out_dir);
+  const fs::path plot_path =
+      config.plot_path.empty() ? result.out_dir / "plot.png" : fs::path(config.plot_path);
+  prepare_dir(result.out_dir, "--out-dir");
+  if (plot_path.has_parent_path()) prepare_dir(plot_path.parent_path(), "--output");
+  std::string no_plot_reason;
+  const bool plotting = can_plot(&no_plot_reason);
+
+  torch::manual_seed(config.seed);  // weight initialisation and dropout
+  const auto& shape = data.train.images.sizes();  // [N, C, H, W]
+  models::MiniGoogLeNet net(models::MiniGoogLeNetOptions()
+                                .in_channels(shape[1])
+                                .num_classes(static_cast<int64_t>(data.class_names.size())));
+  const int64_t parameters = models::count_parameters(*net);
+  const torch::Tensor mean = data::mean_image(data.train.images);
+  Trainer trainer(config, torch::nn::AnyModule(net), device, mean);
+
+  const std::string device_text = describe_device(device);
+  progress.info(fmt::format("device: {}, LibTorch threads: {}", device_text, threads));
+  progress.info(fmt::format("data: {} from {}: {} train, {} test images of {}x{}x{}, {} classes",
+                            data.name, data.source, data.train.size(), data.test.size(), shape[1],
+                            shape[2], shape[3], data.class_names.size()));
+  progress.info(fmt::format("model: MiniGoogLeNet, {} trainable parameters (the tutorial's "
+                            "Keras model has 1,712 more: conv biases that batch norm cancels)",
+                            parameters));
+  progress.info(fmt::format("training {} epochs, batch {}, lr {} (power {}), momentum {}; "
+                            "writing to {}",
+                            config.epochs, config.batch_per_device, config.lr, config.power,
+                            config.momentum, result.out_dir.string()));
+  if (!plotting) progress.info(fmt::format("warning: no plot will be drawn: {}", no_plot_reason));
+
+  auto save_epoch = [&](const History& history) {
+    write_text_atomically(result.out_dir / "history.csv", history_csv(history));
+  };
+  result.history = trainer.fit(data.train, data.test, progress, save_epoch);
+
+  auto cpu_model = trainer.model().clone(torch::kCPU);
+  write_atomically(result.out_dir / "model.pt",
+                   [&](const fs::path& tmp) { torch::save(cpu_model.ptr(), tmp.string()); });
+  write_atomically(result.out_dir / "mean.pt",
+                   [&](const fs::path& tmp) { torch::save(mean, tmp.string()); });
+  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const auto summary = summary_json(config, data, device_text, threads, parameters,
+                                    result.history, result.seconds);
+  write_text_atomically(result.out_dir / "summary.json", summary.dump(2) + "\n");
+  if (plotting) {
+    plot_history(result.history, plot_path,
+                 fmt::format("{}, MiniGoogLeNet, {}", data.name, device_text));
+    progress.info(fmt::format("plot: {}", plot_path.string()));
+  }
+  progress.info(fmt::format("total wall time: {:.1f}s ({:.1f} min); final val_acc {:.4f}",
+                            result.seconds, result.seconds / 60, result.history.back().val_acc));
+  return result;
+}
+
+void plot_from_csv(const fs::path& csv, const fs::path& png) {
+  const History history = read_history_csv(csv);
+  std::string why;
+  if (!can_plot(&why)) throw std::runtime_error("cannot plot: " + why);
+  if (png.has_parent_path()) prepare_dir(png.parent_path(), "--output");
+  plot_history(history, png, csv.string());
+}
+
+}  // namespace mgpu::train

@@ -1,0 +1,27 @@
+// TrainConfig: everything one training run needs, as plain values with the tutorial's defaults.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "data/Datasets.h"
+
+namespace mgpu::train {
+
+struct TrainConfig {
+  data::DataConfig data;
+  int64_t gpus = 0;               // 0: CPU; 1: the first CUDA device
+  int64_t threads = 0;            // LibTorch intra-op threads; 0: all cores
+  int64_t epochs = 70;
+  double lr = 5e-3;               // initial learning rate
+  double power = 1.0;             // lr_e = lr * (1 - e / epochs)^power
+  double momentum = 0.9;
+  int64_t batch_per_device = 64;  // global batch = batch_per_device * max(gpus, 1)
+  int64_t eval_batch = 256;       // evaluation batch (no effect on results)
+  uint64_t seed = 42;
+  int verbose = 1;                // 0 silent, 1 progress bar, 2 one line per epoch
+  std::string out_dir;            // empty: runs/<dataset>-<timestamp>
+  std::string plot_path;          // --output; empty: <out_dir>/plot.png
+};
+
+}  // namespace mgpu::train
