@@ -4,7 +4,9 @@
 #include <fmt/core.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <cmath>
+#include <cstdlib>
 #include <cxxopts.hpp>
 
 #include "data/InputError.h"
@@ -32,30 +34,30 @@ cxxopts::Options train_options() {
       ("output", "path of the loss/accuracy plot (PNG); default <out-dir>/plot.png",
        cxxopts::value<std::string>()->default_value(""))
       ("gpus", "0: train on the CPU; 1: on the first CUDA GPU; default 1 if a GPU is visible",
-       cxxopts::value<int64_t>())
+       cxxopts::value<std::string>())
       ("dataset", "cifar10, fashion-mnist, or auto (CIFAR-10 if its files are in --data-dir, "
        "else Fashion-MNIST)", cxxopts::value<std::string>()->default_value("auto"))
       ("data-dir", "folder with cifar-10-batches-bin/ (or its .bin files) or the Fashion-MNIST "
        "IDX files; default ./data, and /usr/share/datasets/fashion-mnist for Fashion-MNIST",
        cxxopts::value<std::string>()->default_value(""))
-      ("epochs", "number of epochs", cxxopts::value<int64_t>()->default_value("70"))
-      ("lr", "initial learning rate", cxxopts::value<double>()->default_value("5e-3"))
+      ("epochs", "number of epochs", cxxopts::value<std::string>()->default_value("70"))
+      ("lr", "initial learning rate", cxxopts::value<std::string>()->default_value("5e-3"))
       ("power", "lr decay power: lr * (1 - epoch/epochs)^power",
-       cxxopts::value<double>()->default_value("1.0"))
-      ("momentum", "SGD momentum, in [0, 1)", cxxopts::value<double>()->default_value("0.9"))
+       cxxopts::value<std::string>()->default_value("1.0"))
+      ("momentum", "SGD momentum, in [0, 1)", cxxopts::value<std::string>()->default_value("0.9"))
       ("batch-per-device", "images per step on each device",
-       cxxopts::value<int64_t>()->default_value("64"))
+       cxxopts::value<std::string>()->default_value("64"))
       ("seed", "seed of weights, shuffling, augmentation and dropout",
-       cxxopts::value<int64_t>()->default_value("42"))
-      ("threads", "LibTorch CPU threads; 0: all cores", cxxopts::value<int64_t>()->default_value("0"))
+       cxxopts::value<std::string>()->default_value("42"))
+      ("threads", "LibTorch CPU threads; 0: all cores", cxxopts::value<std::string>()->default_value("0"))
       ("limit-train", "use only the first N training images (0: all)",
-       cxxopts::value<int64_t>()->default_value("0"))
+       cxxopts::value<std::string>()->default_value("0"))
       ("limit-test", "use only the first N test images (0: all)",
-       cxxopts::value<int64_t>()->default_value("0"))
+       cxxopts::value<std::string>()->default_value("0"))
       ("out-dir", "run directory for history.csv, summary.json, model.pt, mean.pt, plot.png; "
        "default runs/<dataset>-<time>", cxxopts::value<std::string>()->default_value(""))
       ("verbose", "0 silent, 1 progress bar (default on a terminal), 2 one line per epoch "
-       "(default otherwise)", cxxopts::value<int64_t>())
+       "(default otherwise)", cxxopts::value<std::string>())
       ("h,help", "show this help");
   return o;
 }
@@ -96,9 +98,25 @@ T get(const cxxopts::ParseResult& r, const std::string& flag) {
   }
 }
 
+// Numbers are parsed here rather than by cxxopts so that every message names its flag.
 int64_t int_at_least(const cxxopts::ParseResult& r, const std::string& flag, int64_t min) {
-  const auto v = get<int64_t>(r, flag);
+  const auto text = get<std::string>(r, flag);
+  int64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size()) {
+    throw InputError(fmt::format("--{} '{}': expected an integer >= {}", flag, text, min));
+  }
   if (v < min) throw InputError(fmt::format("--{} {}: expected an integer >= {}", flag, v, min));
+  return v;
+}
+
+double number(const cxxopts::ParseResult& r, const std::string& flag) {
+  const auto text = get<std::string>(r, flag);
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size()) {
+    throw InputError(fmt::format("--{} '{}': expected a number", flag, text));
+  }
   return v;
 }
 
@@ -120,15 +138,15 @@ train::TrainConfig parse_train(const cxxopts::ParseResult& r) {
   c.batch_per_device = int_at_least(r, "batch-per-device", 1);
   c.threads = int_at_least(r, "threads", 0);
   c.seed = static_cast<uint64_t>(int_at_least(r, "seed", 0));
-  c.lr = get<double>(r, "lr");
+  c.lr = number(r, "lr");
   if (!std::isfinite(c.lr) || c.lr <= 0) {
     throw InputError(fmt::format("--lr {}: expected a finite number > 0", c.lr));
   }
-  c.power = get<double>(r, "power");
+  c.power = number(r, "power");
   if (!std::isfinite(c.power) || c.power < 0) {
     throw InputError(fmt::format("--power {}: expected a finite number >= 0", c.power));
   }
-  c.momentum = get<double>(r, "momentum");
+  c.momentum = number(r, "momentum");
   if (!std::isfinite(c.momentum) || c.momentum < 0 || c.momentum >= 1) {
     throw InputError(fmt::format("--momentum {}: expected a number in [0, 1)", c.momentum));
   }

@@ -1,2 +1,156 @@
+// The command line: defaults, every refusal (exit code 2 and a message naming the flag).
 #include <gtest/gtest.h>
-TEST(Placeholder, Builds) {}
+#include <sys/wait.h>
+
+#include <fstream>
+
+#include "Fixtures.h"
+#include "app/Cli.h"
+#include "data/InputError.h"
+
+using mgpu::app::Command;
+using mgpu::app::parse_command_line;
+using mgpu::testing::TempDir;
+
+namespace {
+
+std::string refusal(std::vector<std::string> args) {
+  args.insert(args.begin(), "mgpu");
+  try {
+    parse_command_line(args);
+  } catch (const mgpu::data::InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+struct Run {
+  int code;
+  std::string err;
+};
+
+// Runs the real binary; returns its exit code and standard error.
+Run run_mgpu(const std::string& args) {
+  TempDir tmp;
+  const auto err_file = tmp.path() / "stderr";
+  const std::string cmd =
+      std::string(MGPU_BINARY) + " " + args + " > /dev/null 2> " + err_file.string();
+  const int status = std::system(cmd.c_str());
+  std::ifstream in(err_file);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+          {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()}};
+}
+
+}  // namespace
+
+TEST(Cli, TrainDefaultsAreTheTutorials) {
+  const Command cmd = parse_command_line({"mgpu", "train", "--gpus", "0"});
+  ASSERT_EQ(cmd.kind, Command::Kind::kTrain);
+  EXPECT_EQ(cmd.train.epochs, 70);
+  EXPECT_DOUBLE_EQ(cmd.train.lr, 5e-3);
+  EXPECT_DOUBLE_EQ(cmd.train.momentum, 0.9);
+  EXPECT_DOUBLE_EQ(cmd.train.power, 1.0);
+  EXPECT_EQ(cmd.train.batch_per_device, 64);
+  EXPECT_EQ(cmd.train.gpus, 0);
+  EXPECT_EQ(cmd.train.data.dataset, "auto");
+}
+
+TEST(Cli, TrainFlagsAreRead) {
+  const Command cmd = parse_command_line(
+      {"mgpu", "train", "--output", "p.png", "--gpus", "0", "--dataset", "cifar10", "--data-dir",
+       "d", "--epochs", "3", "--lr", "0.01", "--power", "2", "--momentum", "0.5",
+       "--batch-per-device", "32", "--seed", "9", "--threads", "2", "--limit-train", "100",
+       "--limit-test", "50", "--out-dir", "o", "--verbose", "0"});
+  const auto& t = cmd.train;
+  EXPECT_EQ(t.plot_path, "p.png");
+  EXPECT_EQ(t.data.dataset, "cifar10");
+  EXPECT_EQ(t.data.data_dir, "d");
+  EXPECT_EQ(t.epochs, 3);
+  EXPECT_DOUBLE_EQ(t.lr, 0.01);
+  EXPECT_DOUBLE_EQ(t.power, 2.0);
+  EXPECT_DOUBLE_EQ(t.momentum, 0.5);
+  EXPECT_EQ(t.batch_per_device, 32);
+  EXPECT_EQ(t.seed, 9u);
+  EXPECT_EQ(t.threads, 2);
+  EXPECT_EQ(t.data.limit_train, 100);
+  EXPECT_EQ(t.data.limit_test, 50);
+  EXPECT_EQ(t.out_dir, "o");
+  EXPECT_EQ(t.verbose, 0);
+}
+
+TEST(Cli, RefusalsNameTheFlag) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"train", "--epochs", "0"}, "--epochs 0"},
+      {{"train", "--epochs", "-3"}, "--epochs -3"},
+      {{"train", "--batch-per-device", "0"}, "--batch-per-device 0"},
+      {{"train", "--batch-per-device", "many"}, "many"},
+      {{"train", "--lr", "nan"}, "lr"},
+      {{"train", "--lr", "inf"}, "lr"},
+      {{"train", "--lr", "-0.1"}, "--lr -0.1"},
+      {{"train", "--lr", "0"}, "--lr 0"},
+      {{"train", "--momentum", "1"}, "--momentum 1"},
+      {{"train", "--power", "-1"}, "--power -1"},
+      {{"train", "--gpus", "-1"}, "--gpus -1"},
+      {{"train", "--threads", "-2"}, "--threads -2"},
+      {{"train", "--limit-train", "-5"}, "--limit-train -5"},
+      {{"train", "--verbose", "3"}, "--verbose 3"},
+      {{"train", "--seed", "-1"}, "--seed -1"},
+      {{"train", "--dataset", "imagenet"}, "--dataset 'imagenet'"},
+      {{"train", "--no-such-flag"}, "no-such-flag"},
+      {{"train", "stray"}, "stray"},
+      {{"fly"}, "unknown command 'fly'"},
+      {{"plot"}, "history.csv"},
+  };
+  for (const auto& [args, needle] : cases) {
+    const std::string msg = refusal(args);
+    EXPECT_NE(msg.find(needle), std::string::npos)
+        << "args: " << args.back() << " gave: '" << msg << "'";
+  }
+}
+
+TEST(Cli, HelpExplainsEveryFlag) {
+  const Command cmd = parse_command_line({"mgpu", "train", "--help"});
+  ASSERT_EQ(cmd.kind, Command::Kind::kHelp);
+  for (const char* flag : {"--output", "--gpus", "--dataset", "--data-dir", "--epochs", "--lr",
+                           "--power", "--momentum", "--batch-per-device", "--seed", "--threads",
+                           "--limit-train", "--limit-test", "--out-dir", "--verbose"}) {
+    EXPECT_NE(cmd.help.find(flag), std::string::npos) << flag;
+  }
+  EXPECT_EQ(parse_command_line({"mgpu"}).kind, Command::Kind::kHelp);
+}
+
+TEST(CliBinary, BadUsageExitsWithTwoAndAMessage) {
+  auto r = run_mgpu("train --epochs 0");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("mgpu: error: --epochs 0"), std::string::npos) << r.err;
+  r = run_mgpu("train --lr nan");
+  EXPECT_EQ(r.code, 2) << r.err;
+  r = run_mgpu("bogus");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_EQ(run_mgpu("--help").code, 0);
+}
+
+TEST(CliBinary, MissingDataIsAnInputError) {
+  TempDir tmp;
+  auto r = run_mgpu("train --gpus 0 --dataset cifar10 --data-dir " + (tmp.path() / "none").string());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("no CIFAR-10 files in"), std::string::npos) << r.err;
+}
+
+TEST(CliBinary, UnwritableOutDirIsRefusedBeforeTraining) {
+  TempDir tmp;
+  mgpu::testing::write_cifar_dir(tmp.path() / "data", 2);
+  std::ofstream(tmp.path() / "file") << "x";
+  auto r = run_mgpu("train --gpus 0 --data-dir " + (tmp.path() / "data").string() +
+                    " --out-dir " + (tmp.path() / "file" / "run").string());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--out-dir"), std::string::npos) << r.err;
+}
+
+TEST(CliBinary, AGpuAskedForWithoutOneIsRefused) {
+  if (torch::cuda::is_available()) GTEST_SKIP() << "a GPU is visible";
+  auto r = run_mgpu("train --gpus 1");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--gpus 1 asks for 1 GPU(s) but none is visible"), std::string::npos)
+      << r.err;
+}

@@ -1,0 +1,82 @@
+// Small data files that the tests write for themselves: CIFAR-10 records and IDX files.
+#pragma once
+
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace mgpu::testing {
+
+/// A fresh empty folder under the system temp dir, removed when the object dies.
+class TempDir {
+ public:
+  TempDir() {
+    static int counter = 0;
+    path_ = std::filesystem::temp_directory_path() /
+            ("mgpu-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline void write_bytes(const std::filesystem::path& file, const std::vector<uint8_t>& bytes) {
+  std::ofstream out(file, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+/// CIFAR-10 records: record r has label labels[r] and pixel p (0..3071) = (r * 7 + p) % 256.
+inline std::vector<uint8_t> cifar_records(const std::vector<uint8_t>& labels) {
+  std::vector<uint8_t> bytes;
+  for (size_t r = 0; r < labels.size(); ++r) {
+    bytes.push_back(labels[r]);
+    for (int p = 0; p < 3072; ++p) bytes.push_back(static_cast<uint8_t>((r * 7 + p) % 256));
+  }
+  return bytes;
+}
+
+/// The official layout: dir/cifar-10-batches-bin/data_batch_1..5.bin and test_batch.bin,
+/// each with `per_file` records whose labels cycle 0..9.
+inline std::filesystem::path write_cifar_dir(const std::filesystem::path& dir, int per_file) {
+  const auto bin = dir / "cifar-10-batches-bin";
+  std::filesystem::create_directories(bin);
+  std::vector<uint8_t> labels;
+  for (int i = 0; i < per_file; ++i) labels.push_back(static_cast<uint8_t>(i % 10));
+  for (int b = 1; b <= 5; ++b) {
+    write_bytes(bin / ("data_batch_" + std::to_string(b) + ".bin"), cifar_records(labels));
+  }
+  write_bytes(bin / "test_batch.bin", cifar_records(labels));
+  return bin;
+}
+
+/// An unsigned-byte IDX file: magic 0x000008<dims>, big-endian sizes, then the data.
+inline std::vector<uint8_t> idx_bytes(const std::vector<uint32_t>& shape,
+                                      const std::vector<uint8_t>& data) {
+  std::vector<uint8_t> bytes = {0, 0, 0x08, static_cast<uint8_t>(shape.size())};
+  for (uint32_t s : shape) {
+    for (int shift = 24; shift >= 0; shift -= 8) bytes.push_back(static_cast<uint8_t>(s >> shift));
+  }
+  bytes.insert(bytes.end(), data.begin(), data.end());
+  return bytes;
+}
+
+inline void write_gz(const std::filesystem::path& file, const std::vector<uint8_t>& bytes) {
+  gzFile f = gzopen(file.c_str(), "wb");
+  gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
+  gzclose(f);
+}
+
+}  // namespace mgpu::testing
