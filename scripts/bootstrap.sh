@@ -37,7 +37,11 @@ else
 fi
 
 BUILD_DIR="${MGPU_BUILD_DIR:-build}"
+mkdir -p "$BUILD_DIR"
+echo "== configuring $BUILD_DIR (log: $BUILD_DIR/configure.log)"
+# shellcheck disable=SC2086  # MGPU_CMAKE_ARGS holds several words on purpose
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMGPU_PYTHON="$VENV/bin/python" \
-  ${MGPU_CMAKE_ARGS:-} > "$BUILD_DIR.configure.log" 2>&1 || { cat "$BUILD_DIR.configure.log"; exit 1; }
+  ${MGPU_CMAKE_ARGS:-} > "$BUILD_DIR/configure.log" 2>&1 || { cat "$BUILD_DIR/configure.log"; exit 1; }
+echo "== building $BUILD_DIR"
 # Two jobs: each LibTorch translation unit takes about 1.5 GB to compile.
 cmake --build "$BUILD_DIR" -j "${MGPU_JOBS:-2}"

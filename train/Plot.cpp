@@ -3,6 +3,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <sstream>
 #include <tuple>
@@ -79,6 +80,7 @@ void plot_history(const History& history, const fs::path& png, const std::string
       gp << "set title " << quoted("Training Loss and Accuracy\n" + subtitle) << "\n";
       gp << "set xlabel 'Epoch #'\nset ylabel 'Loss/Accuracy'\nset grid\nset key outside right\n";
       gp << "set xrange [0.5:" << history.size() + 0.5 << "]\n";
+      gp << "set xtics " << std::max<size_t>(1, history.size() / 10) << "\n";  // whole epochs
       const char* style = history.size() > 1 ? "lines lw 2" : "linespoints pt 7 lw 2";
       gp << "plot '-' with " << style << " title 'train_loss', '-' with " << style
          << " title 'val_loss', '-' with " << style << " title 'train_acc', '-' with " << style

@@ -47,7 +47,7 @@ void prepare_dir(const fs::path& dir, const std::string& flag) {
 
 nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& data,
                             const std::string& device, int64_t threads, int64_t parameters,
-                            const History& history, double seconds) {
+                            const History& history, double seconds, double images_per_second) {
   nlohmann::json j;
   j["model"] = "minigooglenet";
   j["parameters"] = parameters;
@@ -68,6 +68,7 @@ nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& da
                  {"seed", config.seed}};
   j["epochs_completed"] = history.size();
   j["seconds"] = seconds;
+  j["train_images_per_second"] = images_per_second;
   if (!history.empty()) {
     const auto& last = history.back();
     j["final"] = {{"loss", last.loss},
@@ -137,13 +138,15 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
                    [&](const fs::path& tmp) { torch::save(mean, tmp.string()); });
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   const auto summary = summary_json(config, data, device_text, threads, parameters,
-                                    result.history, result.seconds);
+                                    result.history, result.seconds, trainer.images_per_second());
   write_text_atomically(result.out_dir / "summary.json", summary.dump(2) + "\n");
   if (plotting) {
     plot_history(result.history, plot_path,
                  fmt::format("{}, MiniGoogLeNet, {}", data.name, device_text));
     progress.info(fmt::format("plot: {}", plot_path.string()));
   }
+  progress.info(fmt::format("training throughput: {:.1f} images/s (training steps only)",
+                            trainer.images_per_second()));
   progress.info(fmt::format("total wall time: {:.1f}s ({:.1f} min); final val_acc {:.4f}",
                             result.seconds, result.seconds / 60, result.history.back().val_acc));
   return result;

@@ -39,6 +39,8 @@ class Trainer {
                                                      const torch::Tensor& labels);
 
   void set_lr(double lr);
+  /// Training images per second over all epochs so far (training steps only, no evaluation).
+  double images_per_second() const { return train_seconds_ > 0 ? train_images_ / train_seconds_ : 0; }
   torch::nn::AnyModule& model() { return model_; }
   torch::Device device() const { return device_; }
 
@@ -50,6 +52,7 @@ class Trainer {
   torch::optim::SGD optimizer_;
   data::Augmenter augment_;
   torch::Generator shuffle_;  // CPU generator for the per-epoch permutation
+  double train_seconds_ = 0, train_images_ = 0;
 };
 
 }  // namespace mgpu::train
