@@ -147,6 +147,16 @@ TEST(CliBinary, UnwritableOutDirIsRefusedBeforeTraining) {
   EXPECT_NE(r.err.find("--out-dir"), std::string::npos) << r.err;
 }
 
+TEST(CliBinary, FewerImagesThanOneBatchIsAnInputError) {
+  TempDir tmp;
+  mgpu::testing::write_cifar_dir(tmp.path() / "data", 10);
+  auto r = run_mgpu("train --gpus 0 --verbose 0 --data-dir " + (tmp.path() / "data").string() +
+                    " --limit-train 20 --batch-per-device 32 --out-dir " +
+                    (tmp.path() / "run").string());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("fewer than one batch of 32"), std::string::npos) << r.err;
+}
+
 TEST(CliBinary, AGpuAskedForWithoutOneIsRefused) {
   if (torch::cuda::is_available()) GTEST_SKIP() << "a GPU is visible";
   auto r = run_mgpu("train --gpus 1");

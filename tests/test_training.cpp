@@ -70,6 +70,7 @@ TEST(Training, LearnsPatternsAndTheLossFalls) {
   EXPECT_DOUBLE_EQ(history[0].lr, 5e-3);
   EXPECT_DOUBLE_EQ(history[3].lr, 5e-3 * 0.25);
   EXPECT_TRUE(out.str().empty());  // verbose 0 is silent
+  EXPECT_GT(trainer.images_per_second(), 0.0);
 }
 
 TEST(Training, SameSeedGivesIdenticalWeights) {

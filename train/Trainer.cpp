@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "data/InputError.h"
 #include "data/Preprocess.h"
 #include "train/LrSchedule.h"
 
@@ -83,9 +84,10 @@ History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Prog
   const int64_t batch = config_.batch_per_device;
   const int64_t steps = train.size() / batch;  // full batches only, as Keras' generator
   if (steps == 0) {
-    throw std::runtime_error(fmt::format("the training set has {} images, fewer than one batch "
-                                         "of {}",
-                                         train.size(), batch));
+    throw data::InputError(fmt::format(
+        "the training set has {} images, fewer than one batch of {} (see --limit-train and "
+        "--batch-per-device)",
+        train.size(), batch));
   }
   auto& module = *model_.ptr();
   module.train();
@@ -120,7 +122,9 @@ History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Prog
         progress.update(step, loss, acc);
       }
     }
-    const auto [loss, acc] = running(steps);
+    const auto [loss, acc] = running(steps);  // reads the device: training work is done
+    train_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
+    train_images_ += static_cast<double>(steps * batch);
     const Metrics val = evaluate(test_d);
     EpochStats stats;
     stats.epoch = epoch + 1;
