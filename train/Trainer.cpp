@@ -14,9 +14,9 @@ namespace mgpu::train {
 
 namespace {
 
-torch::optim::SGD make_sgd(torch::nn::Module& model, const TrainConfig& config) {
-  return torch::optim::SGD(model.parameters(),
-                           torch::optim::SGDOptions(config.lr).momentum(config.momentum));
+torch::nn::AnyModule on_device(torch::nn::AnyModule model, torch::Device device) {
+  model.ptr()->to(device);
+  return model;
 }
 
 // Seeds for the independent random streams of a run, all derived from --seed.
@@ -28,10 +28,11 @@ constexpr uint64_t kAugmentStream = 2;
 Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model, torch::Device device,
                  const torch::Tensor& mean)
     : config_(config),
-      model_(std::move(model)),
+      model_(on_device(std::move(model), device)),
       device_(device),
       mean_(mean.to(device)),
-      optimizer_((model_.ptr()->to(device), make_sgd(*model_.ptr(), config))),
+      optimizer_(model_.ptr()->parameters(),
+                 torch::optim::SGDOptions(config.lr).momentum(config.momentum)),
       augment_(data::AugmentOptions{}, config.seed + kAugmentStream),
       shuffle_(at::detail::createCPUGenerator(config.seed + kShuffleStream)) {}
 
