@@ -30,11 +30,11 @@ struct Run {
 };
 
 // Runs the real binary; returns its exit code and standard error.
-Run run_mgpu(const std::string& args) {
+Run run_mgpu(const std::string& args, const std::string& prefix = "") {
   TempDir tmp;
   const auto err_file = tmp.path() / "stderr";
   const std::string cmd =
-      std::string(MGPU_BINARY) + " " + args + " > /dev/null 2> " + err_file.string();
+      prefix + std::string(MGPU_BINARY) + " " + args + " > /dev/null 2> " + err_file.string();
   const int status = std::system(cmd.c_str());
   std::ifstream in(err_file);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1,
@@ -155,6 +155,44 @@ TEST(CliBinary, FewerImagesThanOneBatchIsAnInputError) {
                     (tmp.path() / "run").string());
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("fewer than one batch of 32"), std::string::npos) << r.err;
+}
+
+TEST(CliBinary, WithoutGnuplotARunWarnsAndKeepsEverythingElse) {
+  TempDir tmp;
+  mgpu::testing::write_cifar_dir(tmp.path() / "data", 20);
+  const auto run = tmp.path() / "run";
+  auto r = run_mgpu("train --gpus 0 --verbose 0 --epochs 1 --batch-per-device 16 --threads 2 "
+                    "--limit-train 32 --limit-test 8 --data-dir " +
+                        (tmp.path() / "data").string() + " --out-dir " + run.string(),
+                    "env PATH=/nonexistent ");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("warning: no plot will be drawn: "), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(run / "plot.png"));
+  for (const char* name : {"history.csv", "summary.json", "model.pt", "mean.pt"}) {
+    EXPECT_TRUE(std::filesystem::is_regular_file(run / name)) << name;
+  }
+  r = run_mgpu("plot " + (run / "history.csv").string() + " --output " +
+                   (tmp.path() / "p.png").string(),
+               "env PATH=/nonexistent ");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("cannot plot"), std::string::npos) << r.err;
+}
+
+TEST(CliBinary, PlotRedrawsFromHistory) {
+  TempDir tmp;
+  std::ofstream(tmp.path() / "h.csv") << "epoch,lr,seconds,loss,acc,val_loss,val_acc\n"
+                                       << "1,0.005,60,1.9,0.3,1.7,0.4\n2,0.0025,60,1.5,0.45,1.4,0.5\n";
+  auto r = run_mgpu("plot " + (tmp.path() / "h.csv").string() + " --output " +
+                    (tmp.path() / "out" / "p.png").string());
+  if (r.code == 1 && r.err.find("cannot plot") != std::string::npos) {
+    GTEST_SKIP() << "this build or machine cannot plot: " << r.err;
+  }
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_GT(std::filesystem::file_size(tmp.path() / "out" / "p.png"), 1000u);
+  EXPECT_FALSE(std::filesystem::exists(tmp.path() / "out" / "p.png.tmp"));
+  r = run_mgpu("plot " + (tmp.path() / "missing.csv").string());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("missing.csv"), std::string::npos) << r.err;
 }
 
 TEST(CliBinary, AGpuAskedForWithoutOneIsRefused) {

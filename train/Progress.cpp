@@ -17,11 +17,14 @@ std::string seconds_text(double s) {
 
 }  // namespace
 
-Progress::Progress(int verbose, std::ostream& out) : verbose_(verbose), out_(out) {}
+Progress::Progress(int verbose, std::ostream& out, std::ostream& err)
+    : verbose_(verbose), out_(out), err_(err) {}
 
 void Progress::info(const std::string& line) {
   if (verbose_ > 0) out_ << line << '\n' << std::flush;
 }
+
+void Progress::warn(const std::string& line) { err_ << "warning: " << line << '\n' << std::flush; }
 
 void Progress::epoch_begin(int64_t epoch, int64_t epochs, int64_t steps) {
   epoch_ = epoch;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <iostream>
 #include <ostream>
 #include <string>
 
@@ -12,10 +13,12 @@ namespace mgpu::train {
 
 class Progress {
  public:
-  Progress(int verbose, std::ostream& out);
+  Progress(int verbose, std::ostream& out, std::ostream& err = std::cerr);
 
   /// A line of run information (device, sizes, totals); shown unless verbose is 0.
   void info(const std::string& line);
+  /// A warning, on the error stream, shown at every verbosity.
+  void warn(const std::string& line);
 
   void epoch_begin(int64_t epoch, int64_t epochs, int64_t steps);
   /// Whether the bar wants fresh figures after this step: at most ten redraws a second, so
@@ -30,6 +33,7 @@ class Progress {
 
   int verbose_;
   std::ostream& out_;
+  std::ostream& err_;
   int64_t epoch_ = 0, epochs_ = 0, steps_ = 0;
   Clock::time_point epoch_start_, last_draw_;
 };

@@ -124,7 +124,7 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
                             "writing to {}",
                             config.epochs, config.batch_per_device, config.lr, config.power,
                             config.momentum, result.out_dir.string()));
-  if (!plotting) progress.info(fmt::format("warning: no plot will be drawn: {}", no_plot_reason));
+  if (!plotting) progress.warn(fmt::format("no plot will be drawn: {}", no_plot_reason));
 
   auto save_epoch = [&](const History& history) {
     write_text_atomically(result.out_dir / "history.csv", history_csv(history));
