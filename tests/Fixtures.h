@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "data/InputError.h"
+
 namespace mgpu::testing {
 
 /// A fresh empty folder under the system temp dir, removed when the object dies.
@@ -32,6 +34,17 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+/// The InputError message of f(), or "" if f() did not throw one.
+template <typename F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const mgpu::data::InputError& e) {
+    return e.what();
+  }
+  return "";
+}
 
 inline void write_bytes(const std::filesystem::path& file, const std::vector<uint8_t>& bytes) {
   std::ofstream out(file, std::ios::binary | std::ios::trunc);

@@ -8,23 +8,9 @@
 
 using namespace mgpu::data;
 using mgpu::testing::TempDir;
+using mgpu::testing::error_of;
 using mgpu::testing::cifar_records;
 using mgpu::testing::write_bytes;
-
-namespace {
-
-// The InputError message of f(), or "" if f() did not throw one.
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "";
-}
-
-}  // namespace
 
 TEST(Cifar10, ReadsLabelsAndPlanarPixels) {
   TempDir tmp;

@@ -7,21 +7,12 @@
 
 using namespace mgpu::data;
 using mgpu::testing::TempDir;
+using mgpu::testing::error_of;
 using mgpu::testing::idx_bytes;
 using mgpu::testing::write_bytes;
 using mgpu::testing::write_gz;
 
 namespace {
-
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "";
-}
 
 std::vector<uint8_t> ramp(size_t n) {
   std::vector<uint8_t> v(n);
