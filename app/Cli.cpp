@@ -47,6 +47,12 @@ cxxopts::Options train_options() {
       ("momentum", "SGD momentum, in [0, 1)", cxxopts::value<std::string>()->default_value("0.9"))
       ("batch-per-device", "images per step on each device",
        cxxopts::value<std::string>()->default_value("64"))
+      ("cpu-replicas", "with --gpus 0: data-parallel replicas on the CPU (threads of this "
+       "process, gradients summed every step)", cxxopts::value<std::string>()->default_value("1"))
+      ("accumulate", "micro-batches per optimizer step on each replica: one device with "
+       "--accumulate K reproduces K replicas", cxxopts::value<std::string>()->default_value("1"))
+      ("comm-timeout", "seconds a replica waits for its peers in a collective before the run "
+       "fails", cxxopts::value<std::string>()->default_value("300"))
       ("seed", "seed of weights, shuffling, augmentation and dropout",
        cxxopts::value<std::string>()->default_value("42"))
       ("threads", "LibTorch CPU threads; 0: all cores", cxxopts::value<std::string>()->default_value("0"))
@@ -136,6 +142,16 @@ train::TrainConfig parse_train(const cxxopts::ParseResult& r) {
   c.data.limit_test = int_at_least(r, "limit-test", 0);
   c.epochs = int_at_least(r, "epochs", 1);
   c.batch_per_device = int_at_least(r, "batch-per-device", 1);
+  c.cpu_replicas = int_at_least(r, "cpu-replicas", 1);
+  if (c.cpu_replicas > 1 && c.gpus > 0) {
+    throw InputError(fmt::format("--cpu-replicas {} needs --gpus 0", c.cpu_replicas));
+  }
+  c.accumulate = int_at_least(r, "accumulate", 1);
+  c.comm_timeout_s = number(r, "comm-timeout");
+  if (!std::isfinite(c.comm_timeout_s) || c.comm_timeout_s <= 0) {
+    throw InputError(
+        fmt::format("--comm-timeout {}: expected a finite number of seconds > 0", c.comm_timeout_s));
+  }
   c.threads = int_at_least(r, "threads", 0);
   c.seed = static_cast<uint64_t>(int_at_least(r, "seed", 0));
   c.lr = number(r, "lr");

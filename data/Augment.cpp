@@ -22,16 +22,21 @@ torch::Tensor shift_and_flip(const torch::Tensor& batch, const torch::Tensor& dx
 Augmenter::Augmenter(AugmentOptions options, uint64_t seed)
     : options_(options), generator_(at::detail::createCPUGenerator(seed)) {}
 
-Augmenter::Draw Augmenter::draw(int64_t batch, int64_t height, int64_t width) {
+Augmenter::Draw Augmenter::draw(const AugmentOptions& options, torch::Generator& generator,
+                                int64_t batch, int64_t height, int64_t width) {
   auto uniform = [&](double range) {  // round(U(-range, range)), int64 [batch]
-    return ((torch::rand({batch}, generator_) * 2 - 1) * range).round().to(torch::kInt64);
+    return ((torch::rand({batch}, generator) * 2 - 1) * range).round().to(torch::kInt64);
   };
   Draw d;
-  d.dx = uniform(options_.width_shift * static_cast<double>(width));
-  d.dy = uniform(options_.height_shift * static_cast<double>(height));
-  d.flip = options_.horizontal_flip ? torch::rand({batch}, generator_) < 0.5
-                                    : torch::zeros({batch}, torch::kBool);
+  d.dx = uniform(options.width_shift * static_cast<double>(width));
+  d.dy = uniform(options.height_shift * static_cast<double>(height));
+  d.flip = options.horizontal_flip ? torch::rand({batch}, generator) < 0.5
+                                   : torch::zeros({batch}, torch::kBool);
   return d;
+}
+
+Augmenter::Draw Augmenter::draw(int64_t batch, int64_t height, int64_t width) {
+  return draw(options_, generator_, batch, height, width);
 }
 
 torch::Tensor Augmenter::operator()(const torch::Tensor& batch) {

@@ -34,6 +34,9 @@ class Augmenter {
     torch::Tensor dx, dy, flip;
   };
   Draw draw(int64_t batch, int64_t height, int64_t width);
+  /// The same from any CPU generator (the trainer draws a whole epoch at once).
+  static Draw draw(const AugmentOptions& options, torch::Generator& generator, int64_t batch,
+                   int64_t height, int64_t width);
 
  private:
   AugmentOptions options_;

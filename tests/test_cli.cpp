@@ -95,6 +95,11 @@ TEST(Cli, RefusalsNameTheFlag) {
       {{"train", "--limit-train", "-5"}, "--limit-train -5"},
       {{"train", "--verbose", "3"}, "--verbose 3"},
       {{"train", "--seed", "-1"}, "--seed -1"},
+      {{"train", "--cpu-replicas", "0"}, "--cpu-replicas 0"},
+      {{"train", "--gpus", "1", "--cpu-replicas", "2"}, "--cpu-replicas 2 needs --gpus 0"},
+      {{"train", "--accumulate", "0"}, "--accumulate 0"},
+      {{"train", "--comm-timeout", "0"}, "--comm-timeout 0"},
+      {{"train", "--comm-timeout", "nan"}, "--comm-timeout nan"},
       {{"train", "--dataset", "imagenet"}, "--dataset 'imagenet'"},
       {{"train", "--no-such-flag"}, "no-such-flag"},
       {{"train", "stray"}, "stray"},
@@ -113,7 +118,8 @@ TEST(Cli, HelpExplainsEveryFlag) {
   ASSERT_EQ(cmd.kind, Command::Kind::kHelp);
   for (const char* flag : {"--output", "--gpus", "--dataset", "--data-dir", "--epochs", "--lr",
                            "--power", "--momentum", "--batch-per-device", "--seed", "--threads",
-                           "--limit-train", "--limit-test", "--out-dir", "--verbose"}) {
+                           "--limit-train", "--limit-test", "--out-dir", "--verbose",
+                           "--cpu-replicas", "--accumulate", "--comm-timeout"}) {
     EXPECT_NE(cmd.help.find(flag), std::string::npos) << flag;
   }
   EXPECT_EQ(parse_command_line({"mgpu"}).kind, Command::Kind::kHelp);
@@ -154,7 +160,7 @@ TEST(CliBinary, FewerImagesThanOneBatchIsAnInputError) {
                     " --limit-train 20 --batch-per-device 32 --out-dir " +
                     (tmp.path() / "run").string());
   EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.err.find("fewer than one batch of 32"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("fewer than one global batch of 32"), std::string::npos) << r.err;
 }
 
 TEST(CliBinary, WithoutGnuplotARunWarnsAndKeepsEverythingElse) {

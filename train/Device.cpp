@@ -21,10 +21,16 @@ torch::Device select_device(int64_t gpus) {
   }
   if (gpus > 1) {
     throw data::InputError(fmt::format(
-        "--gpus {}: this build trains on one device; data-parallel replicas are not available",
+        "--gpus {}: replicas on several GPUs need the NCCL backend, which this build does not "
+        "have yet; use --gpus 1, or --gpus 0 --cpu-replicas N for CPU replicas",
         gpus));
   }
   return torch::Device(torch::kCUDA, 0);
+}
+
+std::vector<torch::Device> select_devices(int64_t gpus, int64_t cpu_replicas) {
+  if (gpus == 0) return std::vector<torch::Device>(static_cast<size_t>(cpu_replicas), torch::kCPU);
+  return {select_device(gpus)};
 }
 
 std::string describe_device(const torch::Device& device) {

@@ -47,7 +47,7 @@ void prepare_dir(const fs::path& dir, const std::string& flag) {
 
 nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& data,
                             const std::string& device, int64_t threads, int64_t parameters,
-                            const History& history, double seconds, double images_per_second) {
+                            const Trainer& trainer, const History& history, double seconds) {
   nlohmann::json j;
   j["model"] = "minigooglenet";
   j["parameters"] = parameters;
@@ -63,12 +63,14 @@ nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& da
                  {"power", config.power},
                  {"momentum", config.momentum},
                  {"batch_per_device", config.batch_per_device},
-                 {"global_batch", config.batch_per_device * std::max<int64_t>(config.gpus, 1)},
+                 {"accumulate", config.accumulate},
+                 {"replicas", trainer.replicas()},
+                 {"global_batch", trainer.global_batch()},
                  {"gpus", config.gpus},
                  {"seed", config.seed}};
   j["epochs_completed"] = history.size();
   j["seconds"] = seconds;
-  j["train_images_per_second"] = images_per_second;
+  j["train_images_per_second"] = trainer.images_per_second();
   if (!history.empty()) {
     const auto& last = history.back();
     j["final"] = {{"loss", last.loss},
@@ -88,7 +90,7 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
   Progress progress(config.verbose, out);
-  const torch::Device device = select_device(config.gpus);
+  const std::vector<torch::Device> devices = select_devices(config.gpus, config.cpu_replicas);
   const int64_t threads = set_threads(config.threads);
 
   data::DataSplit data = data::load_data(config.data);
@@ -110,9 +112,10 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
                                 .num_classes(static_cast<int64_t>(data.class_names.size())));
   const int64_t parameters = models::count_parameters(*net);
   const torch::Tensor mean = data::mean_image(data.train.images);
-  Trainer trainer(config, torch::nn::AnyModule(net), device, mean);
+  Trainer trainer(config, torch::nn::AnyModule(net), devices, mean);
 
-  const std::string device_text = describe_device(device);
+  std::string device_text = describe_device(devices[0]);
+  if (devices.size() > 1) device_text = fmt::format("{} x {}", devices.size(), device_text);
   progress.info(fmt::format("device: {}, LibTorch threads: {}", device_text, threads));
   progress.info(fmt::format("data: {} from {}: {} train, {} test images of {}x{}x{}, {} classes",
                             data.name, data.source, data.train.size(), data.test.size(), shape[1],
@@ -120,9 +123,10 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
   progress.info(fmt::format("model: MiniGoogLeNet, {} trainable parameters (the tutorial's "
                             "Keras model has 1,712 more: conv biases that batch norm cancels)",
                             parameters));
-  progress.info(fmt::format("training {} epochs, batch {}, lr {} (power {}), momentum {}; "
-                            "writing to {}",
-                            config.epochs, config.batch_per_device, config.lr, config.power,
+  progress.info(fmt::format("training {} epochs, global batch {} ({} replica(s) x {} images x {} "
+                            "micro-batch(es)), lr {} (power {}), momentum {}; writing to {}",
+                            config.epochs, trainer.global_batch(), trainer.replicas(),
+                            config.batch_per_device, config.accumulate, config.lr, config.power,
                             config.momentum, result.out_dir.string()));
   if (!plotting) progress.warn(fmt::format("no plot will be drawn: {}", no_plot_reason));
 
@@ -137,8 +141,8 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
   write_atomically(result.out_dir / "mean.pt",
                    [&](const fs::path& tmp) { torch::save(mean, tmp.string()); });
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  const auto summary = summary_json(config, data, device_text, threads, parameters,
-                                    result.history, result.seconds, trainer.images_per_second());
+  const auto summary = summary_json(config, data, device_text, threads, parameters, trainer,
+                                    result.history, result.seconds);
   write_text_atomically(result.out_dir / "summary.json", summary.dump(2) + "\n");
   if (plotting) {
     plot_history(result.history, plot_path,

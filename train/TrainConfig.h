@@ -16,7 +16,10 @@ struct TrainConfig {
   double lr = 5e-3;               // initial learning rate
   double power = 1.0;             // lr_e = lr * (1 - e / epochs)^power
   double momentum = 0.9;
-  int64_t batch_per_device = 64;  // global batch = batch_per_device * max(gpus, 1)
+  int64_t cpu_replicas = 1;       // with gpus == 0: data-parallel replicas on the CPU
+  int64_t batch_per_device = 64;  // images per replica per micro-batch
+  int64_t accumulate = 1;         // micro-batches per optimizer step on each replica
+  double comm_timeout_s = 300;    // a collective that waits longer for a peer fails
   int64_t eval_batch = 256;       // evaluation batch (no effect on results)
   uint64_t seed = 42;
   int verbose = 1;                // 0 silent, 1 progress bar, 2 one line per epoch

@@ -1,137 +1,298 @@
-// The training loop: shuffle, augment, forward, backward, SGD step; evaluate every epoch.
+// The training loop: every replica runs the same steps on its shard of each global batch,
+// the gradients are summed across replicas, and every replica takes the same SGD step.
 #include "train/Trainer.h"
 
 #include <fmt/core.h>
 
 #include <chrono>
 #include <cmath>
+#include <map>
+#include <thread>
 
-#include "data/InputError.h"
-#include "data/Preprocess.h"
-#include "train/LrSchedule.h"
+#include "data/Augment.h"      // defines: shift_and_flip, Augmenter::Draw
+#include "data/InputError.h"   // defines: InputError
+#include "data/Preprocess.h"   // defines: subtract_mean
+#include "train/LocalGroup.h"  // defines: make_local_group
+#include "train/LrSchedule.h"  // defines: poly_decay
+#include "train/Sharding.h"    // defines: shard_batch
 
 namespace mgpu::train {
 
 namespace {
 
-torch::nn::AnyModule on_device(torch::nn::AnyModule model, torch::Device device) {
-  model.ptr()->to(device);
-  return model;
-}
-
 // Seeds for the independent random streams of a run, all derived from --seed.
 constexpr uint64_t kShuffleStream = 1;
 constexpr uint64_t kAugmentStream = 2;
 
-}  // namespace
-
-Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model, torch::Device device,
-                 const torch::Tensor& mean)
-    : config_(config),
-      model_(on_device(std::move(model), device)),
-      device_(device),
-      mean_(mean.to(device)),
-      optimizer_(model_.ptr()->parameters(),
-                 torch::optim::SGDOptions(config.lr).momentum(config.momentum)),
-      augment_(data::AugmentOptions{}, config.seed + kAugmentStream),
-      shuffle_(at::detail::createCPUGenerator(config.seed + kShuffleStream)) {}
-
-void Trainer::set_lr(double lr) {
-  for (auto& group : optimizer_.param_groups()) {
-    static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
+std::string message_of(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "unknown error";
   }
 }
 
-std::pair<torch::Tensor, torch::Tensor> Trainer::train_step(const torch::Tensor& images,
-                                                            const torch::Tensor& labels) {
-  auto x = augment_(data::subtract_mean(images, mean_));  // [B, C, H, W] float
-  auto logits = model_.forward(x);                        // [B, classes]
-  auto loss = torch::nn::functional::cross_entropy(logits, labels);
-  optimizer_.zero_grad();
-  loss.backward();
-  optimizer_.step();
-  const auto batch = static_cast<double>(images.size(0));
-  auto correct = logits.detach().argmax(1).eq(labels).sum();
-  return {loss.detach() * batch, correct};
+bool is_comm_error(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const CommError&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
 }
 
-Metrics Trainer::evaluate(const data::Dataset& dataset) {
+}  // namespace
+
+struct Trainer::Replica {
+  int rank = 0;
+  torch::nn::AnyModule model;
+  torch::Device device = torch::kCPU;
+  torch::Tensor mean;   // [C, H, W] float on device
+  torch::Tensor grads;  // flat gradient buffer; every parameter's .grad is a view into it
+  std::unique_ptr<torch::optim::SGD> optimizer;
+  std::unique_ptr<Communicator> comm;
+  data::Dataset train, test;        // uint8 images and labels on device
+  torch::Tensor loss_sum, correct;  // epoch totals over all replicas, on device
+  Metrics val;                      // last evaluation
+};
+
+struct Trainer::EpochPlan {
+  int64_t epoch = 0;  // 0-based
+  int64_t steps = 0;
+  double lr = 0;
+  torch::Tensor order;    // [steps * global batch] image indices, CPU
+  data::Augmenter::Draw draw;  // one offset pair and flip per entry of order
+};
+
+Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model, torch::Device device,
+                 const torch::Tensor& mean)
+    : Trainer(config, std::move(model), std::vector<torch::Device>{device}, mean) {}
+
+Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
+                 std::vector<torch::Device> devices, const torch::Tensor& mean,
+                 std::vector<std::unique_ptr<Communicator>> comms)
+    : config_(config),
+      shuffle_(at::detail::createCPUGenerator(config.seed + kShuffleStream)),
+      augment_(at::detail::createCPUGenerator(config.seed + kAugmentStream)) {
+  const int n = static_cast<int>(devices.size());
+  TORCH_CHECK(n >= 1, "Trainer needs at least one device");
+  if (comms.empty() && n > 1) {
+    comms = make_local_group(n, std::chrono::milliseconds(
+                                    static_cast<int64_t>(config.comm_timeout_s * 1000)));
+  }
+  TORCH_CHECK(comms.empty() || static_cast<int>(comms.size()) == n,
+              "Trainer: one communicator per replica expected");
+  model.ptr()->to(devices[0]);
+  for (int r = 0; r < n; ++r) {
+    auto replica = std::make_unique<Replica>();
+    replica->rank = r;
+    replica->device = devices[r];
+    replica->model = r == 0 ? model : model.clone(devices[r]);  // all start from replica 0
+    replica->mean = mean.to(devices[r]);
+    if (!comms.empty()) replica->comm = std::move(comms[r]);
+    // Gradients live in one flat buffer so that one all-reduce moves them all.
+    auto params = replica->model.ptr()->parameters();
+    int64_t total = 0;
+    for (const auto& p : params) total += p.numel();
+    replica->grads = torch::zeros({total}, params.front().options().requires_grad(false));
+    int64_t offset = 0;
+    for (auto& p : params) {
+      p.mutable_grad() = replica->grads.narrow(0, offset, p.numel()).view_as(p);
+      offset += p.numel();
+    }
+    replica->optimizer = std::make_unique<torch::optim::SGD>(
+        params, torch::optim::SGDOptions(config.lr).momentum(config.momentum));
+    replicas_.push_back(std::move(replica));
+  }
+}
+
+Trainer::~Trainer() = default;
+
+int64_t Trainer::global_batch() const {
+  return config_.batch_per_device * replicas() * config_.accumulate;
+}
+
+torch::nn::AnyModule& Trainer::model(int64_t r) { return replicas_.at(r)->model; }
+
+void Trainer::for_each_replica(const std::function<void(Replica&)>& f) {
+  const size_t n = replicas_.size();
+  std::vector<std::exception_ptr> errors(n);
+  auto guarded = [&](size_t r) {
+    try {
+      c10::DeviceGuard device_guard(replicas_[r]->device);
+      f(*replicas_[r]);
+    } catch (...) {
+      errors[r] = std::current_exception();
+      if (replicas_[r]->comm) replicas_[r]->comm->abort(message_of(errors[r]));
+    }
+  };
+  std::vector<std::thread> threads;
+  for (size_t r = 1; r < n; ++r) threads.emplace_back(guarded, r);
+  guarded(0);
+  for (auto& t : threads) t.join();
+  // Report the cause, not the peers that were aborted because of it.
+  for (const auto& e : errors) {
+    if (e && !is_comm_error(e)) std::rethrow_exception(e);
+  }
+  for (const auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+}
+
+void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progress) {
+  auto& module = *replica.model.ptr();
+  module.train();
+  for (auto& group : replica.optimizer->param_groups()) {
+    static_cast<torch::optim::SGDOptions&>(group.options()).lr(plan.lr);
+  }
+  const auto dev = replica.device;
+  const auto order = plan.order.to(dev);
+  const auto dx = plan.draw.dx.to(dev), dy = plan.draw.dy.to(dev), flip = plan.draw.flip.to(dev);
+  const int64_t world = replicas(), k_micro = config_.accumulate, batch = global_batch();
+  // Micro-batch k of replica r is shard k * world + r: one replica with --accumulate N sees
+  // exactly the micro-batches that N replicas see in one step.
+  const auto shards = shard_batch(batch, world * k_micro);
+  int64_t local_per_step = 0;
+  for (int64_t k = 0; k < k_micro; ++k) local_per_step += shards[k * world + replica.rank].size;
+
+  replica.loss_sum = torch::zeros({}, torch::TensorOptions().device(dev));
+  replica.correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(dev));
+  for (int64_t step = 1; step <= plan.steps; ++step) {
+    replica.grads.zero_();
+    for (int64_t k = 0; k < k_micro; ++k) {
+      const Shard& shard = shards[k * world + replica.rank];
+      const int64_t begin = (step - 1) * batch + shard.offset;
+      const auto idx = order.narrow(0, begin, shard.size);
+      auto x = data::shift_and_flip(
+          data::subtract_mean(replica.train.images.index_select(0, idx), replica.mean),
+          dx.narrow(0, begin, shard.size), dy.narrow(0, begin, shard.size),
+          flip.narrow(0, begin, shard.size));  // [b, C, H, W]
+      const auto labels = replica.train.labels.index_select(0, idx);
+      const auto logits = replica.model.forward(x);  // [b, classes]
+      const auto loss = torch::nn::functional::cross_entropy(logits, labels);
+      // Weighted by the shard's share, the summed gradients are the whole batch's gradient.
+      (loss * (static_cast<double>(shard.size) / static_cast<double>(batch))).backward();
+      replica.loss_sum += loss.detach() * static_cast<double>(shard.size);
+      replica.correct += logits.detach().argmax(1).eq(labels).sum();
+    }
+    if (replica.comm) replica.comm->all_reduce_sum(replica.grads);
+    replica.optimizer->step();
+    if (progress && progress->due(step)) {  // this replica's running figures, read at most 10/s
+      const double seen = static_cast<double>(step * local_per_step);
+      const double loss = replica.loss_sum.item<double>() / seen;
+      if (!std::isfinite(loss)) {
+        throw std::runtime_error(fmt::format(
+            "the training loss became {} in epoch {} by step {}; stopping (history.csv keeps "
+            "the finished epochs)",
+            loss, plan.epoch + 1, step));
+      }
+      progress->update(step, loss, static_cast<double>(replica.correct.item<int64_t>()) / seen);
+    }
+  }
+  if (replica.comm) {
+    replica.comm->all_reduce_sum(replica.loss_sum);
+    replica.comm->all_reduce_sum(replica.correct);
+  }
+}
+
+void Trainer::average_batch_norm_stats(Replica& replica) {
+  // Each replica's running statistics saw only its own shards; their mean is the statistic a
+  // single model would hold (up to the order of updates). Keras' multi_gpu_model instead had
+  // every replica update one shared moving average.
+  if (!replica.comm) return;
   torch::NoGradGuard no_grad;
-  auto& module = *model_.ptr();
+  for (auto& buffer : replica.model.ptr()->buffers()) {
+    if (!buffer.is_floating_point()) continue;  // num_batches_tracked is the same everywhere
+    replica.comm->all_reduce_sum(buffer);
+    buffer.div_(static_cast<double>(replica.comm->world_size()));
+  }
+}
+
+Metrics Trainer::evaluate_replica(Replica& replica, const data::Dataset& dataset) {
+  average_batch_norm_stats(replica);
+  torch::NoGradGuard no_grad;
+  auto& module = *replica.model.ptr();
   module.eval();
-  auto loss_sum = torch::zeros({}, torch::TensorOptions().device(device_));
-  auto correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(device_));
-  const int64_t n = dataset.size();
-  for (int64_t start = 0; start < n; start += config_.eval_batch) {
-    const int64_t len = std::min(config_.eval_batch, n - start);
-    auto images = dataset.images.narrow(0, start, len).to(device_);
-    auto labels = dataset.labels.narrow(0, start, len).to(device_);
-    auto logits = model_.forward(data::subtract_mean(images, mean_));
+  const auto dev = replica.device;
+  auto loss_sum = torch::zeros({}, torch::TensorOptions().device(dev));
+  auto correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(dev));
+  const Shard part = shard_batch(dataset.size(), replicas())[replica.rank];
+  for (int64_t start = part.offset; start < part.offset + part.size; start += config_.eval_batch) {
+    const int64_t len = std::min(config_.eval_batch, part.offset + part.size - start);
+    const auto images = dataset.images.narrow(0, start, len).to(dev);
+    const auto labels = dataset.labels.narrow(0, start, len).to(dev);
+    const auto logits = replica.model.forward(data::subtract_mean(images, replica.mean));
     loss_sum += torch::nn::functional::cross_entropy(
         logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
     correct += logits.argmax(1).eq(labels).sum();
   }
+  if (replica.comm) {
+    replica.comm->all_reduce_sum(loss_sum);
+    replica.comm->all_reduce_sum(correct);
+  }
   module.train();
-  return {loss_sum.item<double>() / static_cast<double>(n),
-          static_cast<double>(correct.item<int64_t>()) / static_cast<double>(n)};
+  const auto n = static_cast<double>(dataset.size());
+  return {loss_sum.item<double>() / n, static_cast<double>(correct.item<int64_t>()) / n};
+}
+
+Metrics Trainer::evaluate(const data::Dataset& dataset) {
+  for_each_replica([&](Replica& r) { r.val = evaluate_replica(r, dataset); });
+  return replicas_[0]->val;
 }
 
 History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Progress& progress,
                      const std::function<void(const History&)>& on_epoch) {
   using Clock = std::chrono::steady_clock;
-  // The whole uint8 data set lives on the training device; batches are gathered there.
-  const data::Dataset train_d{train.images.to(device_), train.labels.to(device_)};
-  const data::Dataset test_d{test.images.to(device_), test.labels.to(device_)};
-  const int64_t batch = config_.batch_per_device;
+  const int64_t batch = global_batch();
   const int64_t steps = train.size() / batch;  // full batches only, as Keras' generator
   if (steps == 0) {
     throw data::InputError(fmt::format(
-        "the training set has {} images, fewer than one batch of {} (see --limit-train and "
-        "--batch-per-device)",
+        "the training set has {} images, fewer than one global batch of {} (see --limit-train, "
+        "--batch-per-device, --accumulate and the replica count)",
         train.size(), batch));
   }
-  auto& module = *model_.ptr();
-  module.train();
+  // The whole uint8 data set lives on each training device, copied there once.
+  std::map<std::string, std::pair<data::Dataset, data::Dataset>> on_device;
+  for (auto& r : replicas_) {
+    auto& copies = on_device[r->device.str()];
+    if (!copies.first.images.defined()) {
+      copies = {{train.images.to(r->device), train.labels.to(r->device)},
+                {test.images.to(r->device), test.labels.to(r->device)}};
+    }
+    std::tie(r->train, r->test) = copies;
+  }
+  const auto& shape = train.images.sizes();
   History history;
   for (int64_t epoch = 0; epoch < config_.epochs; ++epoch) {
     const auto start = Clock::now();
-    const double lr = poly_decay(config_.lr, epoch, config_.epochs, config_.power);
-    set_lr(lr);
+    EpochPlan plan;
+    plan.epoch = epoch;
+    plan.steps = steps;
+    plan.lr = poly_decay(config_.lr, epoch, config_.epochs, config_.power);
+    plan.order = torch::randperm(train.size(), shuffle_).narrow(0, 0, steps * batch);
+    plan.draw = data::Augmenter::draw(data::AugmentOptions{}, augment_, steps * batch, shape[2],
+                                      shape[3]);
     progress.epoch_begin(epoch + 1, config_.epochs, steps);
-    auto order = torch::randperm(train.size(), shuffle_).to(device_);
-    auto loss_sum = torch::zeros({}, torch::TensorOptions().device(device_));
-    auto correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(device_));
-    auto running = [&](int64_t step) {  // host read of the device accumulators
-      const double seen = static_cast<double>(step * batch);
-      const double loss = loss_sum.item<double>() / seen;
-      if (!std::isfinite(loss)) {
-        throw std::runtime_error(fmt::format(
-            "the training loss became {} in epoch {} by step {}; stopping (history.csv and the "
-            "weights of the last finished epoch are kept)",
-            loss, epoch + 1, step));
-      }
-      return std::pair{loss, static_cast<double>(correct.item<int64_t>()) / seen};
-    };
-    for (int64_t step = 1; step <= steps; ++step) {
-      auto idx = order.narrow(0, (step - 1) * batch, batch);
-      auto [batch_loss, batch_correct] =
-          train_step(train_d.images.index_select(0, idx), train_d.labels.index_select(0, idx));
-      loss_sum += batch_loss;
-      correct += batch_correct;
-      if (progress.due(step)) {
-        auto [loss, acc] = running(step);
-        progress.update(step, loss, acc);
-      }
-    }
-    const auto [loss, acc] = running(steps);  // reads the device: training work is done
-    train_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
-    train_images_ += static_cast<double>(steps * batch);
-    const Metrics val = evaluate(test_d);
+    for_each_replica([&](Replica& r) { run_epoch(r, plan, r.rank == 0 ? &progress : nullptr); });
+    const Replica& lead = *replicas_[0];
+    const double images = static_cast<double>(steps * batch);
     EpochStats stats;
     stats.epoch = epoch + 1;
-    stats.lr = lr;
-    stats.loss = loss;
-    stats.acc = acc;
+    stats.lr = plan.lr;
+    stats.loss = lead.loss_sum.item<double>() / images;  // the same on every replica
+    stats.acc = static_cast<double>(lead.correct.item<int64_t>()) / images;
+    train_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
+    train_images_ += images;
+    if (!std::isfinite(stats.loss)) {
+      throw std::runtime_error(fmt::format(
+          "the training loss became {} in epoch {}; stopping (history.csv keeps the finished "
+          "epochs)",
+          stats.loss, epoch + 1));
+    }
+    const Metrics val = evaluate(test);
     stats.val_loss = val.loss;
     stats.val_acc = val.acc;
     stats.seconds = std::chrono::duration<double>(Clock::now() - start).count();

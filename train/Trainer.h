@@ -1,12 +1,15 @@
-// Trainer: the tutorial's training loop on one device (CPU or one CUDA GPU).
+// Trainer: the tutorial's training loop over one or more data-parallel replicas (threads of
+// this process, one per device), kept identical by a gradient all-reduce every step.
 #pragma once
 
 #include <torch/torch.h>
 
 #include <functional>
+#include <memory>
+#include <vector>
 
-#include "data/Augment.h"
 #include "data/Dataset.h"
+#include "train/Communicator.h"
 #include "train/History.h"
 #include "train/Progress.h"
 #include "train/TrainConfig.h"
@@ -20,38 +23,48 @@ struct Metrics {
 
 class Trainer {
  public:
-  /// model: any module whose forward maps [B, C, H, W] float to [B, classes] logits.
+  /// model: any module whose forward maps [B, C, H, W] float to [B, classes] logits; replica 0
+  /// is model itself (moved to devices[0]), replica r a deep copy on devices[r].
   /// mean: the training set's mean image [C, H, W], subtracted from every batch.
+  /// comms: one communicator per replica (rank r for replica r); may be empty for one replica.
+  Trainer(const TrainConfig& config, torch::nn::AnyModule model, std::vector<torch::Device> devices,
+          const torch::Tensor& mean, std::vector<std::unique_ptr<Communicator>> comms = {});
+  /// One replica on one device.
   Trainer(const TrainConfig& config, torch::nn::AnyModule model, torch::Device device,
           const torch::Tensor& mean);
+  ~Trainer();
 
   /// Trains config.epochs epochs; after each, evaluates on test and calls on_epoch with the
   /// history so far. Throws std::runtime_error if the loss becomes non-finite.
   History fit(const data::Dataset& train, const data::Dataset& test, Progress& progress,
               const std::function<void(const History&)>& on_epoch = {});
 
-  /// Loss and accuracy on a data set, in eval mode, in batches of config.eval_batch.
+  /// Loss and accuracy on a data set, split across the replicas, in eval mode, after the
+  /// replicas' batch-norm statistics have been averaged.
   Metrics evaluate(const data::Dataset& dataset);
 
-  /// One SGD step on a raw uint8 batch [B, C, H, W] with labels [B], both on the device.
-  /// Returns the batch's summed loss and number correct as device tensors (no host sync).
-  std::pair<torch::Tensor, torch::Tensor> train_step(const torch::Tensor& images,
-                                                     const torch::Tensor& labels);
-
-  void set_lr(double lr);
+  /// Global batch of one optimizer step: batch_per_device x replicas x accumulate.
+  int64_t global_batch() const;
+  int64_t replicas() const { return static_cast<int64_t>(replicas_.size()); }
+  /// Replica r's model (0 is the one that is saved).
+  torch::nn::AnyModule& model(int64_t r = 0);
   /// Training images per second over all epochs so far (training steps only, no evaluation).
   double images_per_second() const { return train_seconds_ > 0 ? train_images_ / train_seconds_ : 0; }
-  torch::nn::AnyModule& model() { return model_; }
-  torch::Device device() const { return device_; }
 
  private:
+  struct Replica;
+  struct EpochPlan;
+  void run_epoch(Replica& replica, const EpochPlan& plan, Progress* progress);
+  Metrics evaluate_replica(Replica& replica, const data::Dataset& dataset);
+  void average_batch_norm_stats(Replica& replica);
+  /// Runs f(replica) for every replica, each in its own thread (replica 0 in this one);
+  /// a failure in one aborts the group so the others stop too, and is rethrown here.
+  void for_each_replica(const std::function<void(Replica&)>& f);
+
   TrainConfig config_;
-  torch::nn::AnyModule model_;
-  torch::Device device_;
-  torch::Tensor mean_;  // [C, H, W] float on device_
-  torch::optim::SGD optimizer_;
-  data::Augmenter augment_;
+  std::vector<std::unique_ptr<Replica>> replicas_;
   torch::Generator shuffle_;  // CPU generator for the per-epoch permutation
+  torch::Generator augment_;  // CPU generator for the per-epoch augmentation draws
   double train_seconds_ = 0, train_images_ = 0;
 };
 

@@ -1,0 +1,150 @@
+// Data parallelism on CPU replicas: N replicas equal one replica accumulating N micro-batches,
+// replicas stay identical, batch-norm statistics are averaged, gradients share one buffer.
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "data/Preprocess.h"
+#include "models/MiniGoogLeNet.h"
+#include "train/Trainer.h"
+
+using namespace mgpu;
+
+namespace {
+
+data::Dataset random_dataset(int64_t n, uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  return {torch::randint(0, 256, {n, 1, 28, 28}, gen, torch::kUInt8),
+          torch::randint(0, 4, {n}, gen, torch::kInt64)};
+}
+
+torch::nn::AnyModule model_without_dropout() {
+  torch::manual_seed(11);  // the same initial weights every time
+  return torch::nn::AnyModule(models::MiniGoogLeNet(
+      models::MiniGoogLeNetOptions().in_channels(1).num_classes(4).dropout(0.0)));
+}
+
+train::TrainConfig config(int64_t accumulate) {
+  train::TrainConfig c;
+  c.batch_per_device = 4;
+  c.accumulate = accumulate;
+  c.epochs = 1;
+  c.eval_batch = 16;
+  c.verbose = 0;
+  c.seed = 9;
+  return c;
+}
+
+struct Result {
+  std::vector<torch::Tensor> weights;
+  train::History history;
+};
+
+Result train_with(int replicas, int64_t accumulate, const data::Dataset& train_set) {
+  std::vector<torch::Device> devices(static_cast<size_t>(replicas), torch::kCPU);
+  train::Trainer trainer(config(accumulate), model_without_dropout(), devices,
+                         data::mean_image(train_set.images));
+  std::ostringstream out;
+  train::Progress progress(0, out);
+  Result r;
+  r.history = trainer.fit(train_set, train_set.first(8), progress);
+  r.weights = trainer.model(0).ptr()->parameters();
+  return r;
+}
+
+}  // namespace
+
+TEST(DataParallel, NReplicasEqualOneReplicaAccumulatingN) {
+  const auto train_set = random_dataset(36, 1);  // global batch 12: 3 steps
+  const Result replicas = train_with(3, 1, train_set);
+  const Result accumulated = train_with(1, 3, train_set);
+  const Result plain = train_with(1, 1, train_set);  // batch 4: another trajectory
+  ASSERT_EQ(replicas.weights.size(), accumulated.weights.size());
+  double max_diff = 0, plain_diff = 0;
+  for (size_t i = 0; i < replicas.weights.size(); ++i) {
+    max_diff = std::max(max_diff,
+                        (replicas.weights[i] - accumulated.weights[i]).abs().max().item<double>());
+    plain_diff = std::max(plain_diff,
+                          (replicas.weights[i] - plain.weights[i]).abs().max().item<double>());
+  }
+  EXPECT_LT(max_diff, 1e-5);
+  EXPECT_GT(plain_diff, 1e-3);  // the comparison can tell trajectories apart
+  EXPECT_NEAR(replicas.history[0].loss, accumulated.history[0].loss, 1e-5);
+  EXPECT_DOUBLE_EQ(replicas.history[0].acc, accumulated.history[0].acc);
+}
+
+TEST(DataParallel, ReplicasHoldIdenticalWeightsAfterEveryEpoch) {
+  const auto train_set = random_dataset(24, 2);
+  auto c = config(1);
+  c.epochs = 2;
+  train::Trainer trainer(c, model_without_dropout(), {torch::kCPU, torch::kCPU},
+                         data::mean_image(train_set.images));
+  ASSERT_EQ(trainer.global_batch(), 8);
+  std::ostringstream out;
+  train::Progress progress(0, out);
+  int checked = 0;
+  trainer.fit(train_set, train_set.first(8), progress, [&](const train::History&) {
+    const auto a = trainer.model(0).ptr()->parameters();
+    const auto b = trainer.model(1).ptr()->parameters();
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
+      EXPECT_NE(a[i].data_ptr(), b[i].data_ptr());
+    }
+    const auto ba = trainer.model(0).ptr()->buffers();
+    const auto bb = trainer.model(1).ptr()->buffers();
+    for (size_t i = 0; i < ba.size(); ++i) EXPECT_TRUE(torch::equal(ba[i], bb[i])) << "buffer " << i;
+    ++checked;
+  });
+  EXPECT_EQ(checked, 2);
+}
+
+TEST(DataParallel, BatchNormStatisticsAreAveragedBeforeEvaluation) {
+  const auto data_set = random_dataset(8, 3);
+  train::Trainer trainer(config(1), model_without_dropout(), {torch::kCPU, torch::kCPU},
+                         data::mean_image(data_set.images));
+  auto bn = [&](int64_t r) {
+    for (auto& m : trainer.model(r).ptr()->modules(false)) {
+      if (auto* b = m->as<torch::nn::BatchNorm2d>()) return b;
+    }
+    throw std::logic_error("no batch norm");
+  };
+  {
+    torch::NoGradGuard no_grad;
+    bn(0)->running_mean.fill_(1.0);
+    bn(1)->running_mean.fill_(3.0);
+    bn(0)->running_var.fill_(2.0);
+    bn(1)->running_var.fill_(6.0);
+  }
+  trainer.evaluate(data_set);
+  for (int64_t r : {0, 1}) {
+    EXPECT_TRUE(torch::allclose(bn(r)->running_mean, torch::full_like(bn(r)->running_mean, 2.0)));
+    EXPECT_TRUE(torch::allclose(bn(r)->running_var, torch::full_like(bn(r)->running_var, 4.0)));
+  }
+}
+
+TEST(DataParallel, EvaluationSplitAcrossReplicasMatchesOneReplica) {
+  const auto data_set = random_dataset(13, 4);  // 13 images: uneven parts
+  train::Trainer one(config(1), model_without_dropout(), torch::kCPU,
+                     data::mean_image(data_set.images));
+  train::Trainer three(config(1), model_without_dropout(),
+                       {torch::kCPU, torch::kCPU, torch::kCPU}, data::mean_image(data_set.images));
+  const auto a = one.evaluate(data_set);
+  const auto b = three.evaluate(data_set);
+  EXPECT_NEAR(a.loss, b.loss, 1e-5);
+  EXPECT_DOUBLE_EQ(a.acc, b.acc);
+}
+
+TEST(DataParallel, GradientsLiveInOneFlatBuffer) {
+  const auto train_set = random_dataset(8, 5);
+  train::Trainer trainer(config(1), model_without_dropout(), {torch::kCPU, torch::kCPU},
+                         data::mean_image(train_set.images));
+  std::ostringstream out;
+  train::Progress progress(0, out);
+  trainer.fit(train_set, train_set, progress);
+  const auto params = trainer.model(1).ptr()->parameters();
+  for (size_t i = 0; i + 1 < params.size(); ++i) {
+    ASSERT_TRUE(params[i].grad().defined());
+    const auto* end = static_cast<const float*>(params[i].grad().data_ptr()) + params[i].numel();
+    EXPECT_EQ(static_cast<const void*>(end), params[i + 1].grad().data_ptr()) << "parameter " << i;
+  }
+}

@@ -1,0 +1,37 @@
+// Communicator: the collective operations that data-parallel replicas need, behind one
+// interface, so the trainer is the same code whatever moves the bytes.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <stdexcept>
+#include <string>
+
+namespace mgpu::train {
+
+/// A collective failed: a peer died, never arrived, or the deadline passed.
+class CommError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// One replica's end of a group of world_size() replicas. Every rank must call the same
+/// collectives in the same order; each call blocks until all ranks have taken part or the
+/// group's deadline passes (CommError naming the rank and the operation).
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+  /// "local" (threads of one process), "nccl", ...
+  virtual std::string backend() const = 0;
+  /// In place: every rank's tensor becomes the element-wise sum over all ranks.
+  virtual void all_reduce_sum(torch::Tensor& tensor) = 0;
+  /// In place: every rank's tensor becomes a copy of rank root's.
+  virtual void broadcast(torch::Tensor& tensor, int root) = 0;
+  /// Wakes every rank blocked in (or later entering) a collective with a CommError carrying
+  /// reason: how a failing replica stops its peers instead of leaving them waiting.
+  virtual void abort(const std::string& reason) = 0;
+};
+
+}  // namespace mgpu::train
