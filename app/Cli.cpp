@@ -45,6 +45,10 @@ cxxopts::Options train_options() {
       ("power", "lr decay power: lr * (1 - epoch/epochs)^power",
        cxxopts::value<std::string>()->default_value("1.0"))
       ("momentum", "SGD momentum, in [0, 1)", cxxopts::value<std::string>()->default_value("0.9"))
+      ("lr-scaling", "none (the tutorial), or linear: multiply --lr by the global batch over "
+       "--batch-per-device (Goyal et al., 2017)", cxxopts::value<std::string>()->default_value("none"))
+      ("warmup-epochs", "with --lr-scaling linear: raise the rate step by step from --lr to the "
+       "scaled rate over this many epochs", cxxopts::value<std::string>()->default_value("0"))
       ("batch-per-device", "images per step on each device",
        cxxopts::value<std::string>()->default_value("64"))
       ("cpu-replicas", "with --gpus 0: data-parallel replicas on the CPU (threads of this "
@@ -165,6 +169,16 @@ train::TrainConfig parse_train(const cxxopts::ParseResult& r) {
   c.momentum = number(r, "momentum");
   if (!std::isfinite(c.momentum) || c.momentum < 0 || c.momentum >= 1) {
     throw InputError(fmt::format("--momentum {}: expected a number in [0, 1)", c.momentum));
+  }
+  c.lr_scaling = get<std::string>(r, "lr-scaling");
+  if (c.lr_scaling != "none" && c.lr_scaling != "linear") {
+    throw InputError(fmt::format("--lr-scaling '{}': expected none or linear", c.lr_scaling));
+  }
+  c.warmup_epochs = number(r, "warmup-epochs");
+  if (!std::isfinite(c.warmup_epochs) || c.warmup_epochs < 0 ||
+      c.warmup_epochs > static_cast<double>(c.epochs)) {
+    throw InputError(fmt::format("--warmup-epochs {}: expected a number from 0 to --epochs ({})",
+                                 c.warmup_epochs, c.epochs));
   }
   c.verbose = r.count("verbose") ? static_cast<int>(int_at_least(r, "verbose", 0))
                                  : (isatty(STDOUT_FILENO) ? 1 : 2);

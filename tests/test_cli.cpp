@@ -98,6 +98,9 @@ TEST(Cli, RefusalsNameTheFlag) {
       {{"train", "--cpu-replicas", "0"}, "--cpu-replicas 0"},
       {{"train", "--gpus", "1", "--cpu-replicas", "2"}, "--cpu-replicas 2 needs --gpus 0"},
       {{"train", "--accumulate", "0"}, "--accumulate 0"},
+      {{"train", "--lr-scaling", "sqrt"}, "--lr-scaling 'sqrt'"},
+      {{"train", "--warmup-epochs", "-1"}, "--warmup-epochs -1"},
+      {{"train", "--epochs", "3", "--warmup-epochs", "4"}, "--warmup-epochs 4"},
       {{"train", "--comm-timeout", "0"}, "--comm-timeout 0"},
       {{"train", "--comm-timeout", "nan"}, "--comm-timeout nan"},
       {{"train", "--dataset", "imagenet"}, "--dataset 'imagenet'"},
@@ -119,7 +122,8 @@ TEST(Cli, HelpExplainsEveryFlag) {
   for (const char* flag : {"--output", "--gpus", "--dataset", "--data-dir", "--epochs", "--lr",
                            "--power", "--momentum", "--batch-per-device", "--seed", "--threads",
                            "--limit-train", "--limit-test", "--out-dir", "--verbose",
-                           "--cpu-replicas", "--accumulate", "--comm-timeout"}) {
+                           "--cpu-replicas", "--accumulate", "--comm-timeout", "--lr-scaling",
+                           "--warmup-epochs"}) {
     EXPECT_NE(cmd.help.find(flag), std::string::npos) << flag;
   }
   EXPECT_EQ(parse_command_line({"mgpu"}).kind, Command::Kind::kHelp);

@@ -148,3 +148,17 @@ TEST(DataParallel, GradientsLiveInOneFlatBuffer) {
     EXPECT_EQ(static_cast<const void*>(end), params[i + 1].grad().data_ptr()) << "parameter " << i;
   }
 }
+
+TEST(DataParallel, LinearScalingMultipliesTheRateByTheGlobalBatch) {
+  const auto train_set = random_dataset(16, 6);
+  auto c = config(2);
+  c.lr_scaling = "linear";
+  train::Trainer trainer(c, model_without_dropout(), {torch::kCPU, torch::kCPU},
+                         data::mean_image(train_set.images));
+  EXPECT_EQ(trainer.global_batch(), 16);
+  EXPECT_DOUBLE_EQ(trainer.schedule().scale, 4.0);  // 2 replicas x 2 micro-batches
+  std::ostringstream out;
+  train::Progress progress(0, out);
+  const auto history = trainer.fit(train_set, train_set, progress);
+  EXPECT_DOUBLE_EQ(history[0].lr, 4 * c.lr);
+}

@@ -16,6 +16,8 @@ struct TrainConfig {
   double lr = 5e-3;               // initial learning rate
   double power = 1.0;             // lr_e = lr * (1 - e / epochs)^power
   double momentum = 0.9;
+  std::string lr_scaling = "none";  // "linear": lr x (global batch / batch_per_device)
+  double warmup_epochs = 0;         // with linear scaling: ramp up to the scaled lr
   int64_t cpu_replicas = 1;       // with gpus == 0: data-parallel replicas on the CPU
   int64_t batch_per_device = 64;  // images per replica per micro-batch
   int64_t accumulate = 1;         // micro-batches per optimizer step on each replica

@@ -62,7 +62,7 @@ struct Trainer::Replica {
 struct Trainer::EpochPlan {
   int64_t epoch = 0;  // 0-based
   int64_t steps = 0;
-  double lr = 0;
+  double lr = 0;  // at the first step (with warm-up, it changes every step)
   torch::Tensor order;    // [steps * global batch] image indices, CPU
   data::Augmenter::Draw draw;  // one offset pair and flip per entry of order
 };
@@ -79,6 +79,11 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
       augment_(at::detail::createCPUGenerator(config.seed + kAugmentStream)) {
   const int n = static_cast<int>(devices.size());
   TORCH_CHECK(n >= 1, "Trainer needs at least one device");
+  schedule_.base_lr = config.lr;
+  schedule_.epochs = config.epochs;
+  schedule_.power = config.power;
+  schedule_.warmup_epochs = config.warmup_epochs;
+  if (config.lr_scaling == "linear") schedule_.scale = static_cast<double>(n * config.accumulate);
   if (comms.empty() && n > 1) {
     comms = make_local_group(n, std::chrono::milliseconds(
                                     static_cast<int64_t>(config.comm_timeout_s * 1000)));
@@ -145,9 +150,6 @@ void Trainer::for_each_replica(const std::function<void(Replica&)>& f) {
 void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progress) {
   auto& module = *replica.model.ptr();
   module.train();
-  for (auto& group : replica.optimizer->param_groups()) {
-    static_cast<torch::optim::SGDOptions&>(group.options()).lr(plan.lr);
-  }
   const auto dev = replica.device;
   const auto order = plan.order.to(dev);
   const auto dx = plan.draw.dx.to(dev), dy = plan.draw.dy.to(dev), flip = plan.draw.flip.to(dev);
@@ -161,6 +163,10 @@ void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progr
   replica.loss_sum = torch::zeros({}, torch::TensorOptions().device(dev));
   replica.correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(dev));
   for (int64_t step = 1; step <= plan.steps; ++step) {
+    const double lr = schedule_.at(plan.epoch, static_cast<double>(step - 1) / plan.steps);
+    for (auto& group : replica.optimizer->param_groups()) {
+      static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
+    }
     replica.grads.zero_();
     for (int64_t k = 0; k < k_micro; ++k) {
       const Shard& shard = shards[k * world + replica.rank];
@@ -271,7 +277,7 @@ History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Prog
     EpochPlan plan;
     plan.epoch = epoch;
     plan.steps = steps;
-    plan.lr = poly_decay(config_.lr, epoch, config_.epochs, config_.power);
+    plan.lr = schedule_.at(epoch, 0.0);
     plan.order = torch::randperm(train.size(), shuffle_).narrow(0, 0, steps * batch);
     plan.draw = data::Augmenter::draw(data::AugmentOptions{}, augment_, steps * batch, shape[2],
                                       shape[3]);

@@ -11,6 +11,7 @@
 #include "data/Dataset.h"
 #include "train/Communicator.h"
 #include "train/History.h"
+#include "train/LrSchedule.h"
 #include "train/Progress.h"
 #include "train/TrainConfig.h"
 
@@ -46,6 +47,8 @@ class Trainer {
   /// Global batch of one optimizer step: batch_per_device x replicas x accumulate.
   int64_t global_batch() const;
   int64_t replicas() const { return static_cast<int64_t>(replicas_.size()); }
+  /// The learning-rate schedule in force (scaled by the global batch with --lr-scaling linear).
+  const LrSchedule& schedule() const { return schedule_; }
   /// Replica r's model (0 is the one that is saved).
   torch::nn::AnyModule& model(int64_t r = 0);
   /// Training images per second over all epochs so far (training steps only, no evaluation).
@@ -62,6 +65,7 @@ class Trainer {
   void for_each_replica(const std::function<void(Replica&)>& f);
 
   TrainConfig config_;
+  LrSchedule schedule_;
   std::vector<std::unique_ptr<Replica>> replicas_;
   torch::Generator shuffle_;  // CPU generator for the per-epoch permutation
   torch::Generator augment_;  // CPU generator for the per-epoch augmentation draws
