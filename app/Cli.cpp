@@ -55,6 +55,8 @@ cxxopts::Options train_options() {
        "process, gradients summed every step)", cxxopts::value<std::string>()->default_value("1"))
       ("accumulate", "micro-batches per optimizer step on each replica: one device with "
        "--accumulate K reproduces K replicas", cxxopts::value<std::string>()->default_value("1"))
+      ("comm", "how replicas reduce gradients: local (threads of this process), nccl, or auto "
+       "(nccl for several GPUs, else local)", cxxopts::value<std::string>()->default_value("auto"))
       ("comm-timeout", "seconds a replica waits for its peers in a collective before the run "
        "fails", cxxopts::value<std::string>()->default_value("300"))
       ("seed", "seed of weights, shuffling, augmentation and dropout",
@@ -151,6 +153,10 @@ train::TrainConfig parse_train(const cxxopts::ParseResult& r) {
     throw InputError(fmt::format("--cpu-replicas {} needs --gpus 0", c.cpu_replicas));
   }
   c.accumulate = int_at_least(r, "accumulate", 1);
+  c.comm = get<std::string>(r, "comm");
+  if (c.comm != "auto" && c.comm != "local" && c.comm != "nccl") {
+    throw InputError(fmt::format("--comm '{}': expected auto, local or nccl", c.comm));
+  }
   c.comm_timeout_s = number(r, "comm-timeout");
   if (!std::isfinite(c.comm_timeout_s) || c.comm_timeout_s <= 0) {
     throw InputError(

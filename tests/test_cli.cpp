@@ -98,6 +98,7 @@ TEST(Cli, RefusalsNameTheFlag) {
       {{"train", "--cpu-replicas", "0"}, "--cpu-replicas 0"},
       {{"train", "--gpus", "1", "--cpu-replicas", "2"}, "--cpu-replicas 2 needs --gpus 0"},
       {{"train", "--accumulate", "0"}, "--accumulate 0"},
+      {{"train", "--comm", "mpi"}, "--comm 'mpi'"},
       {{"train", "--lr-scaling", "sqrt"}, "--lr-scaling 'sqrt'"},
       {{"train", "--warmup-epochs", "-1"}, "--warmup-epochs -1"},
       {{"train", "--epochs", "3", "--warmup-epochs", "4"}, "--warmup-epochs 4"},
@@ -122,7 +123,7 @@ TEST(Cli, HelpExplainsEveryFlag) {
   for (const char* flag : {"--output", "--gpus", "--dataset", "--data-dir", "--epochs", "--lr",
                            "--power", "--momentum", "--batch-per-device", "--seed", "--threads",
                            "--limit-train", "--limit-test", "--out-dir", "--verbose",
-                           "--cpu-replicas", "--accumulate", "--comm-timeout", "--lr-scaling",
+                           "--cpu-replicas", "--accumulate", "--comm", "--comm-timeout", "--lr-scaling",
                            "--warmup-epochs"}) {
     EXPECT_NE(cmd.help.find(flag), std::string::npos) << flag;
   }
@@ -210,5 +211,21 @@ TEST(CliBinary, AGpuAskedForWithoutOneIsRefused) {
   auto r = run_mgpu("train --gpus 1");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("--gpus 1 asks for 1 GPU(s) but none is visible"), std::string::npos)
+      << r.err;
+  r = run_mgpu("train --gpus 4");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--gpus 4 asks for 4 GPU(s) but none is visible"), std::string::npos)
+      << r.err;
+}
+
+TEST(CliBinary, NcclWithoutAGpuIsRefused) {
+  if (torch::cuda::is_available()) GTEST_SKIP() << "a GPU is visible";
+  TempDir tmp;
+  mgpu::testing::write_cifar_dir(tmp.path() / "data", 2);
+  auto r = run_mgpu("train --gpus 0 --comm nccl --data-dir " + (tmp.path() / "data").string() +
+                    " --out-dir " + (tmp.path() / "run").string());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("the NCCL backend needs CUDA GPUs: cpu is not one of the 0 visible"),
+            std::string::npos)
       << r.err;
 }

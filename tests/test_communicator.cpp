@@ -4,7 +4,9 @@
 #include <chrono>
 #include <thread>
 
+#include "data/InputError.h"
 #include "train/LocalGroup.h"
+#include "train/NcclGroup.h"
 #include "train/Sharding.h"
 
 using namespace mgpu::train;
@@ -141,4 +143,28 @@ TEST(Sharding, WeightingUnevenShardsByTheirShareGivesTheWholeBatchGradient) {
     (loss * (static_cast<double>(s.size) / 7.0)).backward();
   }
   EXPECT_TRUE(torch::allclose(w.grad(), whole, 1e-6, 1e-6));
+}
+
+TEST(NcclGroup, IsLinkedAndRefusesWithoutAGpu) {
+  if (torch::cuda::is_available()) GTEST_SKIP() << "a GPU is visible";
+  try {
+    make_nccl_group({torch::Device(torch::kCUDA, 0)}, 5.0);
+    FAIL() << "no error";
+  } catch (const mgpu::data::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("cuda:0 is not one of the 0 visible"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(NcclGroup, OneRankAllReduceAndBroadcastOnAGpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  auto group = make_nccl_group({torch::Device(torch::kCUDA, 0)}, 30.0);
+  ASSERT_EQ(group.size(), 1u);
+  EXPECT_EQ(group[0]->backend(), "nccl");
+  auto t = torch::full({1000}, 3.0f, torch::kCUDA);
+  group[0]->all_reduce_sum(t);
+  EXPECT_TRUE(torch::equal(t.cpu(), torch::full({1000}, 3.0f)));
+  auto n = torch::arange(5, torch::TensorOptions().dtype(torch::kInt64).device(torch::kCUDA));
+  group[0]->broadcast(n, 0);
+  EXPECT_TRUE(torch::equal(n.cpu(), torch::arange(5, torch::kInt64)));
 }

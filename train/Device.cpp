@@ -10,8 +10,8 @@
 
 namespace mgpu::train {
 
-torch::Device select_device(int64_t gpus) {
-  if (gpus == 0) return torch::kCPU;
+std::vector<torch::Device> select_devices(int64_t gpus, int64_t cpu_replicas) {
+  if (gpus == 0) return std::vector<torch::Device>(static_cast<size_t>(cpu_replicas), torch::kCPU);
   const int64_t visible = torch::cuda::is_available() ? torch::cuda::device_count() : 0;
   if (visible < gpus) {
     throw data::InputError(fmt::format(
@@ -19,18 +19,9 @@ torch::Device select_device(int64_t gpus) {
         visible == 0 ? "none is" : fmt::format("only {} {}", visible, visible == 1 ? "is" : "are"),
         visible == 0 ? " (use --gpus 0 to train on the CPU)" : ""));
   }
-  if (gpus > 1) {
-    throw data::InputError(fmt::format(
-        "--gpus {}: replicas on several GPUs need the NCCL backend, which this build does not "
-        "have yet; use --gpus 1, or --gpus 0 --cpu-replicas N for CPU replicas",
-        gpus));
-  }
-  return torch::Device(torch::kCUDA, 0);
-}
-
-std::vector<torch::Device> select_devices(int64_t gpus, int64_t cpu_replicas) {
-  if (gpus == 0) return std::vector<torch::Device>(static_cast<size_t>(cpu_replicas), torch::kCPU);
-  return {select_device(gpus)};
+  std::vector<torch::Device> devices;
+  for (int64_t g = 0; g < gpus; ++g) devices.emplace_back(torch::kCUDA, g);
+  return devices;
 }
 
 std::string describe_device(const torch::Device& device) {

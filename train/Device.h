@@ -8,11 +8,8 @@
 
 namespace mgpu::train {
 
-/// --gpus 0: the CPU; --gpus 1: cuda:0. Throws data::InputError when the GPUs asked for are
-/// not visible, or for more than one GPU (that needs the NCCL backend, not built yet).
-torch::Device select_device(int64_t gpus);
-
 /// One device per replica: cuda:0 .. cuda:G-1 for --gpus G, else cpu_replicas times the CPU.
+/// Throws data::InputError when fewer GPUs are visible than asked for.
 std::vector<torch::Device> select_devices(int64_t gpus, int64_t cpu_replicas);
 
 /// "cpu" or "cuda:0 (NVIDIA H100 80GB HBM3, 79.1 GiB)".

@@ -12,6 +12,7 @@
 #include "data/Preprocess.h"
 #include "models/MiniGoogLeNet.h"
 #include "train/Device.h"
+#include "train/NcclGroup.h"
 #include "train/Plot.h"
 #include "train/Progress.h"
 #include "train/Trainer.h"
@@ -84,6 +85,15 @@ nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& da
   return j;
 }
 
+// The replicas' communicators: NCCL between GPUs, else the in-process group the Trainer makes.
+std::vector<std::unique_ptr<Communicator>> make_communicators(
+    const TrainConfig& config, const std::vector<torch::Device>& devices) {
+  const bool nccl = config.comm == "nccl" ||
+                    (config.comm == "auto" && devices.size() > 1 && devices[0].is_cuda());
+  if (!nccl) return {};
+  return make_nccl_group(devices, config.comm_timeout_s);
+}
+
 }  // namespace
 
 RunResult run_training(const TrainConfig& config, std::ostream& out) {
@@ -112,7 +122,8 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
                                 .num_classes(static_cast<int64_t>(data.class_names.size())));
   const int64_t parameters = models::count_parameters(*net);
   const torch::Tensor mean = data::mean_image(data.train.images);
-  Trainer trainer(config, torch::nn::AnyModule(net), devices, mean);
+  Trainer trainer(config, torch::nn::AnyModule(net), devices, mean,
+                  make_communicators(config, devices));
 
   std::string device_text = describe_device(devices[0]);
   if (devices.size() > 1) device_text = fmt::format("{} x {}", devices.size(), device_text);

@@ -22,6 +22,7 @@ struct TrainConfig {
   int64_t batch_per_device = 64;  // images per replica per micro-batch
   int64_t accumulate = 1;         // micro-batches per optimizer step on each replica
   double comm_timeout_s = 300;    // a collective that waits longer for a peer fails
+  std::string comm = "auto";      // "local", "nccl"; auto: nccl for several GPUs, else local
   int64_t eval_batch = 256;       // evaluation batch (no effect on results)
   uint64_t seed = 42;
   int verbose = 1;                // 0 silent, 1 progress bar, 2 one line per epoch
