@@ -206,6 +206,34 @@ TEST(CliBinary, PlotRedrawsFromHistory) {
   EXPECT_NE(r.err.find("missing.csv"), std::string::npos) << r.err;
 }
 
+TEST(CliBinary, TwoProcessesOnLocalhostTrainTogetherAndOnlyRankZeroWrites) {
+  TempDir tmp;
+  mgpu::testing::write_cifar_dir(tmp.path() / "data", 20);
+  const std::string args = "train --gpus 0 --verbose 2 --epochs 1 --batch-per-device 8 --threads 1 "
+                           "--limit-train 32 --limit-test 8 --comm-timeout 30 --data-dir " +
+                           (tmp.path() / "data").string();
+  const std::string env = "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
+                          std::to_string(29700 + getpid() % 200);
+  const std::string cmd = "(RANK=1 " + env + " " + MGPU_BINARY + " " + args + " --out-dir " +
+                          (tmp.path() / "r1").string() + " > " + (tmp.path() / "log1").string() +
+                          " 2>&1; echo $? > " + (tmp.path() / "rc1").string() + ") & RANK=0 " +
+                          env + " " + MGPU_BINARY + " " + args + " --out-dir " +
+                          (tmp.path() / "r0").string() + " > " + (tmp.path() / "log0").string() +
+                          " 2>&1; rc=$?; wait; exit $rc";
+  const int status = std::system(cmd.c_str());
+  std::ifstream log0(tmp.path() / "log0"), rc1(tmp.path() / "rc1");
+  const std::string text{std::istreambuf_iterator<char>(log0), std::istreambuf_iterator<char>()};
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << text;
+  int rank1_code = -1;
+  rc1 >> rank1_code;
+  EXPECT_EQ(rank1_code, 0);
+  EXPECT_NE(text.find("global batch 16 (2 replica(s)"), std::string::npos) << text;
+  EXPECT_NE(text.find("processes: 2 (torchrun), this is rank 0"), std::string::npos) << text;
+  EXPECT_TRUE(std::filesystem::exists(tmp.path() / "r0" / "history.csv"));
+  EXPECT_FALSE(std::filesystem::exists(tmp.path() / "r1"));
+}
+
 TEST(CliBinary, AGpuAskedForWithoutOneIsRefused) {
   if (torch::cuda::is_available()) GTEST_SKIP() << "a GPU is visible";
   auto r = run_mgpu("train --gpus 1");

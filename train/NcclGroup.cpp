@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <mutex>
 #include <thread>
 
@@ -25,6 +26,10 @@ namespace mgpu::train {
 
 std::vector<std::unique_ptr<Communicator>> make_nccl_group(const std::vector<torch::Device>&,
                                                            double) {
+  throw data::InputError("this mgpu was built with MGPU_WITH_NCCL=OFF: no NCCL backend");
+}
+
+std::unique_ptr<Communicator> make_nccl_rank(torch::Device, c10d::Store&, int, int, double) {
   throw data::InputError("this mgpu was built with MGPU_WITH_NCCL=OFF: no NCCL backend");
 }
 
@@ -181,18 +186,22 @@ class NcclCommunicator : public Communicator {
   cudaEvent_t ready_ = nullptr, done_ = nullptr;
 };
 
+void require_visible(const torch::Device& d) {
+  const int64_t visible = torch::cuda::is_available() ? torch::cuda::device_count() : 0;
+  if (!d.is_cuda() || d.index() < 0 || d.index() >= visible) {
+    throw data::InputError(fmt::format(
+        "the NCCL backend needs CUDA GPUs: {} is not one of the {} visible to this process",
+        d.str(), visible));
+  }
+}
+
 }  // namespace
 
 std::vector<std::unique_ptr<Communicator>> make_nccl_group(const std::vector<torch::Device>& devices,
                                                            double timeout_s) {
-  const int64_t visible = torch::cuda::is_available() ? torch::cuda::device_count() : 0;
   std::vector<int> ids;
   for (const auto& d : devices) {
-    if (!d.is_cuda() || d.index() < 0 || d.index() >= visible) {
-      throw data::InputError(fmt::format(
-          "the NCCL backend needs CUDA GPUs: {} is not one of the {} visible to this process",
-          d.str(), visible));
-    }
+    require_visible(d);
     ids.push_back(d.index());
   }
   const int n = static_cast<int>(ids.size());
@@ -206,6 +215,30 @@ std::vector<std::unique_ptr<Communicator>> make_nccl_group(const std::vector<tor
                                                        timeout_s, state));
   }
   return group;
+}
+
+std::unique_ptr<Communicator> make_nccl_rank(torch::Device device, c10d::Store& store, int rank,
+                                             int world, double timeout_s) {
+  require_visible(device);
+  c10::cuda::CUDAGuard guard(device);
+  ncclUniqueId id;
+  const std::string key = "mgpu/nccl_unique_id";
+  if (rank == 0) {
+    MGPU_NCCL_CHECK(ncclGetUniqueId(&id), nullptr);
+    const auto* bytes = reinterpret_cast<const uint8_t*>(&id);
+    store.set(key, std::vector<uint8_t>(bytes, bytes + sizeof id));
+  } else {
+    const auto bytes = store.get(key);  // waits up to the store's timeout
+    if (bytes.size() != sizeof id) {
+      throw CommError(fmt::format("rank {}: the NCCL unique id in the store has {} bytes, not {}",
+                                  rank, bytes.size(), sizeof id));
+    }
+    std::memcpy(&id, bytes.data(), sizeof id);
+  }
+  ncclComm_t comm = nullptr;
+  MGPU_NCCL_CHECK(ncclCommInitRank(&comm, world, id, rank), comm);
+  return std::make_unique<NcclCommunicator>(comm, rank, world, device, timeout_s,
+                                            std::make_shared<GroupState>());
 }
 
 #endif

@@ -6,6 +6,8 @@
 #include <memory>
 #include <vector>
 
+#include <torch/csrc/distributed/c10d/Store.hpp>
+
 #include "train/Communicator.h"
 
 namespace mgpu::train {
@@ -18,5 +20,10 @@ namespace mgpu::train {
 /// Throws data::InputError when a device is not a visible CUDA GPU or the build has no NCCL.
 std::vector<std::unique_ptr<Communicator>> make_nccl_group(const std::vector<torch::Device>& devices,
                                                            double timeout_s);
+
+/// One rank of a multi-process NCCL job (one GPU per process): rank 0 creates the NCCL unique
+/// id and publishes it through the job's store; every rank then joins with ncclCommInitRank.
+std::unique_ptr<Communicator> make_nccl_rank(torch::Device device, c10d::Store& store, int rank,
+                                             int world, double timeout_s);
 
 }  // namespace mgpu::train

@@ -12,9 +12,11 @@
 #include "data/Preprocess.h"
 #include "models/MiniGoogLeNet.h"
 #include "train/Device.h"
+#include "train/Launcher.h"
 #include "train/NcclGroup.h"
 #include "train/Plot.h"
 #include "train/Progress.h"
+#include "train/StoreGroup.h"
 #include "train/Trainer.h"
 
 namespace mgpu::train {
@@ -65,7 +67,7 @@ nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& da
                  {"momentum", config.momentum},
                  {"batch_per_device", config.batch_per_device},
                  {"accumulate", config.accumulate},
-                 {"replicas", trainer.replicas()},
+                 {"replicas", trainer.world_size()},
                  {"global_batch", trainer.global_batch()},
                  {"gpus", config.gpus},
                  {"seed", config.seed}};
@@ -85,13 +87,37 @@ nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& da
   return j;
 }
 
-// The replicas' communicators: NCCL between GPUs, else the in-process group the Trainer makes.
+// The replicas' communicators. Several processes (a launcher's variables are set): one
+// replica each, NCCL between GPUs and the TCPStore between CPU processes. One process: NCCL
+// between its GPUs, else the in-process group the Trainer makes.
 std::vector<std::unique_ptr<Communicator>> make_communicators(
-    const TrainConfig& config, const std::vector<torch::Device>& devices) {
-  const bool nccl = config.comm == "nccl" ||
-                    (config.comm == "auto" && devices.size() > 1 && devices[0].is_cuda());
-  if (!nccl) return {};
-  return make_nccl_group(devices, config.comm_timeout_s);
+    const TrainConfig& config, const ProcessInfo& process, const std::vector<torch::Device>& devices) {
+  const bool gpus = devices[0].is_cuda();
+  const bool nccl = config.comm == "nccl" || (config.comm == "auto" && gpus &&
+                                               (devices.size() > 1 || process.world_size > 1));
+  if (process.world_size == 1) {
+    if (!nccl) return {};
+    return make_nccl_group(devices, config.comm_timeout_s);
+  }
+  if (devices.size() != 1) {
+    throw data::InputError(fmt::format(
+        "{} started {} processes: each drives one replica, so use --gpus 1 (the GPU is picked by "
+        "the local rank) or --gpus 0 with --cpu-replicas 1",
+        process.launcher, process.world_size));
+  }
+  if (nccl && !gpus) {
+    throw data::InputError("--comm nccl needs --gpus 1 in a multi-process job");
+  }
+  auto store = connect_store(process, config.comm_timeout_s);
+  std::vector<std::unique_ptr<Communicator>> comms;
+  if (nccl) {
+    comms.push_back(make_nccl_rank(devices[0], *store, process.rank, process.world_size,
+                                   config.comm_timeout_s));
+  } else {
+    comms.push_back(make_store_communicator(store, process.rank, process.world_size,
+                                            config.comm_timeout_s));
+  }
+  return comms;
 }
 
 }  // namespace
@@ -99,8 +125,13 @@ std::vector<std::unique_ptr<Communicator>> make_communicators(
 RunResult run_training(const TrainConfig& config, std::ostream& out) {
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
-  Progress progress(config.verbose, out);
-  const std::vector<torch::Device> devices = select_devices(config.gpus, config.cpu_replicas);
+  const ProcessInfo process = read_launcher_env();
+  const bool lead = process.rank == 0;  // only rank 0 prints and writes files
+  Progress progress(lead ? config.verbose : 0, out);
+  std::vector<torch::Device> devices = select_devices(config.gpus, config.cpu_replicas);
+  if (process.world_size > 1 && config.gpus == 1) {
+    devices = {torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(process.local_rank))};
+  }
   const int64_t threads = set_threads(config.threads);
 
   data::DataSplit data = data::load_data(config.data);
@@ -110,10 +141,12 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
                        : fs::path(config.out_dir);
   const fs::path plot_path =
       config.plot_path.empty() ? result.out_dir / "plot.png" : fs::path(config.plot_path);
-  prepare_dir(result.out_dir, "--out-dir");
-  if (plot_path.has_parent_path()) prepare_dir(plot_path.parent_path(), "--output");
+  if (lead) {
+    prepare_dir(result.out_dir, "--out-dir");
+    if (plot_path.has_parent_path()) prepare_dir(plot_path.parent_path(), "--output");
+  }
   std::string no_plot_reason;
-  const bool plotting = can_plot(&no_plot_reason);
+  const bool plotting = lead && can_plot(&no_plot_reason);
 
   torch::manual_seed(config.seed);  // weight initialisation and dropout
   const auto& shape = data.train.images.sizes();  // [N, C, H, W]
@@ -123,7 +156,7 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
   const int64_t parameters = models::count_parameters(*net);
   const torch::Tensor mean = data::mean_image(data.train.images);
   Trainer trainer(config, torch::nn::AnyModule(net), devices, mean,
-                  make_communicators(config, devices));
+                  make_communicators(config, process, devices));
 
   std::string device_text = describe_device(devices[0]);
   if (devices.size() > 1) device_text = fmt::format("{} x {}", devices.size(), device_text);
@@ -136,15 +169,22 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
                             parameters));
   progress.info(fmt::format("training {} epochs, global batch {} ({} replica(s) x {} images x {} "
                             "micro-batch(es)), lr {} (power {}), momentum {}; writing to {}",
-                            config.epochs, trainer.global_batch(), trainer.replicas(),
+                            config.epochs, trainer.global_batch(), trainer.world_size(),
                             config.batch_per_device, config.accumulate, config.lr, config.power,
                             config.momentum, result.out_dir.string()));
-  if (!plotting) progress.warn(fmt::format("no plot will be drawn: {}", no_plot_reason));
+  if (process.world_size > 1) {
+    progress.info(fmt::format("processes: {} ({}), this is rank {} on {}:{}", process.world_size,
+                              process.launcher, process.rank, process.master_addr,
+                              process.master_port));
+  }
+  if (lead && !plotting) progress.warn(fmt::format("no plot will be drawn: {}", no_plot_reason));
 
   auto save_epoch = [&](const History& history) {
-    write_text_atomically(result.out_dir / "history.csv", history_csv(history));
+    if (lead) write_text_atomically(result.out_dir / "history.csv", history_csv(history));
   };
   result.history = trainer.fit(data.train, data.test, progress, save_epoch);
+  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  if (!lead) return result;
 
   auto cpu_model = trainer.model().clone(torch::kCPU);
   write_atomically(result.out_dir / "model.pt",

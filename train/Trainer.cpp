@@ -83,7 +83,7 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
   schedule_.epochs = config.epochs;
   schedule_.power = config.power;
   schedule_.warmup_epochs = config.warmup_epochs;
-  if (config.lr_scaling == "linear") schedule_.scale = static_cast<double>(n * config.accumulate);
+
   if (comms.empty() && n > 1) {
     comms = make_local_group(n, std::chrono::milliseconds(
                                     static_cast<int64_t>(config.comm_timeout_s * 1000)));
@@ -112,12 +112,27 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
         params, torch::optim::SGDOptions(config.lr).momentum(config.momentum));
     replicas_.push_back(std::move(replica));
   }
+  if (config.lr_scaling == "linear") {
+    schedule_.scale = static_cast<double>(world_size() * config.accumulate);
+  }
+}
+
+void Trainer::broadcast_weights(Replica& replica) {
+  // Replicas start from rank 0's weights, also those in other processes.
+  if (!replica.comm) return;
+  torch::NoGradGuard no_grad;
+  for (auto& p : replica.model.ptr()->parameters()) replica.comm->broadcast(p, 0);
+  for (auto& b : replica.model.ptr()->buffers()) replica.comm->broadcast(b, 0);
 }
 
 Trainer::~Trainer() = default;
 
+int64_t Trainer::world_size() const {
+  return replicas_[0]->comm ? replicas_[0]->comm->world_size() : 1;
+}
+
 int64_t Trainer::global_batch() const {
-  return config_.batch_per_device * replicas() * config_.accumulate;
+  return config_.batch_per_device * world_size() * config_.accumulate;
 }
 
 torch::nn::AnyModule& Trainer::model(int64_t r) { return replicas_.at(r)->model; }
@@ -153,12 +168,13 @@ void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progr
   const auto dev = replica.device;
   const auto order = plan.order.to(dev);
   const auto dx = plan.draw.dx.to(dev), dy = plan.draw.dy.to(dev), flip = plan.draw.flip.to(dev);
-  const int64_t world = replicas(), k_micro = config_.accumulate, batch = global_batch();
+  const int64_t world = world_size(), k_micro = config_.accumulate, batch = global_batch();
+  const int64_t rank = replica.comm ? replica.comm->rank() : 0;
   // Micro-batch k of replica r is shard k * world + r: one replica with --accumulate N sees
   // exactly the micro-batches that N replicas see in one step.
   const auto shards = shard_batch(batch, world * k_micro);
   int64_t local_per_step = 0;
-  for (int64_t k = 0; k < k_micro; ++k) local_per_step += shards[k * world + replica.rank].size;
+  for (int64_t k = 0; k < k_micro; ++k) local_per_step += shards[k * world + rank].size;
 
   replica.loss_sum = torch::zeros({}, torch::TensorOptions().device(dev));
   replica.correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(dev));
@@ -169,7 +185,7 @@ void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progr
     }
     replica.grads.zero_();
     for (int64_t k = 0; k < k_micro; ++k) {
-      const Shard& shard = shards[k * world + replica.rank];
+      const Shard& shard = shards[k * world + rank];
       const int64_t begin = (step - 1) * batch + shard.offset;
       const auto idx = order.narrow(0, begin, shard.size);
       auto x = data::shift_and_flip(
@@ -225,7 +241,8 @@ Metrics Trainer::evaluate_replica(Replica& replica, const data::Dataset& dataset
   const auto dev = replica.device;
   auto loss_sum = torch::zeros({}, torch::TensorOptions().device(dev));
   auto correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(dev));
-  const Shard part = shard_batch(dataset.size(), replicas())[replica.rank];
+  const Shard part =
+      shard_batch(dataset.size(), world_size())[replica.comm ? replica.comm->rank() : 0];
   for (int64_t start = part.offset; start < part.offset + part.size; start += config_.eval_batch) {
     const int64_t len = std::min(config_.eval_batch, part.offset + part.size - start);
     const auto images = dataset.images.narrow(0, start, len).to(dev);
@@ -270,6 +287,7 @@ History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Prog
     }
     std::tie(r->train, r->test) = copies;
   }
+  for_each_replica([&](Replica& r) { broadcast_weights(r); });
   const auto& shape = train.images.sizes();
   History history;
   for (int64_t epoch = 0; epoch < config_.epochs; ++epoch) {

@@ -44,9 +44,12 @@ class Trainer {
   /// replicas' batch-norm statistics have been averaged.
   Metrics evaluate(const data::Dataset& dataset);
 
-  /// Global batch of one optimizer step: batch_per_device x replicas x accumulate.
+  /// Global batch of one optimizer step: batch_per_device x world_size x accumulate.
   int64_t global_batch() const;
+  /// Replicas in this process.
   int64_t replicas() const { return static_cast<int64_t>(replicas_.size()); }
+  /// Replicas in the whole job (all processes).
+  int64_t world_size() const;
   /// The learning-rate schedule in force (scaled by the global batch with --lr-scaling linear).
   const LrSchedule& schedule() const { return schedule_; }
   /// Replica r's model (0 is the one that is saved).
@@ -60,6 +63,7 @@ class Trainer {
   void run_epoch(Replica& replica, const EpochPlan& plan, Progress* progress);
   Metrics evaluate_replica(Replica& replica, const data::Dataset& dataset);
   void average_batch_norm_stats(Replica& replica);
+  void broadcast_weights(Replica& replica);
   /// Runs f(replica) for every replica, each in its own thread (replica 0 in this one);
   /// a failure in one aborts the group so the others stop too, and is rethrown here.
   void for_each_replica(const std::function<void(Replica&)>& f);
