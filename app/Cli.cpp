@@ -23,6 +23,8 @@ after the PyImageSearch multi-GPU Keras tutorial).
 Usage:
   mgpu train [options]                 train and write history, summary, weights and plot
   mgpu plot HISTORY.csv --output PNG   redraw the loss/accuracy plot from a history.csv
+  mgpu bench --gpus 1,2,4              compare steady-state step times of replica counts
+  mgpu bench --cpu-replicas 1,2        the same with replicas on the CPU
   mgpu help | --help                   this text; `mgpu COMMAND --help` explains each flag
 
 Exit codes: 0 success, 1 failure while running, 2 bad usage or input.
@@ -85,6 +87,24 @@ cxxopts::Options plot_options() {
   return o;
 }
 
+cxxopts::Options bench_options() {
+  cxxopts::Options o("mgpu bench", "Time steady-state training steps for several replica counts.");
+  o.add_options()
+      ("gpus", "comma-separated GPU counts, e.g. 1,2,4", cxxopts::value<std::string>())
+      ("cpu-replicas", "comma-separated CPU replica counts, e.g. 1,2 (default 1,2)",
+       cxxopts::value<std::string>())
+      ("steps", "timed steps per configuration", cxxopts::value<std::string>()->default_value("20"))
+      ("warmup", "untimed steps first", cxxopts::value<std::string>()->default_value("3"))
+      ("batch-per-device", "images per step on each replica",
+       cxxopts::value<std::string>()->default_value("64"))
+      ("threads", "LibTorch CPU threads; 0: all cores", cxxopts::value<std::string>()->default_value("0"))
+      ("comm", "local or nccl between GPUs (auto: nccl)", cxxopts::value<std::string>()->default_value("auto"))
+      ("out-dir", "where bench.csv and bench.png go; default runs/bench-<time>",
+       cxxopts::value<std::string>()->default_value(""))
+      ("h,help", "show this help");
+  return o;
+}
+
 cxxopts::ParseResult parse(cxxopts::Options& options, const std::vector<std::string>& args) {
   std::vector<const char*> argv;
   for (const auto& a : args) argv.push_back(a.c_str());
@@ -130,6 +150,46 @@ double number(const cxxopts::ParseResult& r, const std::string& flag) {
     throw InputError(fmt::format("--{} '{}': expected a number", flag, text));
   }
   return v;
+}
+
+std::vector<int64_t> count_list(const cxxopts::ParseResult& r, const std::string& flag) {
+  const auto text = get<std::string>(r, flag);
+  std::vector<int64_t> counts;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, comma - start);
+    int64_t v = 0;
+    const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
+    if (item.empty() || ec != std::errc() || end != item.data() + item.size() || v < 1) {
+      throw InputError(fmt::format("--{} '{}': expected counts >= 1 separated by commas, e.g. 1,2,4",
+                                   flag, text));
+    }
+    counts.push_back(v);
+    start = comma + 1;
+  }
+  return counts;
+}
+
+train::BenchConfig parse_bench(const cxxopts::ParseResult& r) {
+  train::BenchConfig c;
+  if (r.count("gpus") && r.count("cpu-replicas")) {
+    throw InputError("mgpu bench: give --gpus or --cpu-replicas, not both");
+  }
+  c.gpus = r.count("gpus") > 0;
+  c.replicas = c.gpus ? count_list(r, "gpus")
+                      : (r.count("cpu-replicas") ? count_list(r, "cpu-replicas")
+                                                 : std::vector<int64_t>{1, 2});
+  c.steps = int_at_least(r, "steps", 1);
+  c.warmup = int_at_least(r, "warmup", 0);
+  c.train.batch_per_device = int_at_least(r, "batch-per-device", 1);
+  c.train.threads = int_at_least(r, "threads", 0);
+  c.train.comm = get<std::string>(r, "comm");
+  if (c.train.comm != "auto" && c.train.comm != "local" && c.train.comm != "nccl") {
+    throw InputError(fmt::format("--comm '{}': expected auto, local or nccl", c.train.comm));
+  }
+  c.out_dir = get<std::string>(r, "out-dir");
+  return c;
 }
 
 train::TrainConfig parse_train(const cxxopts::ParseResult& r) {
@@ -227,7 +287,18 @@ Command parse_command_line(const std::vector<std::string>& args) {
     cmd.plot_output = get<std::string>(r, "output");
     return cmd;
   }
-  throw InputError(fmt::format("unknown command '{}' (expected train, plot or help)", name));
+  if (name == "bench") {
+    auto options = bench_options();
+    const auto r = parse(options, rest);
+    if (r.count("help")) {
+      cmd.help = options.help();
+      return cmd;
+    }
+    cmd.kind = Command::Kind::kBench;
+    cmd.bench = parse_bench(r);
+    return cmd;
+  }
+  throw InputError(fmt::format("unknown command '{}' (expected train, plot, bench or help)", name));
 }
 
 }  // namespace mgpu::app

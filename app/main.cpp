@@ -5,6 +5,7 @@
 
 #include "app/Cli.h"          // defines: parse_command_line, Command
 #include "data/InputError.h"  // defines: InputError (exit code 2)
+#include "train/Bench.h"      // defines: run_bench
 #include "train/Run.h"        // defines: run_training, plot_from_csv
 
 int main(int argc, char** argv) {
@@ -16,6 +17,9 @@ int main(int argc, char** argv) {
         return 0;
       case mgpu::app::Command::Kind::kTrain:
         mgpu::train::run_training(cmd.train, std::cout);
+        return 0;
+      case mgpu::app::Command::Kind::kBench:
+        mgpu::train::run_bench(cmd.bench, std::cout);
         return 0;
       case mgpu::app::Command::Kind::kPlot:
         mgpu::train::plot_from_csv(cmd.plot_csv, cmd.plot_output);

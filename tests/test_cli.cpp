@@ -109,6 +109,11 @@ TEST(Cli, RefusalsNameTheFlag) {
       {{"train", "stray"}, "stray"},
       {{"fly"}, "unknown command 'fly'"},
       {{"plot"}, "history.csv"},
+      {{"bench", "--gpus", "0"}, "--gpus '0'"},
+      {{"bench", "--gpus", "1,,2"}, "--gpus '1,,2'"},
+      {{"bench", "--cpu-replicas", "2,x"}, "--cpu-replicas '2,x'"},
+      {{"bench", "--gpus", "1", "--cpu-replicas", "1"}, "not both"},
+      {{"bench", "--steps", "0"}, "--steps 0"},
   };
   for (const auto& [args, needle] : cases) {
     const std::string msg = refusal(args);
@@ -232,6 +237,41 @@ TEST(CliBinary, TwoProcessesOnLocalhostTrainTogetherAndOnlyRankZeroWrites) {
   EXPECT_NE(text.find("processes: 2 (torchrun), this is rank 0"), std::string::npos) << text;
   EXPECT_TRUE(std::filesystem::exists(tmp.path() / "r0" / "history.csv"));
   EXPECT_FALSE(std::filesystem::exists(tmp.path() / "r1"));
+}
+
+TEST(Cli, BenchLists) {
+  auto cmd = parse_command_line({"mgpu", "bench", "--gpus", "1,2,4", "--steps", "7"});
+  ASSERT_EQ(cmd.kind, Command::Kind::kBench);
+  EXPECT_TRUE(cmd.bench.gpus);
+  EXPECT_EQ(cmd.bench.replicas, (std::vector<int64_t>{1, 2, 4}));
+  EXPECT_EQ(cmd.bench.steps, 7);
+  cmd = parse_command_line({"mgpu", "bench"});
+  EXPECT_FALSE(cmd.bench.gpus);
+  EXPECT_EQ(cmd.bench.replicas, (std::vector<int64_t>{1, 2}));
+}
+
+TEST(CliBinary, BenchComparesReplicaCountsAndWritesATable) {
+  TempDir tmp;
+  auto r = run_mgpu("bench --cpu-replicas 1,2 --steps 2 --warmup 1 --batch-per-device 4 "
+                    "--threads 2 --out-dir " + tmp.path().string());
+  EXPECT_EQ(r.code, 0) << r.err;
+  std::ifstream csv(tmp.path() / "bench.csv");
+  std::string header, one, two, extra;
+  std::getline(csv, header);
+  std::getline(csv, one);
+  std::getline(csv, two);
+  EXPECT_EQ(header, "replicas,global_batch,ms_per_step,images_per_second,seconds_per_epoch,"
+                    "speedup,efficiency");
+  EXPECT_EQ(one.rfind("1,4,", 0), 0u) << one;
+  EXPECT_EQ(two.rfind("2,8,", 0), 0u) << two;
+  EXPECT_FALSE(std::getline(csv, extra));
+}
+
+TEST(CliBinary, BenchRefusesMoreGpusThanVisible) {
+  if (torch::cuda::device_count() >= 4) GTEST_SKIP() << "four GPUs are visible";
+  auto r = run_mgpu("bench --gpus 4");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--gpus 4 asks for 4 GPU(s) but"), std::string::npos) << r.err;
 }
 
 TEST(CliBinary, AGpuAskedForWithoutOneIsRefused) {

@@ -1,6 +1,8 @@
 // Plotting through gnuplot-iostream; compiled to a clear refusal when MGPU_WITH_PLOT is off.
 #include "train/Plot.h"
 
+#include "train/Bench.h"
+
 #include <fmt/core.h>
 
 #include <algorithm>
@@ -91,6 +93,38 @@ void plot_history(const History& history, const fs::path& png, const std::string
       gp.send1d(val_acc);
       gp << "set output\nexit\n";
     }  // closing the pipe waits for gnuplot to finish
+    std::error_code ec;
+    if (!fs::is_regular_file(tmp, ec) || fs::file_size(tmp, ec) == 0) {
+      throw std::runtime_error(fmt::format("gnuplot did not write {}", png.string()));
+    }
+  });
+#endif
+}
+
+void plot_bench(const std::vector<BenchRow>& rows, const fs::path& png,
+                const std::string& subtitle) {
+#ifndef MGPU_WITH_PLOT
+  (void)rows, (void)png, (void)subtitle;
+  throw std::runtime_error("cannot plot: this mgpu was built with MGPU_WITH_PLOT=OFF");
+#else
+  std::vector<std::tuple<std::string, double, std::string>> bars;
+  for (const auto& r : rows) {
+    bars.emplace_back(std::to_string(r.replicas), r.images_per_second,
+                      fmt::format("{:.2f}x", r.speedup));
+  }
+  write_atomically(png, [&](const fs::path& tmp) {
+    {
+      Gnuplot gp("gnuplot");
+      gp << "set terminal pngcairo size 800,550 noenhanced font 'sans,11'\n";
+      gp << "set output " << quoted(tmp.string()) << "\n";
+      gp << "set title " << quoted("Training throughput by replica count\n" + subtitle) << "\n";
+      gp << "set xlabel 'replicas'\nset ylabel 'images/s'\nset grid ytics\nset yrange [0:*]\n";
+      gp << "set style fill solid 0.6\nset boxwidth 0.6\nunset key\nset offsets 0,0,graph 0.1,0\n";
+      gp << "plot '-' using 0:2:xtic(1) with boxes, '-' using 0:2:3 with labels offset 0,1\n";
+      gp.send1d(bars);
+      gp.send1d(bars);
+      gp << "set output\nexit\n";
+    }
     std::error_code ec;
     if (!fs::is_regular_file(tmp, ec) || fs::file_size(tmp, ec) == 0) {
       throw std::runtime_error(fmt::format("gnuplot did not write {}", png.string()));

@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <string>
 
+#include <vector>
+
 #include "train/History.h"
 
 namespace mgpu::train {
@@ -16,5 +18,11 @@ bool can_plot(std::string* why);
 /// fails; call can_plot first to warn instead when plotting is unavailable.
 void plot_history(const History& history, const std::filesystem::path& png,
                   const std::string& subtitle);
+
+struct BenchRow;
+
+/// A bar chart of images/s per replica count, labelled with each bar's speedup.
+void plot_bench(const std::vector<BenchRow>& rows, const std::filesystem::path& png,
+                const std::string& subtitle);
 
 }  // namespace mgpu::train

@@ -266,6 +266,45 @@ Metrics Trainer::evaluate(const data::Dataset& dataset) {
   return replicas_[0]->val;
 }
 
+void Trainer::place_data(const data::Dataset& train, const data::Dataset& test) {
+  // The whole uint8 data set lives on each training device, copied there once.
+  std::map<std::string, std::pair<data::Dataset, data::Dataset>> on_device;
+  for (auto& r : replicas_) {
+    auto& copies = on_device[r->device.str()];
+    if (!copies.first.images.defined()) {
+      copies = {{train.images.to(r->device), train.labels.to(r->device)},
+                {test.images.to(r->device), test.labels.to(r->device)}};
+    }
+    std::tie(r->train, r->test) = copies;
+  }
+}
+
+Trainer::EpochPlan Trainer::plan_epoch(int64_t epoch, int64_t steps, const data::Dataset& train) {
+  // A permutation of the images (repeated if the steps need more), and augmentation draws.
+  const int64_t n = steps * global_batch();
+  const auto& shape = train.images.sizes();
+  EpochPlan plan;
+  plan.epoch = epoch;
+  plan.steps = steps;
+  plan.lr = schedule_.at(epoch, 0.0);
+  std::vector<torch::Tensor> orders;
+  for (int64_t have = 0; have < n; have += train.size()) {
+    orders.push_back(torch::randperm(train.size(), shuffle_));
+  }
+  plan.order = torch::cat(orders).narrow(0, 0, n);
+  plan.draw = data::Augmenter::draw(data::AugmentOptions{}, augment_, n, shape[2], shape[3]);
+  return plan;
+}
+
+void Trainer::train_steps(const data::Dataset& train, int64_t steps) {
+  if (!replicas_[0]->train.images.defined()) place_data(train, train.first(1));
+  const EpochPlan plan = plan_epoch(0, steps, train);
+  for_each_replica([&](Replica& r) {
+    run_epoch(r, plan, nullptr);
+    if (r.device.is_cuda()) torch::cuda::synchronize(r.device.index());
+  });
+}
+
 History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Progress& progress,
                      const std::function<void(const History&)>& on_epoch) {
   using Clock = std::chrono::steady_clock;
@@ -277,28 +316,12 @@ History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Prog
         "--batch-per-device, --accumulate and the replica count)",
         train.size(), batch));
   }
-  // The whole uint8 data set lives on each training device, copied there once.
-  std::map<std::string, std::pair<data::Dataset, data::Dataset>> on_device;
-  for (auto& r : replicas_) {
-    auto& copies = on_device[r->device.str()];
-    if (!copies.first.images.defined()) {
-      copies = {{train.images.to(r->device), train.labels.to(r->device)},
-                {test.images.to(r->device), test.labels.to(r->device)}};
-    }
-    std::tie(r->train, r->test) = copies;
-  }
+  place_data(train, test);
   for_each_replica([&](Replica& r) { broadcast_weights(r); });
-  const auto& shape = train.images.sizes();
   History history;
   for (int64_t epoch = 0; epoch < config_.epochs; ++epoch) {
     const auto start = Clock::now();
-    EpochPlan plan;
-    plan.epoch = epoch;
-    plan.steps = steps;
-    plan.lr = schedule_.at(epoch, 0.0);
-    plan.order = torch::randperm(train.size(), shuffle_).narrow(0, 0, steps * batch);
-    plan.draw = data::Augmenter::draw(data::AugmentOptions{}, augment_, steps * batch, shape[2],
-                                      shape[3]);
+    const EpochPlan plan = plan_epoch(epoch, steps, train);
     progress.epoch_begin(epoch + 1, config_.epochs, steps);
     for_each_replica([&](Replica& r) { run_epoch(r, plan, r.rank == 0 ? &progress : nullptr); });
     const Replica& lead = *replicas_[0];

@@ -40,6 +40,10 @@ class Trainer {
   History fit(const data::Dataset& train, const data::Dataset& test, Progress& progress,
               const std::function<void(const History&)>& on_epoch = {});
 
+  /// Runs `steps` training steps (no evaluation) on random batches of train and waits for the
+  /// devices: what `mgpu bench` times.
+  void train_steps(const data::Dataset& train, int64_t steps);
+
   /// Loss and accuracy on a data set, split across the replicas, in eval mode, after the
   /// replicas' batch-norm statistics have been averaged.
   Metrics evaluate(const data::Dataset& dataset);
@@ -64,6 +68,9 @@ class Trainer {
   Metrics evaluate_replica(Replica& replica, const data::Dataset& dataset);
   void average_batch_norm_stats(Replica& replica);
   void broadcast_weights(Replica& replica);
+  /// Copies the data sets to every replica's device (once per device).
+  void place_data(const data::Dataset& train, const data::Dataset& test);
+  EpochPlan plan_epoch(int64_t epoch, int64_t steps, const data::Dataset& train);
   /// Runs f(replica) for every replica, each in its own thread (replica 0 in this one);
   /// a failure in one aborts the group so the others stop too, and is rethrown here.
   void for_each_replica(const std::function<void(Replica&)>& f);

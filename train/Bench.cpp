@@ -1,0 +1,114 @@
+// The benchmark: one fresh model and trainer per configuration, warm-up, then timed steps.
+#include "train/Bench.h"
+
+#include <fmt/core.h>
+
+#include <chrono>
+#include <ctime>
+#include <iostream>
+
+#include "data/InputError.h"      // defines: InputError
+#include "data/Preprocess.h"      // defines: mean_image
+#include "models/MiniGoogLeNet.h"  // defines: MiniGoogLeNet
+#include "train/Device.h"         // defines: select_devices, describe_device, set_threads
+#include "train/History.h"        // defines: write_text_atomically
+#include "train/NcclGroup.h"      // defines: make_nccl_group
+#include "train/Plot.h"           // defines: can_plot, plot_bench
+#include "train/Trainer.h"        // defines: Trainer
+
+namespace mgpu::train {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr double kCifarTrainImages = 50000;
+
+std::string bench_dir(const BenchConfig& config) {
+  if (!config.out_dir.empty()) return config.out_dir;
+  const std::time_t now = std::time(nullptr);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y%m%d-%H%M%S", std::localtime(&now));
+  return std::string("runs/bench-") + text;
+}
+
+}  // namespace
+
+std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
+  // Refuse what this machine cannot run before spending time on the rest.
+  std::vector<std::vector<torch::Device>> device_sets;
+  for (int64_t n : config.replicas) {
+    device_sets.push_back(config.gpus ? select_devices(n, 1) : select_devices(0, n));
+  }
+  const int64_t threads = set_threads(config.train.threads);
+  const fs::path dir = bench_dir(config);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw data::InputError(fmt::format("--out-dir {}: {}", dir.string(), ec.message()));
+
+  // Synthetic CIFAR-sized data: speed does not depend on what the pixels show.
+  auto gen = at::detail::createCPUGenerator(config.train.seed);
+  const data::Dataset images{torch::randint(0, 256, {4096, 3, 32, 32}, gen, torch::kUInt8),
+                             torch::randint(0, 10, {4096}, gen, torch::kInt64)};
+  const auto mean = data::mean_image(images.images);
+  out << fmt::format("mgpu bench: MiniGoogLeNet, 3x32x32, batch {} per replica, {} timed steps "
+                     "after {} warm-up steps; device {}, {} LibTorch threads\n",
+                     config.train.batch_per_device, config.steps, config.warmup,
+                     describe_device(device_sets[0][0]), threads);
+  out << fmt::format("{:>8} {:>12} {:>10} {:>10} {:>14} {:>8} {:>10}\n", "replicas",
+                     "global batch", "ms/step", "images/s", "s/epoch (proj)", "speedup",
+                     "efficiency")
+      << std::flush;
+  std::vector<BenchRow> rows;
+  for (size_t i = 0; i < device_sets.size(); ++i) {
+    const auto& devices = device_sets[i];
+    torch::manual_seed(config.train.seed);
+    models::MiniGoogLeNet net;
+    std::vector<std::unique_ptr<Communicator>> comms;
+    if (devices.size() > 1 && devices[0].is_cuda() && config.train.comm != "local") {
+      comms = make_nccl_group(devices, config.train.comm_timeout_s);
+    }
+    Trainer trainer(config.train, torch::nn::AnyModule(net), devices, mean, std::move(comms));
+    trainer.train_steps(images, config.warmup);
+    const auto start = std::chrono::steady_clock::now();
+    trainer.train_steps(images, config.steps);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    BenchRow row;
+    row.replicas = static_cast<int64_t>(devices.size());
+    row.global_batch = trainer.global_batch();
+    row.ms_per_step = 1000 * seconds / static_cast<double>(config.steps);
+    row.images_per_second =
+        static_cast<double>(config.steps * row.global_batch) / seconds;
+    row.seconds_per_epoch = kCifarTrainImages / row.images_per_second;
+    const BenchRow& base = rows.empty() ? row : rows.front();
+    row.speedup = row.images_per_second / base.images_per_second;
+    row.efficiency =
+        row.speedup / (static_cast<double>(row.replicas) / static_cast<double>(base.replicas));
+    rows.push_back(row);
+    out << fmt::format("{:>8} {:>12} {:>10.1f} {:>10.1f} {:>14.1f} {:>7.2f}x {:>9.0f}%\n",
+                       row.replicas, row.global_batch, row.ms_per_step, row.images_per_second,
+                       row.seconds_per_epoch, row.speedup, 100 * row.efficiency)
+        << std::flush;
+  }
+  std::string csv = "replicas,global_batch,ms_per_step,images_per_second,seconds_per_epoch,"
+                    "speedup,efficiency\n";
+  for (const auto& r : rows) {
+    csv += fmt::format("{},{},{:.3f},{:.2f},{:.2f},{:.4f},{:.4f}\n", r.replicas, r.global_batch,
+                       r.ms_per_step, r.images_per_second, r.seconds_per_epoch, r.speedup,
+                       r.efficiency);
+  }
+  write_text_atomically(dir / "bench.csv", csv);
+  out << "table: " << (dir / "bench.csv").string() << "\n";
+  std::string why;
+  if (can_plot(&why)) {
+    plot_bench(rows, dir / "bench.png",
+               fmt::format("{} x {}", config.gpus ? "GPU" : "CPU replica",
+                           describe_device(device_sets[0][0])));
+    out << "chart: " << (dir / "bench.png").string() << "\n";
+  } else {
+    std::cerr << "warning: no chart will be drawn: " << why << "\n";
+  }
+  return rows;
+}
+
+}  // namespace mgpu::train
