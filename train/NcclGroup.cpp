@@ -29,7 +29,8 @@ std::vector<std::unique_ptr<Communicator>> make_nccl_group(const std::vector<tor
   throw data::InputError("this mgpu was built with MGPU_WITH_NCCL=OFF: no NCCL backend");
 }
 
-std::unique_ptr<Communicator> make_nccl_rank(torch::Device, c10d::Store&, int, int, double) {
+std::vector<std::unique_ptr<Communicator>> make_nccl_ranks(const std::vector<torch::Device>&,
+                                                           c10d::Store&, int, int, double) {
   throw data::InputError("this mgpu was built with MGPU_WITH_NCCL=OFF: no NCCL backend");
 }
 
@@ -217,13 +218,13 @@ std::vector<std::unique_ptr<Communicator>> make_nccl_group(const std::vector<tor
   return group;
 }
 
-std::unique_ptr<Communicator> make_nccl_rank(torch::Device device, c10d::Store& store, int rank,
-                                             int world, double timeout_s) {
-  require_visible(device);
-  c10::cuda::CUDAGuard guard(device);
+std::vector<std::unique_ptr<Communicator>> make_nccl_ranks(
+    const std::vector<torch::Device>& devices, c10d::Store& store, int first_rank, int world,
+    double timeout_s) {
+  for (const auto& d : devices) require_visible(d);
   ncclUniqueId id;
   const std::string key = "mgpu/nccl_unique_id";
-  if (rank == 0) {
+  if (first_rank == 0) {
     MGPU_NCCL_CHECK(ncclGetUniqueId(&id), nullptr);
     const auto* bytes = reinterpret_cast<const uint8_t*>(&id);
     store.set(key, std::vector<uint8_t>(bytes, bytes + sizeof id));
@@ -231,14 +232,27 @@ std::unique_ptr<Communicator> make_nccl_rank(torch::Device device, c10d::Store& 
     const auto bytes = store.get(key);  // waits up to the store's timeout
     if (bytes.size() != sizeof id) {
       throw CommError(fmt::format("rank {}: the NCCL unique id in the store has {} bytes, not {}",
-                                  rank, bytes.size(), sizeof id));
+                                  first_rank, bytes.size(), sizeof id));
     }
     std::memcpy(&id, bytes.data(), sizeof id);
   }
-  ncclComm_t comm = nullptr;
-  MGPU_NCCL_CHECK(ncclCommInitRank(&comm, world, id, rank), comm);
-  return std::make_unique<NcclCommunicator>(comm, rank, world, device, timeout_s,
-                                            std::make_shared<GroupState>());
+  // Several devices of one process must join inside one group, or the first init would wait
+  // for the others forever.
+  std::vector<ncclComm_t> comms(devices.size());
+  MGPU_NCCL_CHECK(ncclGroupStart(), nullptr);
+  for (size_t i = 0; i < devices.size(); ++i) {
+    MGPU_CUDA_CHECK(cudaSetDevice(devices[i].index()));
+    MGPU_NCCL_CHECK(ncclCommInitRank(&comms[i], world, id, first_rank + static_cast<int>(i)),
+                    nullptr);
+  }
+  MGPU_NCCL_CHECK(ncclGroupEnd(), nullptr);
+  auto state = std::make_shared<GroupState>();
+  std::vector<std::unique_ptr<Communicator>> group;
+  for (size_t i = 0; i < devices.size(); ++i) {
+    group.push_back(std::make_unique<NcclCommunicator>(
+        comms[i], first_rank + static_cast<int>(i), world, devices[i], timeout_s, state));
+  }
+  return group;
 }
 
 #endif

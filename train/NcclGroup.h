@@ -21,9 +21,11 @@ namespace mgpu::train {
 std::vector<std::unique_ptr<Communicator>> make_nccl_group(const std::vector<torch::Device>& devices,
                                                            double timeout_s);
 
-/// One rank of a multi-process NCCL job (one GPU per process): rank 0 creates the NCCL unique
-/// id and publishes it through the job's store; every rank then joins with ncclCommInitRank.
-std::unique_ptr<Communicator> make_nccl_rank(torch::Device device, c10d::Store& store, int rank,
-                                             int world, double timeout_s);
+/// This process's ranks of a multi-process NCCL job: one per device, ranks first_rank,
+/// first_rank + 1, ... of world. Global rank 0 creates the NCCL unique id and publishes it
+/// through the job's store; every process then joins with ncclCommInitRank inside one group.
+std::vector<std::unique_ptr<Communicator>> make_nccl_ranks(
+    const std::vector<torch::Device>& devices, c10d::Store& store, int first_rank, int world,
+    double timeout_s);
 
 }  // namespace mgpu::train

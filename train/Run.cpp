@@ -87,9 +87,10 @@ nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& da
   return j;
 }
 
-// The replicas' communicators. Several processes (a launcher's variables are set): one
-// replica each, NCCL between GPUs and the TCPStore between CPU processes. One process: NCCL
-// between its GPUs, else the in-process group the Trainer makes.
+// The replicas' communicators. Several processes (a launcher's variables are set): NCCL
+// between GPUs (one process per GPU, or per node driving all its GPUs; every process must have
+// as many as the others), the TCPStore between CPU processes (one replica each). One process:
+// NCCL between its GPUs, else the in-process group the Trainer makes.
 std::vector<std::unique_ptr<Communicator>> make_communicators(
     const TrainConfig& config, const ProcessInfo& process, const std::vector<torch::Device>& devices) {
   const bool gpus = devices[0].is_cuda();
@@ -99,24 +100,21 @@ std::vector<std::unique_ptr<Communicator>> make_communicators(
     if (!nccl) return {};
     return make_nccl_group(devices, config.comm_timeout_s);
   }
+  if (nccl && !gpus) throw data::InputError("--comm nccl needs GPUs (--gpus 1 or more)");
+  auto store = connect_store(process, config.comm_timeout_s);
+  if (nccl) {
+    const int per_process = static_cast<int>(devices.size());
+    return make_nccl_ranks(devices, *store, process.rank * per_process,
+                           process.world_size * per_process, config.comm_timeout_s);
+  }
   if (devices.size() != 1) {
     throw data::InputError(fmt::format(
-        "{} started {} processes: each drives one replica, so use --gpus 1 (the GPU is picked by "
-        "the local rank) or --gpus 0 with --cpu-replicas 1",
+        "{} started {} processes: on the CPU each drives one replica, so use --cpu-replicas 1",
         process.launcher, process.world_size));
   }
-  if (nccl && !gpus) {
-    throw data::InputError("--comm nccl needs --gpus 1 in a multi-process job");
-  }
-  auto store = connect_store(process, config.comm_timeout_s);
   std::vector<std::unique_ptr<Communicator>> comms;
-  if (nccl) {
-    comms.push_back(make_nccl_rank(devices[0], *store, process.rank, process.world_size,
-                                   config.comm_timeout_s));
-  } else {
-    comms.push_back(make_store_communicator(store, process.rank, process.world_size,
-                                            config.comm_timeout_s));
-  }
+  comms.push_back(make_store_communicator(store, process.rank, process.world_size,
+                                          config.comm_timeout_s));
   return comms;
 }
 
