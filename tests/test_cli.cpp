@@ -252,7 +252,7 @@ TEST(Cli, BenchLists) {
 
 TEST(CliBinary, BenchComparesReplicaCountsAndWritesATable) {
   TempDir tmp;
-  auto r = run_mgpu("bench --cpu-replicas 1,2 --steps 2 --warmup 1 --batch-per-device 4 "
+  auto r = run_mgpu("bench --cpu-replicas 1,2 --steps 2 --warmup 0 --batch-per-device 4 "
                     "--threads 2 --out-dir " + tmp.path().string());
   EXPECT_EQ(r.code, 0) << r.err;
   std::ifstream csv(tmp.path() / "bench.csv");

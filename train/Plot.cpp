@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <functional>
 #include <sstream>
 #include <tuple>
 #include <vector>
@@ -46,6 +47,28 @@ bool gnuplot_on_path() {
   return out + "\"";
 }
 
+#ifdef MGPU_WITH_PLOT
+// Runs gnuplot with a PNG terminal aimed at a temporary file, lets draw() send the commands and
+// data, waits for gnuplot, and renames the file into place only if gnuplot wrote it.
+void draw_png(const fs::path& png, const char* size, const std::string& title,
+              const std::function<void(Gnuplot&)>& draw) {
+  write_atomically(png, [&](const fs::path& tmp) {
+    {
+      Gnuplot gp("gnuplot");
+      gp << "set terminal pngcairo size " << size << " noenhanced font 'sans,11'\n";
+      gp << "set output " << quoted(tmp.string()) << "\n";
+      gp << "set title " << quoted(title) << "\n";
+      draw(gp);
+      gp << "set output\nexit\n";
+    }  // closing the pipe waits for gnuplot to finish
+    std::error_code ec;
+    if (!fs::is_regular_file(tmp, ec) || fs::file_size(tmp, ec) == 0) {
+      throw std::runtime_error(fmt::format("gnuplot did not write {}", png.string()));
+    }
+  });
+}
+#endif
+
 }  // namespace
 
 bool can_plot(std::string* why) {
@@ -74,29 +97,18 @@ void plot_history(const History& history, const fs::path& png, const std::string
     acc.emplace_back(e.epoch, e.acc);
     val_acc.emplace_back(e.epoch, e.val_acc);
   }
-  write_atomically(png, [&](const fs::path& tmp) {
-    {
-      Gnuplot gp("gnuplot");
-      gp << "set terminal pngcairo size 900,650 noenhanced font 'sans,11'\n";
-      gp << "set output " << quoted(tmp.string()) << "\n";
-      gp << "set title " << quoted("Training Loss and Accuracy\n" + subtitle) << "\n";
-      gp << "set xlabel 'Epoch #'\nset ylabel 'Loss/Accuracy'\nset grid\nset key outside right\n";
-      gp << "set xrange [0.5:" << history.size() + 0.5 << "]\n";
-      gp << "set xtics " << std::max<size_t>(1, history.size() / 10) << "\n";  // whole epochs
-      const char* style = history.size() > 1 ? "lines lw 2" : "linespoints pt 7 lw 2";
-      gp << "plot '-' with " << style << " title 'train_loss', '-' with " << style
-         << " title 'val_loss', '-' with " << style << " title 'train_acc', '-' with " << style
-         << " title 'val_acc'\n";
-      gp.send1d(loss);
-      gp.send1d(val_loss);
-      gp.send1d(acc);
-      gp.send1d(val_acc);
-      gp << "set output\nexit\n";
-    }  // closing the pipe waits for gnuplot to finish
-    std::error_code ec;
-    if (!fs::is_regular_file(tmp, ec) || fs::file_size(tmp, ec) == 0) {
-      throw std::runtime_error(fmt::format("gnuplot did not write {}", png.string()));
-    }
+  draw_png(png, "900,650", "Training Loss and Accuracy\n" + subtitle, [&](Gnuplot& gp) {
+    gp << "set xlabel 'Epoch #'\nset ylabel 'Loss/Accuracy'\nset grid\nset key outside right\n";
+    gp << "set xrange [0.5:" << history.size() + 0.5 << "]\n";
+    gp << "set xtics " << std::max<size_t>(1, history.size() / 10) << "\n";  // whole epochs
+    const char* style = history.size() > 1 ? "lines lw 2" : "linespoints pt 7 lw 2";
+    gp << "plot '-' with " << style << " title 'train_loss', '-' with " << style
+       << " title 'val_loss', '-' with " << style << " title 'train_acc', '-' with " << style
+       << " title 'val_acc'\n";
+    gp.send1d(loss);
+    gp.send1d(val_loss);
+    gp.send1d(acc);
+    gp.send1d(val_acc);
   });
 #endif
 }
@@ -112,23 +124,12 @@ void plot_bench(const std::vector<BenchRow>& rows, const fs::path& png,
     bars.emplace_back(std::to_string(r.replicas), r.images_per_second,
                       fmt::format("{:.2f}x", r.speedup));
   }
-  write_atomically(png, [&](const fs::path& tmp) {
-    {
-      Gnuplot gp("gnuplot");
-      gp << "set terminal pngcairo size 800,550 noenhanced font 'sans,11'\n";
-      gp << "set output " << quoted(tmp.string()) << "\n";
-      gp << "set title " << quoted("Training throughput by replica count\n" + subtitle) << "\n";
-      gp << "set xlabel 'replicas'\nset ylabel 'images/s'\nset grid ytics\nset yrange [0:*]\n";
-      gp << "set style fill solid 0.6\nset boxwidth 0.6\nunset key\nset offsets 0,0,graph 0.1,0\n";
-      gp << "plot '-' using 0:2:xtic(1) with boxes, '-' using 0:2:3 with labels offset 0,1\n";
-      gp.send1d(bars);
-      gp.send1d(bars);
-      gp << "set output\nexit\n";
-    }
-    std::error_code ec;
-    if (!fs::is_regular_file(tmp, ec) || fs::file_size(tmp, ec) == 0) {
-      throw std::runtime_error(fmt::format("gnuplot did not write {}", png.string()));
-    }
+  draw_png(png, "800,550", "Training throughput by replica count\n" + subtitle, [&](Gnuplot& gp) {
+    gp << "set xlabel 'replicas'\nset ylabel 'images/s'\nset grid ytics\nset yrange [0:*]\n";
+    gp << "set style fill solid 0.6\nset boxwidth 0.6\nunset key\nset offsets 0,0,graph 0.1,0\n";
+    gp << "plot '-' using 0:2:xtic(1) with boxes, '-' using 0:2:3 with labels offset 0,1\n";
+    gp.send1d(bars);
+    gp.send1d(bars);
   });
 #endif
 }

@@ -297,6 +297,7 @@ Trainer::EpochPlan Trainer::plan_epoch(int64_t epoch, int64_t steps, const data:
 }
 
 void Trainer::train_steps(const data::Dataset& train, int64_t steps) {
+  if (steps <= 0) return;
   if (!replicas_[0]->train.images.defined()) place_data(train, train.first(1));
   const EpochPlan plan = plan_epoch(0, steps, train);
   for_each_replica([&](Replica& r) {
