@@ -73,10 +73,10 @@ TEST(DataParallel, NReplicasEqualOneReplicaAccumulatingN) {
   EXPECT_DOUBLE_EQ(replicas.history[0].acc, accumulated.history[0].acc);
 }
 
-TEST(DataParallel, ReplicasHoldIdenticalWeightsAfterEveryEpoch) {
-  const auto train_set = random_dataset(24, 2);
+TEST(DataParallel, ReplicasHoldIdenticalWeightsAfterEveryStep) {
+  const auto train_set = random_dataset(8, 2);  // one global batch: every epoch is one step
   auto c = config(1);
-  c.epochs = 2;
+  c.epochs = 3;
   train::Trainer trainer(c, model_without_dropout(), {torch::kCPU, torch::kCPU},
                          data::mean_image(train_set.images));
   ASSERT_EQ(trainer.global_batch(), 8);
@@ -95,7 +95,7 @@ TEST(DataParallel, ReplicasHoldIdenticalWeightsAfterEveryEpoch) {
     for (size_t i = 0; i < ba.size(); ++i) EXPECT_TRUE(torch::equal(ba[i], bb[i])) << "buffer " << i;
     ++checked;
   });
-  EXPECT_EQ(checked, 2);
+  EXPECT_EQ(checked, 3);
 }
 
 TEST(DataParallel, BatchNormStatisticsAreAveragedBeforeEvaluation) {
