@@ -1,6 +1,8 @@
 // Small data files that the tests write for themselves: CIFAR-10 records and IDX files.
 #pragma once
 
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -34,6 +36,19 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it).
+inline int free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
 
 /// The InputError message of f(), or "" if f() did not throw one.
 template <typename F>

@@ -218,7 +218,7 @@ TEST(CliBinary, TwoProcessesOnLocalhostTrainTogetherAndOnlyRankZeroWrites) {
                            "--limit-train 32 --limit-test 8 --comm-timeout 30 --data-dir " +
                            (tmp.path() / "data").string();
   const std::string env = "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
-                          std::to_string(29700 + getpid() % 200);
+                          std::to_string(mgpu::testing::free_port());
   const std::string cmd = "(RANK=1 " + env + " " + MGPU_BINARY + " " + args + " --out-dir " +
                           (tmp.path() / "r1").string() + " > " + (tmp.path() / "log1").string() +
                           " 2>&1; echo $? > " + (tmp.path() / "rc1").string() + ") & RANK=0 " +

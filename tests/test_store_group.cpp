@@ -1,8 +1,6 @@
 // The multi-process communicator over c10d's TCPStore, in two real processes on localhost:
 // this test program starts itself again as the workers.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <fmt/core.h>
@@ -14,20 +12,9 @@
 
 using namespace mgpu::train;
 using mgpu::testing::TempDir;
+using mgpu::testing::free_port;
 
 namespace {
-
-int free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 std::string read_text(const std::filesystem::path& p) {
   std::ifstream in(p);
