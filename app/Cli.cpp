@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <functional>
 #include <cxxopts.hpp>
 
 #include "data/InputError.h"
@@ -261,41 +262,42 @@ Command parse_command_line(const std::vector<std::string>& args) {
     cmd.help = kTopHelp;
     return cmd;
   }
+  // Each command: its flags, and how a parse result fills the Command.
+  struct Entry {
+    const char* name;
+    cxxopts::Options (*options)();
+    std::function<void(const cxxopts::ParseResult&, Command&)> fill;
+  };
+  const Entry commands[] = {
+      {"train", train_options,
+       [](const cxxopts::ParseResult& r, Command& c) {
+         c.kind = Command::Kind::kTrain;
+         c.train = parse_train(r);
+       }},
+      {"plot", plot_options,
+       [](const cxxopts::ParseResult& r, Command& c) {
+         if (!r.count("history")) throw InputError("mgpu plot: name the history.csv to plot");
+         c.kind = Command::Kind::kPlot;
+         c.plot_csv = get<std::string>(r, "history");
+         c.plot_output = get<std::string>(r, "output");
+       }},
+      {"bench", bench_options,
+       [](const cxxopts::ParseResult& r, Command& c) {
+         c.kind = Command::Kind::kBench;
+         c.bench = parse_bench(r);
+       }},
+  };
   const std::string& name = args[1];
-  std::vector<std::string> rest(args.begin() + 1, args.end());  // rest[0] plays argv[0]
-  if (name == "train") {
-    auto options = train_options();
+  const std::vector<std::string> rest(args.begin() + 1, args.end());  // rest[0] plays argv[0]
+  for (const auto& entry : commands) {
+    if (name != entry.name) continue;
+    auto options = entry.options();
     const auto r = parse(options, rest);
     if (r.count("help")) {
       cmd.help = options.help();
-      return cmd;
+    } else {
+      entry.fill(r, cmd);
     }
-    cmd.kind = Command::Kind::kTrain;
-    cmd.train = parse_train(r);
-    return cmd;
-  }
-  if (name == "plot") {
-    auto options = plot_options();
-    const auto r = parse(options, rest);
-    if (r.count("help")) {
-      cmd.help = options.help();
-      return cmd;
-    }
-    if (!r.count("history")) throw InputError("mgpu plot: name the history.csv to plot");
-    cmd.kind = Command::Kind::kPlot;
-    cmd.plot_csv = get<std::string>(r, "history");
-    cmd.plot_output = get<std::string>(r, "output");
-    return cmd;
-  }
-  if (name == "bench") {
-    auto options = bench_options();
-    const auto r = parse(options, rest);
-    if (r.count("help")) {
-      cmd.help = options.help();
-      return cmd;
-    }
-    cmd.kind = Command::Kind::kBench;
-    cmd.bench = parse_bench(r);
     return cmd;
   }
   throw InputError(fmt::format("unknown command '{}' (expected train, plot, bench or help)", name));
