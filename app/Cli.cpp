@@ -64,6 +64,8 @@ cxxopts::Options train_options() {
        "fails", cxxopts::value<std::string>()->default_value("300"))
       ("seed", "seed of weights, shuffling, augmentation and dropout",
        cxxopts::value<std::string>()->default_value("42"))
+      ("deterministic", "deterministic cuDNN and LibTorch kernels, so that a GPU run repeats "
+       "bit for bit (slower; CPU runs repeat anyway)")
       ("threads", "LibTorch CPU threads; 0: all cores", cxxopts::value<std::string>()->default_value("0"))
       ("limit-train", "use only the first N training images (0: all)",
        cxxopts::value<std::string>()->default_value("0"))
@@ -225,6 +227,7 @@ train::TrainConfig parse_train(const cxxopts::ParseResult& r) {
   }
   c.threads = int_at_least(r, "threads", 0);
   c.seed = static_cast<uint64_t>(int_at_least(r, "seed", 0));
+  c.deterministic = r.count("deterministic") > 0;
   c.lr = number(r, "lr");
   if (!std::isfinite(c.lr) || c.lr <= 0) {
     throw InputError(fmt::format("--lr {}: expected a finite number > 0", c.lr));

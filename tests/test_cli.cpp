@@ -60,8 +60,10 @@ TEST(Cli, TrainFlagsAreRead) {
       {"mgpu", "train", "--output", "p.png", "--gpus", "0", "--dataset", "cifar10", "--data-dir",
        "d", "--epochs", "3", "--lr", "0.01", "--power", "2", "--momentum", "0.5",
        "--batch-per-device", "32", "--seed", "9", "--threads", "2", "--limit-train", "100",
-       "--limit-test", "50", "--out-dir", "o", "--verbose", "0"});
+       "--limit-test", "50", "--out-dir", "o", "--verbose", "0", "--deterministic"});
   const auto& t = cmd.train;
+  EXPECT_TRUE(t.deterministic);
+  EXPECT_FALSE(parse_command_line({"mgpu", "train"}).train.deterministic);
   EXPECT_EQ(t.plot_path, "p.png");
   EXPECT_EQ(t.data.dataset, "cifar10");
   EXPECT_EQ(t.data.data_dir, "d");
@@ -129,7 +131,7 @@ TEST(Cli, HelpExplainsEveryFlag) {
                            "--power", "--momentum", "--batch-per-device", "--seed", "--threads",
                            "--limit-train", "--limit-test", "--out-dir", "--verbose",
                            "--cpu-replicas", "--accumulate", "--comm", "--comm-timeout", "--lr-scaling",
-                           "--warmup-epochs"}) {
+                           "--warmup-epochs", "--deterministic"}) {
     EXPECT_NE(cmd.help.find(flag), std::string::npos) << flag;
   }
   EXPECT_EQ(parse_command_line({"mgpu"}).kind, Command::Kind::kHelp);
@@ -261,9 +263,13 @@ TEST(CliBinary, BenchComparesReplicaCountsAndWritesATable) {
   std::getline(csv, one);
   std::getline(csv, two);
   EXPECT_EQ(header, "replicas,global_batch,ms_per_step,images_per_second,seconds_per_epoch,"
-                    "speedup,efficiency");
+                    "speedup,efficiency,gradient_floats,allreduce_ms");
   EXPECT_EQ(one.rfind("1,4,", 0), 0u) << one;
   EXPECT_EQ(two.rfind("2,8,", 0), 0u) << two;
+  // The all-reduce of MiniGoogLeNet's whole gradient buffer is timed for each configuration
+  // (with one replica it moves nothing, so only two replicas must take measurable time).
+  for (const auto& line : {one, two}) ASSERT_NE(line.find(",1651114,"), std::string::npos) << line;
+  EXPECT_GT(std::stod(two.substr(two.find(",1651114,") + 9)), 0.0) << two;
   EXPECT_FALSE(std::getline(csv, extra));
 }
 

@@ -2,11 +2,13 @@
 // and a whole run leaves every output file behind.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <sstream>
 
 #include "Fixtures.h"
 #include "data/Preprocess.h"
 #include "models/MiniGoogLeNet.h"
+#include "train/Device.h"
 #include "train/Plot.h"
 #include "train/Run.h"
 #include "train/Trainer.h"
@@ -159,4 +161,17 @@ TEST(Training, AWholeRunLeavesHistorySummaryWeightsAndPlot) {
   models::MiniGoogLeNet net;
   std::shared_ptr<torch::nn::Module> base = net.ptr();
   torch::load(base, (tmp.path() / "run" / "model.pt").string());
+}
+
+TEST(Training, DeterministicSwitchesLibTorchsKernelChoice) {
+  auto& context = at::globalContext();
+  mgpu::train::set_deterministic(true);
+  EXPECT_TRUE(context.deterministicCuDNN());
+  EXPECT_FALSE(context.benchmarkCuDNN());
+  EXPECT_TRUE(context.deterministicAlgorithms());
+  EXPECT_TRUE(context.deterministicAlgorithmsWarnOnly());
+  EXPECT_STREQ(std::getenv("CUBLAS_WORKSPACE_CONFIG"), ":4096:8");
+  mgpu::train::set_deterministic(false);
+  EXPECT_FALSE(context.deterministicCuDNN());
+  EXPECT_FALSE(context.deterministicAlgorithms());
 }

@@ -6,12 +6,14 @@
 #include <chrono>
 #include <ctime>
 #include <iostream>
+#include <thread>
 
 #include "data/InputError.h"      // defines: InputError
 #include "data/Preprocess.h"      // defines: mean_image
 #include "models/MiniGoogLeNet.h"  // defines: MiniGoogLeNet
 #include "train/Device.h"         // defines: select_devices, describe_device, set_threads
 #include "train/History.h"        // defines: write_text_atomically
+#include "train/LocalGroup.h"     // defines: make_local_group
 #include "train/NcclGroup.h"      // defines: make_nccl_group
 #include "train/Plot.h"           // defines: can_plot, plot_bench
 #include "train/Trainer.h"        // defines: Trainer
@@ -29,6 +31,50 @@ std::string bench_dir(const BenchConfig& config) {
   char text[32];
   std::strftime(text, sizeof text, "%Y%m%d-%H%M%S", std::localtime(&now));
   return std::string("runs/bench-") + text;
+}
+
+// Milliseconds per sum all-reduce of a `numel`-float buffer (the model's flat gradient buffer),
+// every rank in its own thread as in training, after a few untimed calls; rank 0's mean.
+double time_all_reduce(std::vector<std::unique_ptr<Communicator>> comms,
+                       const std::vector<torch::Device>& devices, int64_t numel) {
+  constexpr int kWarmup = 5, kTimed = 50;
+  double ms = 0;
+  std::vector<std::exception_ptr> errors(comms.size());
+  auto rank_body = [&](size_t r) {
+    try {
+      c10::DeviceGuard guard(devices[r]);
+      auto buffer = torch::zeros({numel}, torch::TensorOptions().device(devices[r]));
+      for (int i = 0; i < kWarmup; ++i) comms[r]->all_reduce_sum(buffer);
+      if (devices[r].is_cuda()) torch::cuda::synchronize(devices[r].index());
+      const auto start = std::chrono::steady_clock::now();
+      for (int i = 0; i < kTimed; ++i) comms[r]->all_reduce_sum(buffer);
+      if (devices[r].is_cuda()) torch::cuda::synchronize(devices[r].index());
+      const std::chrono::duration<double, std::milli> took = std::chrono::steady_clock::now() - start;
+      if (r == 0) ms = took.count() / kTimed;
+    } catch (...) {
+      errors[r] = std::current_exception();
+      comms[r]->abort("all-reduce timing failed on another rank");
+    }
+  };
+  std::vector<std::thread> threads;
+  for (size_t r = 1; r < comms.size(); ++r) threads.emplace_back(rank_body, r);
+  rank_body(0);
+  for (auto& t : threads) t.join();
+  for (const auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+  return ms;
+}
+
+// The communicators a configuration trains with, also for one replica (where training needs
+// none): NCCL between GPUs unless --comm local, else the in-process group.
+std::vector<std::unique_ptr<Communicator>> bench_group(const TrainConfig& config,
+                                                      const std::vector<torch::Device>& devices) {
+  if (devices[0].is_cuda() && config.comm != "local") {
+    return make_nccl_group(devices, config.comm_timeout_s);
+  }
+  return make_local_group(static_cast<int>(devices.size()),
+                          std::chrono::milliseconds(static_cast<int64_t>(config.comm_timeout_s * 1000)));
 }
 
 }  // namespace
@@ -54,9 +100,9 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
                      "after {} warm-up steps; device {}, {} LibTorch threads\n",
                      config.train.batch_per_device, config.steps, config.warmup,
                      describe_device(device_sets[0][0]), threads);
-  out << fmt::format("{:>8} {:>12} {:>10} {:>10} {:>14} {:>8} {:>10}\n", "replicas",
+  out << fmt::format("{:>8} {:>12} {:>10} {:>10} {:>14} {:>8} {:>10} {:>13}\n", "replicas",
                      "global batch", "ms/step", "images/s", "s/epoch (proj)", "speedup",
-                     "efficiency")
+                     "efficiency", "allreduce ms")
       << std::flush;
   std::vector<BenchRow> rows;
   for (size_t i = 0; i < device_sets.size(); ++i) {
@@ -84,19 +130,26 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
     row.speedup = row.images_per_second / base.images_per_second;
     row.efficiency =
         row.speedup / (static_cast<double>(row.replicas) / static_cast<double>(base.replicas));
+    row.gradient_floats = models::count_parameters(*net);
+    row.all_reduce_ms =
+        time_all_reduce(bench_group(config.train, devices), devices, row.gradient_floats);
     rows.push_back(row);
-    out << fmt::format("{:>8} {:>12} {:>10.1f} {:>10.1f} {:>14.1f} {:>7.2f}x {:>9.0f}%\n",
+    out << fmt::format("{:>8} {:>12} {:>10.2f} {:>10.1f} {:>14.1f} {:>7.2f}x {:>9.0f}% {:>13.3f}\n",
                        row.replicas, row.global_batch, row.ms_per_step, row.images_per_second,
-                       row.seconds_per_epoch, row.speedup, 100 * row.efficiency)
+                       row.seconds_per_epoch, row.speedup, 100 * row.efficiency,
+                       row.all_reduce_ms)
         << std::flush;
   }
   std::string csv = "replicas,global_batch,ms_per_step,images_per_second,seconds_per_epoch,"
-                    "speedup,efficiency\n";
+                    "speedup,efficiency,gradient_floats,allreduce_ms\n";
   for (const auto& r : rows) {
-    csv += fmt::format("{},{},{:.3f},{:.2f},{:.2f},{:.4f},{:.4f}\n", r.replicas, r.global_batch,
-                       r.ms_per_step, r.images_per_second, r.seconds_per_epoch, r.speedup,
-                       r.efficiency);
+    csv += fmt::format("{},{},{:.3f},{:.2f},{:.2f},{:.4f},{:.4f},{},{:.4f}\n", r.replicas,
+                       r.global_batch, r.ms_per_step, r.images_per_second, r.seconds_per_epoch,
+                       r.speedup, r.efficiency, r.gradient_floats, r.all_reduce_ms);
   }
+  out << fmt::format("allreduce ms: one sum all-reduce of the full gradient buffer ({} floats, "
+                     "{:.1f} MB) with the configuration's communicator, mean of 50\n",
+                     rows.front().gradient_floats, 4e-6 * static_cast<double>(rows.front().gradient_floats));
   write_text_atomically(dir / "bench.csv", csv);
   out << "table: " << (dir / "bench.csv").string() << "\n";
   std::string why;

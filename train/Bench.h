@@ -24,6 +24,8 @@ struct BenchRow {
   double seconds_per_epoch = 0;  // projected for CIFAR-10's 50,000 training images
   double speedup = 0;            // images/s over the first row's
   double efficiency = 0;         // speedup over the replica ratio
+  int64_t gradient_floats = 0;   // size of the flat gradient buffer
+  double all_reduce_ms = 0;      // one all-reduce of that buffer, timed on its own
 };
 
 /// Times each configuration on the same synthetic CIFAR-sized data (MiniGoogLeNet, the

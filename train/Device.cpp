@@ -4,6 +4,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <fmt/core.h>
 
+#include <cstdlib>
 #include <thread>
 
 #include "data/InputError.h"
@@ -29,6 +30,16 @@ std::string describe_device(const torch::Device& device) {
   const auto* props = at::cuda::getDeviceProperties(device.index());
   return fmt::format("{} ({}, {:.1f} GiB)", device.str(), props->name,
                      static_cast<double>(props->totalGlobalMem) / (1 << 30));
+}
+
+void set_deterministic(bool on) {
+  // cuBLAS reads this when its handle is made; ":4096:8" is the setting NVIDIA documents for
+  // reproducible results.
+  if (on) setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
+  auto& context = at::globalContext();
+  context.setDeterministicCuDNN(on);
+  context.setBenchmarkCuDNN(false);
+  context.setDeterministicAlgorithms(on, /*warn_only=*/true);
 }
 
 int64_t set_threads(int64_t threads) {

@@ -15,6 +15,11 @@ std::vector<torch::Device> select_devices(int64_t gpus, int64_t cpu_replicas);
 /// "cpu" or "cuda:0 (NVIDIA H100 80GB HBM3, 79.1 GiB)".
 std::string describe_device(const torch::Device& device);
 
+/// Deterministic kernels on (cuDNN's deterministic algorithms, no cuDNN autotuning, LibTorch's
+/// deterministic implementations with a warning where one has none, cuBLAS's fixed workspace)
+/// or back to LibTorch's defaults. Call before the first CUDA work.
+void set_deterministic(bool on);
+
 /// Sets LibTorch's intra-op thread count (0: all cores) and returns the count in force.
 int64_t set_threads(int64_t threads);
 

@@ -70,7 +70,8 @@ nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& da
                  {"replicas", trainer.world_size()},
                  {"global_batch", trainer.global_batch()},
                  {"gpus", config.gpus},
-                 {"seed", config.seed}};
+                 {"seed", config.seed},
+                 {"deterministic", config.deterministic}};
   j["epochs_completed"] = history.size();
   j["seconds"] = seconds;
   j["train_images_per_second"] = trainer.images_per_second();
@@ -131,6 +132,7 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
     devices = {torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(process.local_rank))};
   }
   const int64_t threads = set_threads(config.threads);
+  set_deterministic(config.deterministic);
 
   data::DataSplit data = data::load_data(config.data);
   RunResult result;

@@ -25,6 +25,7 @@ struct TrainConfig {
   std::string comm = "auto";      // "local", "nccl"; auto: nccl for several GPUs, else local
   int64_t eval_batch = 256;       // evaluation batch (no effect on results)
   uint64_t seed = 42;
+  bool deterministic = false;     // deterministic cuDNN and LibTorch kernels (GPU runs repeat bit for bit)
   int verbose = 1;                // 0 silent, 1 progress bar, 2 one line per epoch
   std::string out_dir;            // empty: runs/<dataset>-<timestamp>
   std::string plot_path;          // --output; empty: <out_dir>/plot.png
