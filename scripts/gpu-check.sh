@@ -1,27 +1,95 @@
 #!/usr/bin/env bash
 # Run on the GPU machine (device tool, with .deps carried; see scripts/gpu-prepare.sh):
-# builds against that machine's PyTorch, runs the tests (the GPU ones included), converts the
-# CIFAR-10 stand-in, and runs the single-GPU and one-rank NCCL checks. Logs go to $OUT.
-# Usage: scripts/gpu-check.sh [EPOCHS]
+# builds against that machine's PyTorch and runs, in order of importance,
+#   1. the test suite (the GPU tests included),
+#   2. the one-rank NCCL run against the plain single-GPU path (deterministic kernels, so the
+#      two must agree bit for bit),
+#   3. mgpu bench --gpus 1 (step time and the full-gradient NCCL all-reduce),
+#   4. the tutorial's run on CIFAR-10 (--epochs EPOCHS), cut off at the script's deadline;
+#      history.csv keeps every finished epoch.
+# Step 4 is skipped if any earlier step failed, so that device time is left for a rerun.
+# Everything lands in /tmp/gpu-check; $OUT gets results.tar.gz of it (the device tool brings
+# back few files) and the long run's history.csv and log.
+# Usage: scripts/gpu-check.sh [EPOCHS] [DEADLINE_S]
 set -uo pipefail
 cd "$(dirname "$0")/.."
-EPOCHS="${1:-3}"
-OUT="${OUT:-/tmp/mgpu-out}"
-mkdir -p "$OUT" /tmp/deps
-for f in .deps/*.deb; do dpkg -x "$f" /tmp/deps; done
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
-python3 -c 'import torch; print("torch", torch.__version__, torch.version.cuda)' | tee -a "$OUT/gpu.txt"
+EPOCHS="${1:-70}"
+DEADLINE="${2:-540}"  # seconds after the start by which the script must be done
+FINAL="${OUT:-/tmp/mgpu-out}"
+OUT=/tmp/gpu-check
+mkdir -p "$OUT" "$FINAL" /tmp/deps
+failed=()
+step() { echo "== [$SECONDS s] $*"; }
+pack() { tar -C "$OUT" --exclude='*.pt' -czf "$FINAL/results.tar.gz" .; }
+trap pack EXIT
 
+step "machine"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/machine.txt"
+{ python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
+  g++ --version | head -1; cmake --version | head -1; nproc; } 2>&1 | tee -a "$OUT/machine.txt"
+
+# The CIFAR-10 stand-in converts while the build runs.
+(python3 .deps/cifar10_from_jpeg.py --out .deps/data > "$OUT/cifar.log" 2>&1; echo "rc $?" >> "$OUT/cifar.log") &
+convert_pid=$!
+
+step "build"
+for f in .deps/*.deb; do dpkg -x "$f" /tmp/deps; done
+zlib_flags=()
+if [[ ! -e /usr/include/zlib.h ]]; then  # headers from the .deb, the system's shared library
+  libz=$(ldconfig -p | awk '/libz\.so\.1 .*x86-64/ {print $NF; exit}')
+  zlib_flags=(-DZLIB_INCLUDE_DIR=/tmp/deps/usr/include "-DZLIB_LIBRARY=$libz")
+fi
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMGPU_PYTHON="$(command -v python3)" \
   -DMGPU_WITH_PLOT=OFF -DCMAKE_PREFIX_PATH=/tmp/deps/usr -DTORCH_CUDA_ARCH_LIST=9.0 \
-  > "$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
-cmake --build build-gpu -j 16 > "$OUT/build.log" 2>&1 || { grep -m5 -A5 error "$OUT/build.log"; exit 1; }
-(cd build-gpu && ctest -j 4 --output-on-failure > "$OUT/ctest.log" 2>&1); tail -5 "$OUT/ctest.log"
+  -DGTest_DIR=/tmp/deps/usr/lib/x86_64-linux-gnu/cmake/GTest "${zlib_flags[@]}" \
+  > "$OUT/configure.log" 2>&1 || { tail -40 "$OUT/configure.log"; exit 1; }
+grep -i "nccl\|libtorch from" "$OUT/configure.log"
+cmake --build build-gpu -j 16 > "$OUT/build.log" 2>&1 ||
+  { grep -m10 -B2 -A10 "error" "$OUT/build.log"; exit 1; }
+step "built"
 
-python3 .deps/cifar10_from_jpeg.py --out .deps/data > /dev/null
+step "tests"
+(cd build-gpu && timeout 150 ctest -j 8 --timeout 120 --output-on-failure > "$OUT/ctest.log" 2>&1) ||
+  failed+=(tests)
+grep -E "tests passed|Failed|Skipped|\*\*\*" "$OUT/ctest.log" | head -20
+
+wait "$convert_pid"
+tail -2 "$OUT/cifar.log"
 B=build-gpu/mgpu
-COMMON="--dataset cifar10 --data-dir .deps/data --verbose 2 --epochs $EPOCHS"
-$B train --gpus 1 $COMMON --out-dir "$OUT/gpu1" 2>&1 | tee "$OUT/gpu1.log"
-$B train --gpus 1 --comm nccl $COMMON --out-dir "$OUT/nccl1" 2>&1 | tee "$OUT/nccl1.log"
-$B bench --gpus 1 --steps 50 --warmup 10 --out-dir "$OUT/bench" 2>&1 | tee "$OUT/bench.log"
-echo "== summary"; grep -h "Epoch\|throughput\|wall" "$OUT"/gpu1.log "$OUT"/nccl1.log
+DATA=(--dataset cifar10 --data-dir .deps/data --verbose 2)
+
+step "one-rank NCCL against the plain single-GPU path"
+SHORT=(--limit-train 12800 --limit-test 2000 --epochs 2 --deterministic)
+$B train --gpus 1 "${DATA[@]}" "${SHORT[@]}" --out-dir "$OUT/plain" > "$OUT/plain.log" 2>&1 ||
+  failed+=(plain)
+$B train --gpus 1 --comm nccl "${DATA[@]}" "${SHORT[@]}" --out-dir "$OUT/nccl" > "$OUT/nccl.log" 2>&1 ||
+  failed+=(nccl)
+tail -4 "$OUT/plain.log" "$OUT/nccl.log"
+cat "$OUT/plain/history.csv" "$OUT/nccl/history.csv"
+if cmp -s <(cut -d, -f1,2,4- "$OUT/plain/history.csv") <(cut -d, -f1,2,4- "$OUT/nccl/history.csv") &&
+   python3 scripts/compare_weights.py "$OUT/plain/model.pt" "$OUT/nccl/model.pt"; then
+  echo "SAME: the history (all but seconds) and every weight are identical"
+else
+  echo "DIFFERENT"; failed+=(same)
+  # Is the plain path itself reproducible? A second plain run tells.
+  $B train --gpus 1 "${DATA[@]}" "${SHORT[@]}" --out-dir "$OUT/plain2" > "$OUT/plain2.log" 2>&1
+  python3 scripts/compare_weights.py "$OUT/plain/model.pt" "$OUT/plain2/model.pt"
+fi
+
+step "bench"
+$B bench --gpus 1 --steps 300 --warmup 30 --out-dir "$OUT/bench" 2>&1 | tee "$OUT/bench.log" ||
+  failed+=(bench)
+
+if ((${#failed[@]})); then
+  step "FAILED: ${failed[*]}; the long run is skipped"
+  exit 1
+fi
+left=$((DEADLINE - SECONDS))
+step "the tutorial's run: $EPOCHS epochs, cut off after $left s"
+pack
+timeout --signal=INT "$left" $B train --gpus 1 "${DATA[@]}" --epochs "$EPOCHS" --out-dir "$OUT/full" \
+  > "$FINAL/full.log" 2>&1
+echo "rc $?"
+cp "$OUT/full/history.csv" "$OUT/full/summary.json" "$FINAL/" 2>/dev/null
+tail -n 14 "$FINAL/full.log"
+step "done"
