@@ -47,6 +47,10 @@ grep -i "nccl\|libtorch from" "$OUT/configure.log"
 cmake --build build-gpu -j 16 > "$OUT/build.log" 2>&1 ||
   { grep -m10 -B2 -A10 "error" "$OUT/build.log"; exit 1; }
 step "built"
+# Which library std:: symbols bind to (docs/architecture.md, PyPI LibTorch and std::filesystem).
+{ readelf -d build-gpu/tests/test_history | grep NEEDED | head -4
+  ninja -C build-gpu -t commands tests/test_history | tail -1 | cut -c1-600; } > "$OUT/link.txt" 2>&1
+head -4 "$OUT/link.txt"
 
 step "tests"
 (cd build-gpu && timeout 150 ctest -j 8 --timeout 120 --output-on-failure > "$OUT/ctest.log" 2>&1) ||

@@ -1,6 +1,8 @@
 // Small data files that the tests write for themselves: CIFAR-10 records and IDX files.
 #pragma once
 
+#include <dirent.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -17,6 +19,31 @@
 
 namespace mgpu::testing {
 
+// The fixtures walk folders with POSIX calls, not std::filesystem::remove_all or directory
+// iterators: where a binary's std::filesystem binds to PyPI LibTorch's private copy (seen with
+// Ubuntu 24.04's toolchain; docs/architecture.md), those two crash. Toolchain.* tests say so.
+
+/// Deletes a folder and everything in it; a missing folder is no error.
+inline void remove_tree(const std::filesystem::path& dir) {
+  nftw(
+      dir.c_str(),
+      [](const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); }, 16,
+      FTW_DEPTH | FTW_PHYS);
+}
+
+/// The names in a folder, without "." and "..".
+inline std::vector<std::string> list_dir(const std::filesystem::path& dir) {
+  std::vector<std::string> names;
+  if (DIR* d = opendir(dir.c_str())) {
+    while (const dirent* e = readdir(d)) {
+      const std::string name = e->d_name;
+      if (name != "." && name != "..") names.push_back(name);
+    }
+    closedir(d);
+  }
+  return names;
+}
+
 /// A fresh empty folder under the system temp dir, removed when the object dies.
 class TempDir {
  public:
@@ -24,13 +51,10 @@ class TempDir {
     static int counter = 0;
     path_ = std::filesystem::temp_directory_path() /
             ("mgpu-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    std::filesystem::remove_all(path_);
+    remove_tree(path_);
     std::filesystem::create_directories(path_);
   }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
+  ~TempDir() { remove_tree(path_); }
   const std::filesystem::path& path() const { return path_; }
 
  private:
