@@ -16,6 +16,7 @@
 #include "train/NcclGroup.h"
 #include "train/Plot.h"
 #include "train/Progress.h"
+#include "train/GlooGroup.h"
 #include "train/StoreGroup.h"
 #include "train/Trainer.h"
 
@@ -90,7 +91,7 @@ nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& da
 
 // The replicas' communicators. Several processes (a launcher's variables are set): NCCL
 // between GPUs (one process per GPU, or per node driving all its GPUs; every process must have
-// as many as the others), the TCPStore between CPU processes (one replica each). One process:
+// as many as the others), Gloo between CPU processes (one replica each). One process:
 // NCCL between its GPUs, else the in-process group the Trainer makes.
 std::vector<std::unique_ptr<Communicator>> make_communicators(
     const TrainConfig& config, const ProcessInfo& process, const std::vector<torch::Device>& devices) {
@@ -114,8 +115,8 @@ std::vector<std::unique_ptr<Communicator>> make_communicators(
         process.launcher, process.world_size));
   }
   std::vector<std::unique_ptr<Communicator>> comms;
-  comms.push_back(make_store_communicator(store, process.rank, process.world_size,
-                                          config.comm_timeout_s));
+  comms.push_back(make_gloo_communicator(store, process.rank, process.world_size,
+                                         config.comm_timeout_s));
   return comms;
 }
 
