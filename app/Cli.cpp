@@ -71,8 +71,16 @@ cxxopts::Options train_options() {
        cxxopts::value<std::string>()->default_value("0"))
       ("limit-test", "use only the first N test images (0: all)",
        cxxopts::value<std::string>()->default_value("0"))
-      ("out-dir", "run directory for history.csv, summary.json, model.pt, mean.pt, plot.png; "
-       "default runs/<dataset>-<time>", cxxopts::value<std::string>()->default_value(""))
+      ("out-dir", "run directory for history.csv, summary.json, model.pt, mean.pt, plot.png "
+       "and checkpoints/; default runs/<dataset>-<time>",
+       cxxopts::value<std::string>()->default_value(""))
+      ("checkpoint-every", "also write a checkpoint every N steps (0: only at the end of each "
+       "epoch)", cxxopts::value<std::string>()->default_value("0"))
+      ("keep", "older checkpoints kept besides the newest",
+       cxxopts::value<std::string>()->default_value("1"))
+      ("resume", "continue a run: auto (the newest checkpoint in --out-dir/checkpoints, or a "
+       "fresh start if there is none) or a checkpoint file",
+       cxxopts::value<std::string>()->default_value(""))
       ("verbose", "0 silent, 1 progress bar (default on a terminal), 2 one line per epoch "
        "(default otherwise)", cxxopts::value<std::string>())
       ("h,help", "show this help");
@@ -254,6 +262,13 @@ train::TrainConfig parse_train(const cxxopts::ParseResult& r) {
                                  : (isatty(STDOUT_FILENO) ? 1 : 2);
   if (c.verbose > 2) throw InputError(fmt::format("--verbose {}: expected 0, 1 or 2", c.verbose));
   c.out_dir = get<std::string>(r, "out-dir");
+  c.checkpoint_every = int_at_least(r, "checkpoint-every", 0);
+  c.keep = int_at_least(r, "keep", 0);
+  c.resume = get<std::string>(r, "resume");
+  if (c.resume == "auto" && c.out_dir.empty()) {
+    throw InputError("--resume auto needs --out-dir: the run directory whose checkpoints/ to "
+                     "continue from");
+  }
   return c;
 }
 

@@ -7,6 +7,7 @@
 #include "data/InputError.h"  // defines: InputError (exit code 2)
 #include "train/Bench.h"      // defines: run_bench
 #include "train/Run.h"        // defines: run_training, plot_from_csv
+#include "train/Signals.h"    // defines: StopRequested, kExitStopped
 
 int main(int argc, char** argv) {
   try {
@@ -26,6 +27,9 @@ int main(int argc, char** argv) {
         std::cout << "plot: " << cmd.plot_output << "\n";
         return 0;
     }
+  } catch (const mgpu::train::StopRequested& e) {
+    std::cerr << "mgpu: " << e.what() << "\n";
+    return mgpu::train::kExitStopped;
   } catch (const mgpu::data::InputError& e) {
     std::cerr << "mgpu: error: " << e.what() << "\n";
     return 2;

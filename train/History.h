@@ -17,15 +17,19 @@ struct EpochStats {
 };
 using History = std::vector<EpochStats>;
 
-/// Writes via path + ".tmp" and a rename, so a reader never sees a half-written file and a
-/// failure leaves the previous version in place. Throws std::runtime_error naming the path.
+/// Writes via path + ".tmp", fsyncs it, renames it into place and fsyncs the directory, so a
+/// reader never sees a half-written file and a failure or crash at any moment leaves the
+/// previous version in place. Throws std::runtime_error naming the path.
 void write_atomically(const std::filesystem::path& path,
                       const std::function<void(const std::filesystem::path& tmp)>& write);
 void write_text_atomically(const std::filesystem::path& path, const std::string& text);
 
 /// CSV with header epoch,lr,seconds,loss,acc,val_loss,val_acc.
 std::string history_csv(const History& history);
-/// Parses history_csv's format; throws data::InputError naming the file and line.
+/// Parses history_csv's format (no epochs is no error); throws data::InputError naming source
+/// and the line.
+History parse_history_csv(const std::string& text, const std::string& source);
+/// Reads a history.csv file holding at least one epoch; throws data::InputError naming it.
 History read_history_csv(const std::filesystem::path& file);
 
 }  // namespace mgpu::train

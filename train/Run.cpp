@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <optional>
 
 #include "data/Datasets.h"
 #include "data/InputError.h"
@@ -16,6 +17,7 @@
 #include "train/NcclGroup.h"
 #include "train/Plot.h"
 #include "train/Progress.h"
+#include "train/Signals.h"
 #include "train/GlooGroup.h"
 #include "train/StoreGroup.h"
 #include "train/Trainer.h"
@@ -87,6 +89,28 @@ nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& da
     j["seconds_per_epoch"] = epoch_seconds / static_cast<double>(history.size());
   }
   return j;
+}
+
+// What a checkpoint must match to continue this run: the model, the data, and everything that
+// shapes the trajectory.
+nlohmann::json run_fingerprint(const TrainConfig& config, const data::DataSplit& data,
+                               const Trainer& trainer) {
+  return {{"model", "minigooglenet"},
+          {"dataset", data.name},
+          {"train_images", data.train.size()},
+          {"test_images", data.test.size()},
+          {"image_shape", data.train.images.sizes().slice(1).vec()},
+          {"classes", data.class_names.size()},
+          {"replicas", trainer.world_size()},
+          {"batch_per_device", config.batch_per_device},
+          {"accumulate", config.accumulate},
+          {"epochs", config.epochs},
+          {"lr", config.lr},
+          {"power", config.power},
+          {"momentum", config.momentum},
+          {"lr_scaling", config.lr_scaling},
+          {"warmup_epochs", config.warmup_epochs},
+          {"seed", config.seed}};
 }
 
 // The replicas' communicators. Several processes (a launcher's variables are set): NCCL
@@ -179,6 +203,30 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
                               process.master_port));
   }
   if (lead && !plotting) progress.warn(fmt::format("no plot will be drawn: {}", no_plot_reason));
+
+  CheckpointPolicy checkpoints;
+  checkpoints.dir = result.out_dir / "checkpoints";
+  checkpoints.every_steps = config.checkpoint_every;
+  checkpoints.keep = config.keep;
+  checkpoints.writer = lead;
+  checkpoints.fingerprint = run_fingerprint(config, data, trainer).dump();
+  trainer.set_checkpoints(checkpoints);
+  if (!config.resume.empty()) {
+    std::optional<fs::path> from;
+    if (config.resume == "auto") {
+      from = latest_checkpoint(checkpoints.dir);
+      if (!from) progress.info(fmt::format("no checkpoint in {}: starting afresh", checkpoints.dir.string()));
+    } else if (!fs::is_regular_file(config.resume)) {
+      throw data::InputError(fmt::format("--resume {}: no such checkpoint file", config.resume));
+    } else {
+      from = fs::path(config.resume);
+    }
+    if (from) {
+      trainer.resume(*from);
+      progress.info(fmt::format("resuming from {}", from->string()));
+    }
+  }
+  install_stop_handlers();
 
   auto save_epoch = [&](const History& history) {
     if (lead) write_text_atomically(result.out_dir / "history.csv", history_csv(history));

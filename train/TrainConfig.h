@@ -28,6 +28,9 @@ struct TrainConfig {
   bool deterministic = false;     // deterministic cuDNN and LibTorch kernels (GPU runs repeat bit for bit)
   int verbose = 1;                // 0 silent, 1 progress bar, 2 one line per epoch
   std::string out_dir;            // empty: runs/<dataset>-<timestamp>
+  int64_t checkpoint_every = 0;   // also checkpoint every N steps (0: at epoch ends only)
+  int64_t keep = 1;               // older checkpoints kept besides the newest
+  std::string resume;             // "", "auto" (the newest in <out_dir>/checkpoints), or a file
   std::string plot_path;          // --output; empty: <out_dir>/plot.png
 };
 

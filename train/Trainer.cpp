@@ -6,15 +6,18 @@
 
 #include <chrono>
 #include <cmath>
+#include <fstream>
 #include <map>
 #include <thread>
 
 #include "data/Augment.h"      // defines: shift_and_flip, Augmenter::Draw
 #include "data/InputError.h"   // defines: InputError
 #include "data/Preprocess.h"   // defines: subtract_mean
+#include "train/History.h"     // defines: write_atomically, EpochStats
 #include "train/LocalGroup.h"  // defines: make_local_group
 #include "train/LrSchedule.h"  // defines: poly_decay
 #include "train/Sharding.h"    // defines: shard_batch
+#include "train/Signals.h"     // defines: stop_signal, StopRequested
 
 namespace mgpu::train {
 
@@ -32,6 +35,48 @@ std::string message_of(const std::exception_ptr& error) {
   } catch (...) {
     return "unknown error";
   }
+}
+
+// What checkpoints are made of, so that a reader can tell one from any other archive.
+constexpr const char* kCheckpointFormat = "mgpu-checkpoint-1";
+
+// Generator states, [bytes] uint8 on the CPU: the CPU's (dropout on the CPU, and anything else
+// drawing from the global generator) and, for a GPU, that device's.
+torch::Tensor generator_states(const torch::Device& device) {
+  auto cpu = at::globalContext().defaultGenerator(torch::kCPU);
+  std::vector<torch::Tensor> parts;
+  {
+    std::lock_guard<std::mutex> lock(cpu.mutex());
+    parts.push_back(cpu.get_state());
+  }
+  if (device.is_cuda()) {
+    auto gpu = at::globalContext().defaultGenerator(device);
+    std::lock_guard<std::mutex> lock(gpu.mutex());
+    parts.push_back(gpu.get_state());
+  }
+  return torch::cat(parts);
+}
+
+void set_generator_states(const torch::Device& device, const torch::Tensor& states) {
+  auto cpu = at::globalContext().defaultGenerator(torch::kCPU);
+  std::lock_guard<std::mutex> lock(cpu.mutex());
+  const int64_t cpu_bytes = cpu.get_state().numel();
+  cpu.set_state(states.narrow(0, 0, cpu_bytes).clone());
+  if (device.is_cuda()) {
+    auto gpu = at::globalContext().defaultGenerator(device);
+    std::lock_guard<std::mutex> gpu_lock(gpu.mutex());
+    gpu.set_state(states.narrow(0, cpu_bytes, states.numel() - cpu_bytes).clone());
+  }
+}
+
+torch::Tensor generator_state(torch::Generator& generator) {
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  return generator.get_state();
+}
+
+void set_generator_state(torch::Generator& generator, const torch::Tensor& state) {
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_state(state);
 }
 
 bool is_comm_error(const std::exception_ptr& error) {
@@ -52,6 +97,8 @@ struct Trainer::Replica {
   torch::Device device = torch::kCPU;
   torch::Tensor mean;   // [C, H, W] float on device
   torch::Tensor grads;  // flat gradient buffer; every parameter's .grad is a view into it
+  torch::Tensor control;    // its last 2 entries, summed with it: stop requests, faults
+  torch::Tensor first_bad;  // int64 on device: first step whose loss or gradient was not finite
   std::unique_ptr<torch::optim::SGD> optimizer;
   std::unique_ptr<Communicator> comm;
   data::Dataset train, test;        // uint8 images and labels on device
@@ -98,11 +145,13 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
     replica->model = r == 0 ? model : model.clone(devices[r]);  // all start from replica 0
     replica->mean = mean.to(devices[r]);
     if (!comms.empty()) replica->comm = std::move(comms[r]);
-    // Gradients live in one flat buffer so that one all-reduce moves them all.
+    // Gradients live in one flat buffer so that one all-reduce moves them all; two more
+    // entries carry each replica's stop request and fault flag along with them.
     auto params = replica->model.ptr()->parameters();
     int64_t total = 0;
     for (const auto& p : params) total += p.numel();
-    replica->grads = torch::zeros({total}, params.front().options().requires_grad(false));
+    replica->grads = torch::zeros({total + 2}, params.front().options().requires_grad(false));
+    replica->control = replica->grads.narrow(0, total, 2);
     int64_t offset = 0;
     for (auto& p : params) {
       p.mutable_grad() = replica->grads.narrow(0, offset, p.numel()).view_as(p);
@@ -162,7 +211,8 @@ void Trainer::for_each_replica(const std::function<void(Replica&)>& f) {
   }
 }
 
-void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progress) {
+void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progress,
+                        int64_t first_step) {
   auto& module = *replica.model.ptr();
   module.train();
   const auto dev = replica.device;
@@ -175,15 +225,20 @@ void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progr
   const auto shards = shard_batch(batch, world * k_micro);
   int64_t local_per_step = 0;
   for (int64_t k = 0; k < k_micro; ++k) local_per_step += shards[k * world + rank].size;
+  const auto params_grads = replica.grads.narrow(0, 0, replica.grads.numel() - 2);
 
-  replica.loss_sum = torch::zeros({}, torch::TensorOptions().device(dev));
-  replica.correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(dev));
-  for (int64_t step = 1; step <= plan.steps; ++step) {
+  if (first_step == 1) {  // else resume() restored the sums of the steps before
+    replica.loss_sum = torch::zeros({}, torch::TensorOptions().device(dev));
+    replica.correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(dev));
+  }
+  replica.first_bad = torch::full({}, -1, torch::TensorOptions().dtype(torch::kInt64).device(dev));
+  for (int64_t step = first_step; step <= plan.steps; ++step) {
     const double lr = schedule_.at(plan.epoch, static_cast<double>(step - 1) / plan.steps);
     for (auto& group : replica.optimizer->param_groups()) {
       static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
     }
     replica.grads.zero_();
+    auto step_loss = torch::zeros({}, torch::TensorOptions().device(dev));
     for (int64_t k = 0; k < k_micro; ++k) {
       const Shard& shard = shards[k * world + rank];
       const int64_t begin = (step - 1) * batch + shard.offset;
@@ -197,21 +252,51 @@ void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progr
       const auto loss = torch::nn::functional::cross_entropy(logits, labels);
       // Weighted by the shard's share, the summed gradients are the whole batch's gradient.
       (loss * (static_cast<double>(shard.size) / static_cast<double>(batch))).backward();
+      step_loss += loss.detach();
       replica.loss_sum += loss.detach() * static_cast<double>(shard.size);
       replica.correct += logits.detach().argmax(1).eq(labels).sum();
     }
+    // Flags ride with the gradients, so every replica learns of any replica's stop request or
+    // non-finite loss or gradient in the same step, without a collective of their own.
+    replica.control[0].fill_(stop_signal() != 0 ? 1.0 : 0.0);
+    replica.control[1].copy_(torch::isfinite(step_loss + params_grads.sum()).logical_not());
     if (replica.comm) replica.comm->all_reduce_sum(replica.grads);
+    replica.first_bad = torch::where(replica.first_bad.lt(0) & replica.control[1].gt(0),
+                                     torch::full_like(replica.first_bad, step), replica.first_bad);
     replica.optimizer->step();
-    if (progress && progress->due(step)) {  // this replica's running figures, read at most 10/s
-      const double seen = static_cast<double>(step * local_per_step);
-      const double loss = replica.loss_sum.item<double>() / seen;
-      if (!std::isfinite(loss)) {
+
+    const bool due = progress && progress->due(step);
+    const int64_t global_step = plan.epoch * plan.steps + step;
+    const bool periodic = checkpoints_.every_steps > 0 && !checkpoints_.dir.empty() &&
+                          global_step % checkpoints_.every_steps == 0 && step < plan.steps;
+    bool stop = stop_signal() != 0;
+    // Reading device values waits for the device: with one GPU only a few times a second;
+    // with peers every step (the all-reduce has waited already), so that all agree.
+    if (replica.comm || !dev.is_cuda() || due || periodic || step == plan.steps) {
+      if (replica.comm) stop = replica.control[0].item<double>() > 0;
+      if (const int64_t bad = replica.first_bad.item<int64_t>(); bad >= 0) {
         throw std::runtime_error(fmt::format(
-            "the training loss became {} in epoch {} by step {}; stopping (history.csv keeps "
-            "the finished epochs)",
-            loss, plan.epoch + 1, step));
+            "the training loss or gradient became non-finite in epoch {} at step {}; stopping. "
+            "{}",
+            plan.epoch + 1, bad,
+            last_checkpoint_.empty() ? "No checkpoint was written before it."
+                                     : "The last good checkpoint is " + last_checkpoint_.string() +
+                                           " (--resume it, with a lower --lr)."));
       }
-      progress->update(step, loss, static_cast<double>(replica.correct.item<int64_t>()) / seen);
+    }
+    if (due) {  // this replica's running figures, read at most 10/s
+      const double seen = static_cast<double>(step * local_per_step);
+      progress->update(step, replica.loss_sum.item<double>() / seen,
+                       static_cast<double>(replica.correct.item<int64_t>()) / seen);
+    }
+    if (stop || periodic) write_checkpoint(replica, plan.epoch, step);
+    if (stop) {
+      throw StopRequested(fmt::format(
+          "stopped by {} in epoch {} after step {}; checkpoint {} (continue with --resume auto "
+          "and the same --out-dir)",
+          stop_signal() ? signal_name(stop_signal()) : "another process's stop request",
+          plan.epoch + 1, step,
+          last_checkpoint_.string()));
     }
   }
   if (replica.comm) {
@@ -301,9 +386,183 @@ void Trainer::train_steps(const data::Dataset& train, int64_t steps) {
   if (!replicas_[0]->train.images.defined()) place_data(train, train.first(1));
   const EpochPlan plan = plan_epoch(0, steps, train);
   for_each_replica([&](Replica& r) {
-    run_epoch(r, plan, nullptr);
+    run_epoch(r, plan, nullptr, 1);
     if (r.device.is_cuda()) torch::cuda::synchronize(r.device.index());
   });
+}
+
+namespace {
+
+// Row `rank` of a [world, n] tensor that every rank fills with its own row: zero-padded rows
+// summed, which is exact (x + 0 == x), so this is an all-gather through all_reduce_sum.
+torch::Tensor gather_rows(Communicator* comm, const torch::Tensor& row) {
+  if (!comm) return row.flatten().unsqueeze(0);
+  auto rows = torch::zeros({comm->world_size(), row.numel()}, row.options());
+  rows[comm->rank()].copy_(row.flatten());
+  comm->all_reduce_sum(rows);
+  return rows;
+}
+
+// The history at full precision (history.csv rounds), [epochs, 7] float64.
+torch::Tensor history_tensor(const History& history) {
+  auto t = torch::zeros({static_cast<int64_t>(history.size()), 7}, torch::kFloat64);
+  for (size_t i = 0; i < history.size(); ++i) {
+    const auto& e = history[i];
+    const double row[7] = {static_cast<double>(e.epoch), e.lr, e.seconds, e.loss, e.acc,
+                           e.val_loss, e.val_acc};
+    for (int64_t j = 0; j < 7; ++j) t[static_cast<int64_t>(i)][j] = row[j];
+  }
+  return t;
+}
+
+History history_from_tensor(const torch::Tensor& t) {
+  History history;
+  const auto rows = t.accessor<double, 2>();
+  for (int64_t i = 0; i < t.size(0); ++i) {
+    history.push_back({static_cast<int64_t>(rows[i][0]), rows[i][1], rows[i][2], rows[i][3],
+                       rows[i][4], rows[i][5], rows[i][6]});
+  }
+  return history;
+}
+
+std::vector<torch::Tensor> float_buffers(torch::nn::Module& module) {
+  std::vector<torch::Tensor> found;
+  for (auto& b : module.buffers()) {
+    if (b.is_floating_point()) found.push_back(b);
+  }
+  return found;
+}
+
+}  // namespace
+
+void Trainer::write_checkpoint(Replica& replica, int64_t epoch, int64_t step) {
+  if (checkpoints_.dir.empty()) return;
+  torch::NoGradGuard no_grad;
+  // What differs between replicas: batch-norm statistics, the epoch's partial sums, and the
+  // random generators. Every replica contributes its row, so one file holds the whole job.
+  std::vector<torch::Tensor> floats;
+  for (auto& b : float_buffers(*replica.model.ptr())) floats.push_back(b.flatten());
+  floats.push_back(replica.loss_sum.defined() ? replica.loss_sum.reshape({1})
+                                              : torch::zeros({1}, replica.grads.options()));
+  const auto dev = replica.device;
+  const auto ints = replica.correct.defined()
+                        ? replica.correct.reshape({1})
+                        : torch::zeros({1}, torch::TensorOptions().dtype(torch::kInt64).device(dev));
+  Communicator* comm = replica.comm.get();
+  const auto float_rows = gather_rows(comm, torch::cat(floats)).cpu();
+  const auto int_rows = gather_rows(comm, ints).cpu();
+  const auto rng_rows = gather_rows(comm, generator_states(dev).to(dev)).cpu();
+  if (replica.rank != 0 || !checkpoints_.writer) return;
+
+  torch::serialize::OutputArchive archive;
+  archive.write("format", c10::IValue(std::string(kCheckpointFormat)));
+  archive.write("fingerprint", c10::IValue(checkpoints_.fingerprint));
+  archive.write("position", torch::tensor({epoch, step}, torch::kInt64));
+  // The plan generators as they were before this epoch's plan (at an epoch's end: now).
+  archive.write("shuffle_state", step == 0 ? generator_state(shuffle_) : epoch_shuffle_state_);
+  archive.write("augment_state", step == 0 ? generator_state(augment_) : epoch_augment_state_);
+  archive.write("rank_floats", float_rows);
+  archive.write("rank_ints", int_rows);
+  archive.write("rank_generators", rng_rows);
+  archive.write("history", history_tensor(history_));
+  archive.write("throughput", torch::tensor({train_seconds_, train_images_}, torch::kFloat64));
+  torch::serialize::OutputArchive model, optimizer;
+  replica.model.ptr()->save(model);
+  replica.optimizer->save(optimizer);
+  archive.write("model", model);
+  archive.write("optimizer", optimizer);
+
+  std::string bytes;
+  archive.save_to([&](const void* data, size_t size) {
+    bytes.append(static_cast<const char*>(data), size);
+    return size;
+  });
+  const auto path = checkpoint_path(checkpoints_.dir, epoch, step);
+  std::error_code ec;
+  std::filesystem::create_directories(checkpoints_.dir, ec);
+  write_atomically(path, [&](const std::filesystem::path& tmp) {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.flush();
+    if (!out) throw std::runtime_error(fmt::format("cannot write checkpoint {}", tmp.string()));
+  });
+  last_checkpoint_ = path;
+  prune_checkpoints(checkpoints_.dir, checkpoints_.keep);
+}
+
+namespace {
+
+torch::serialize::InputArchive open_checkpoint(const std::filesystem::path& file,
+                                               const torch::Device& device) {
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(file.string(), device);
+    c10::IValue format;
+    if (!archive.try_read("format", format) || !format.isString() ||
+        format.toStringRef() != kCheckpointFormat) {
+      throw data::InputError(fmt::format("{} is not an mgpu checkpoint (no '{}' mark)",
+                                         file.string(), kCheckpointFormat));
+    }
+  } catch (const c10::Error& e) {
+    throw data::InputError(fmt::format("checkpoint {} cannot be read (truncated or damaged?): {}",
+                                       file.string(), e.what_without_backtrace()));
+  }
+  return archive;
+}
+
+}  // namespace
+
+void Trainer::load_checkpoint(Replica& replica, const std::filesystem::path& file) {
+  torch::NoGradGuard no_grad;
+  auto archive = open_checkpoint(file, replica.device);
+  torch::serialize::InputArchive model, optimizer;
+  archive.read("model", model);
+  archive.read("optimizer", optimizer);
+  replica.model.ptr()->load(model);
+  replica.optimizer->load(optimizer);
+  torch::Tensor float_rows, int_rows, rng_rows;
+  archive.read("rank_floats", float_rows);
+  archive.read("rank_ints", int_rows);
+  archive.read("rank_generators", rng_rows);
+  const int64_t row = replica.comm ? replica.comm->rank() : 0;
+  auto floats = float_rows[row];
+  int64_t offset = 0;
+  for (auto& b : float_buffers(*replica.model.ptr())) {
+    b.copy_(floats.narrow(0, offset, b.numel()).view_as(b));
+    offset += b.numel();
+  }
+  replica.loss_sum = floats[offset].clone();
+  replica.correct = int_rows[row][0].clone();
+  set_generator_states(replica.device, rng_rows[row].cpu());
+}
+
+void Trainer::resume(const std::filesystem::path& file) {
+  auto archive = open_checkpoint(file, torch::kCPU);
+  c10::IValue fingerprint;
+  archive.read("fingerprint", fingerprint);
+  const std::string diff =
+      fingerprint_difference(fingerprint.toStringRef(), checkpoints_.fingerprint);
+  if (!diff.empty()) {
+    throw data::InputError(
+        fmt::format("checkpoint {} is from another run and cannot continue this one: {}",
+                    file.string(), diff));
+  }
+  torch::Tensor position, shuffle_state, augment_state, throughput;
+  archive.read("position", position);
+  archive.read("shuffle_state", shuffle_state);
+  archive.read("augment_state", augment_state);
+  archive.read("throughput", throughput);
+  torch::Tensor history;
+  archive.read("history", history);
+  history_ = history_from_tensor(history);
+  for_each_replica([&](Replica& r) { load_checkpoint(r, file); });
+  start_epoch_ = position[0].item<int64_t>();
+  start_step_ = position[1].item<int64_t>();
+  set_generator_state(shuffle_, shuffle_state);
+  set_generator_state(augment_, augment_state);
+  train_seconds_ = throughput[0].item<double>();
+  train_images_ = throughput[1].item<double>();
+  last_checkpoint_ = file;
 }
 
 History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Progress& progress,
@@ -319,12 +578,17 @@ History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Prog
   }
   place_data(train, test);
   for_each_replica([&](Replica& r) { broadcast_weights(r); });
-  History history;
-  for (int64_t epoch = 0; epoch < config_.epochs; ++epoch) {
+  for (int64_t epoch = start_epoch_; epoch < config_.epochs; ++epoch) {
     const auto start = Clock::now();
+    const int64_t first_step = epoch == start_epoch_ ? start_step_ + 1 : 1;
+    // A resumed epoch redraws its plan from the generators' states before it.
+    epoch_shuffle_state_ = generator_state(shuffle_);
+    epoch_augment_state_ = generator_state(augment_);
     const EpochPlan plan = plan_epoch(epoch, steps, train);
     progress.epoch_begin(epoch + 1, config_.epochs, steps);
-    for_each_replica([&](Replica& r) { run_epoch(r, plan, r.rank == 0 ? &progress : nullptr); });
+    for_each_replica([&](Replica& r) {
+      run_epoch(r, plan, r.rank == 0 ? &progress : nullptr, first_step);
+    });
     const Replica& lead = *replicas_[0];
     const double images = static_cast<double>(steps * batch);
     EpochStats stats;
@@ -333,22 +597,19 @@ History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Prog
     stats.loss = lead.loss_sum.item<double>() / images;  // the same on every replica
     stats.acc = static_cast<double>(lead.correct.item<int64_t>()) / images;
     train_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
-    train_images_ += images;
-    if (!std::isfinite(stats.loss)) {
-      throw std::runtime_error(fmt::format(
-          "the training loss became {} in epoch {}; stopping (history.csv keeps the finished "
-          "epochs)",
-          stats.loss, epoch + 1));
-    }
+    train_images_ += static_cast<double>((steps - first_step + 1) * batch);
     const Metrics val = evaluate(test);
     stats.val_loss = val.loss;
     stats.val_acc = val.acc;
     stats.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    history.push_back(stats);
+    history_.push_back(stats);
     progress.epoch_end(stats);
-    if (on_epoch) on_epoch(history);
+    if (on_epoch) on_epoch(history_);
+    for_each_replica([&](Replica& r) { write_checkpoint(r, epoch + 1, 0); });
   }
-  return history;
+  start_epoch_ = config_.epochs;
+  start_step_ = 0;
+  return history_;
 }
 
 }  // namespace mgpu::train

@@ -4,11 +4,13 @@
 
 #include <torch/torch.h>
 
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <vector>
 
 #include "data/Dataset.h"
+#include "train/Checkpoint.h"
 #include "train/Communicator.h"
 #include "train/History.h"
 #include "train/LrSchedule.h"
@@ -35,10 +37,23 @@ class Trainer {
           const torch::Tensor& mean);
   ~Trainer();
 
-  /// Trains config.epochs epochs; after each, evaluates on test and calls on_epoch with the
-  /// history so far. Throws std::runtime_error if the loss becomes non-finite.
+  /// Trains config.epochs epochs (from where resume() left off); after each, evaluates on
+  /// test, calls on_epoch with the history so far, and writes a checkpoint if set_checkpoints
+  /// asked for them. Throws std::runtime_error if a loss or gradient becomes non-finite, and
+  /// StopRequested after a requested stop's checkpoint (train/Signals.h). All replicas, in
+  /// every process, stop at the same step.
   History fit(const data::Dataset& train, const data::Dataset& test, Progress& progress,
               const std::function<void(const History&)>& on_epoch = {});
+
+  /// Checkpoints: the whole training state at every epoch's end and every policy.every_steps
+  /// steps, written by the writer process only, durably (train/History.h).
+  void set_checkpoints(const CheckpointPolicy& policy) { checkpoints_ = policy; }
+  /// Loads a checkpoint written with the same fingerprint (set_checkpoints first); fit() then
+  /// continues after its epoch and step and ends as the uninterrupted run would have. Throws
+  /// data::InputError naming the file and what differs or is damaged.
+  void resume(const std::filesystem::path& file);
+  /// The last checkpoint written or resumed from (empty if none).
+  const std::filesystem::path& last_checkpoint() const { return last_checkpoint_; }
 
   /// Runs `steps` training steps (no evaluation) on random batches of train and waits for the
   /// devices: what `mgpu bench` times.
@@ -64,7 +79,11 @@ class Trainer {
  private:
   struct Replica;
   struct EpochPlan;
-  void run_epoch(Replica& replica, const EpochPlan& plan, Progress* progress);
+  /// Steps first_step..plan.steps (1-based) of an epoch.
+  void run_epoch(Replica& replica, const EpochPlan& plan, Progress* progress, int64_t first_step);
+  /// A collective: every replica gives its own state, the writer's replica 0 writes the file.
+  void write_checkpoint(Replica& replica, int64_t epoch, int64_t step);
+  void load_checkpoint(Replica& replica, const std::filesystem::path& file);
   Metrics evaluate_replica(Replica& replica, const data::Dataset& dataset);
   void average_batch_norm_stats(Replica& replica);
   void broadcast_weights(Replica& replica);
@@ -80,7 +99,12 @@ class Trainer {
   std::vector<std::unique_ptr<Replica>> replicas_;
   torch::Generator shuffle_;  // CPU generator for the per-epoch permutation
   torch::Generator augment_;  // CPU generator for the per-epoch augmentation draws
+  torch::Tensor epoch_shuffle_state_, epoch_augment_state_;  // theirs before this epoch's plan
   double train_seconds_ = 0, train_images_ = 0;
+  History history_;
+  CheckpointPolicy checkpoints_;
+  std::filesystem::path last_checkpoint_;
+  int64_t start_epoch_ = 0, start_step_ = 0;  // where fit() begins (after resume())
 };
 
 }  // namespace mgpu::train

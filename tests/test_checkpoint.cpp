@@ -1,0 +1,196 @@
+// Checkpoints: names and pruning, exact resume after a stop or a SIGKILL, signals, refusals of
+// checkpoints that do not fit, and non-finite losses that keep the last good checkpoint.
+#include <fmt/core.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "Fixtures.h"
+#include "data/Preprocess.h"
+#include "models/MiniGoogLeNet.h"
+#include "train/Checkpoint.h"
+#include "train/Signals.h"
+#include "train/Trainer.h"
+
+using namespace mgpu;
+using mgpu::testing::TempDir;
+namespace fs = std::filesystem;
+
+extern char** environ;
+
+namespace {
+
+// 28x28 grey images of two classes (stripes one way or the other) with noise.
+data::Dataset stripes(int64_t n, uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  auto labels = torch::arange(n, torch::kInt64).remainder(2);
+  auto r = torch::arange(28).view({28, 1}).expand({28, 28});
+  auto c = torch::arange(28).view({1, 28}).expand({28, 28});
+  auto patterns = torch::stack({(r.remainder(2) * 160).to(torch::kFloat32),
+                                (c.remainder(2) * 160).to(torch::kFloat32)});
+  auto images = patterns.index_select(0, labels) + 40 * torch::rand({n, 28, 28}, gen);
+  return {images.clamp(0, 255).to(torch::kUInt8).unsqueeze(1), labels};
+}
+
+train::TrainConfig config(int64_t epochs = 2) {
+  train::TrainConfig c;
+  c.batch_per_device = 8;
+  c.eval_batch = 32;
+  c.epochs = epochs;
+  c.verbose = 0;
+  c.seed = 5;
+  return c;
+}
+
+// A trainer with a fresh model seeded as run_training seeds it.
+std::unique_ptr<train::Trainer> make_trainer(const train::TrainConfig& c, const data::Dataset& d,
+                                             const fs::path& dir, int64_t every = 0) {
+  torch::manual_seed(c.seed);
+  models::MiniGoogLeNet net(models::MiniGoogLeNetOptions().in_channels(1).num_classes(2));
+  auto trainer = std::make_unique<train::Trainer>(c, torch::nn::AnyModule(net), torch::kCPU,
+                                                  data::mean_image(d.images));
+  train::CheckpointPolicy policy;
+  policy.dir = dir;
+  policy.every_steps = every;
+  policy.fingerprint = fmt::format(R"({{"epochs": {}, "seed": {}}})", c.epochs, c.seed);
+  trainer->set_checkpoints(policy);
+  return trainer;
+}
+
+// Every parameter and buffer of two models, bit for bit.
+bool same_weights(torch::nn::Module& a, torch::nn::Module& b) {
+  auto pa = a.named_parameters(), pb = b.named_parameters();
+  auto ba = a.named_buffers(), bb = b.named_buffers();
+  if (pa.size() != pb.size() || ba.size() != bb.size()) return false;
+  for (const auto& item : pa) {
+    if (!torch::equal(item.value(), pb[item.key()])) return false;
+  }
+  for (const auto& item : ba) {
+    if (!torch::equal(item.value(), bb[item.key()])) return false;
+  }
+  return true;
+}
+
+std::string history_without_seconds(const train::History& h) {
+  std::string text;
+  for (const auto& e : h) {
+    text += fmt::format("{} {} {} {} {} {}\n", e.epoch, e.lr, e.loss, e.acc, e.val_loss, e.val_acc);
+  }
+  return text;
+}
+
+}  // namespace
+
+TEST(Checkpoint, NamesSortInTrainingOrderAndOldOnesArePruned) {
+  TempDir tmp;
+  EXPECT_EQ(train::checkpoint_path(tmp.path(), 3, 120).filename(), "ckpt-e0003-s000120.pt");
+  EXPECT_FALSE(train::latest_checkpoint(tmp.path()));
+  for (auto [e, s] : {std::pair{0, 5}, {1, 0}, {1, 5}, {2, 0}}) {
+    std::ofstream(train::checkpoint_path(tmp.path(), e, s)) << "x";
+  }
+  std::ofstream(tmp.path() / "ckpt-e0009-s000000.pt.tmp") << "half-written";  // never chosen
+  EXPECT_EQ(train::latest_checkpoint(tmp.path())->filename(), "ckpt-e0002-s000000.pt");
+  train::prune_checkpoints(tmp.path(), 1);
+  EXPECT_EQ(mgpu::testing::list_dir(tmp.path()).size(), 3u);  // newest, one older, the .tmp
+  EXPECT_TRUE(fs::exists(train::checkpoint_path(tmp.path(), 1, 5)));
+  EXPECT_FALSE(fs::exists(train::checkpoint_path(tmp.path(), 1, 0)));
+}
+
+TEST(Checkpoint, FingerprintDifferencesAreNamed) {
+  EXPECT_EQ(train::fingerprint_difference(R"({"a": 1, "b": "x"})", R"({"a": 1, "b": "x"})"), "");
+  EXPECT_EQ(train::fingerprint_difference(R"({"a": 1, "b": "x"})", R"({"a": 2, "b": "x"})"),
+            "a: the checkpoint has 1, this run 2");
+  EXPECT_EQ(train::fingerprint_difference(R"({"a": 1})", R"({"a": 1, "c": true})"),
+            "c: the checkpoint has nothing, this run true");
+  EXPECT_NE(train::fingerprint_difference("not json", R"({"a": 1})"), "");
+}
+
+TEST(Checkpoint, AStopMidEpochAndAResumeEndExactlyAsAnUninterruptedRun) {
+  torch::set_num_threads(1);
+  const auto d = stripes(48, 1);  // 6 steps per epoch
+  TempDir tmp;
+  std::ostringstream out;
+  train::Progress quiet(0, out);
+
+  auto whole = make_trainer(config(), d, tmp.path() / "whole");
+  const auto expected = whole->fit(d, d, quiet);
+
+  // The stop request arrives during epoch 1's end; it is honoured after epoch 2's first step.
+  train::install_stop_handlers();
+  auto first = make_trainer(config(), d, tmp.path() / "parts");
+  try {
+    first->fit(d, d, quiet, [](const train::History&) { std::raise(SIGUSR1); });
+    FAIL() << "no stop";
+  } catch (const train::StopRequested& e) {
+    EXPECT_NE(std::string(e.what()).find("stopped by SIGUSR1 in epoch 2 after step 1"),
+              std::string::npos)
+        << e.what();
+  }
+  train::clear_stop_request();
+  EXPECT_EQ(first->last_checkpoint().filename(), "ckpt-e0001-s000001.pt");
+
+  auto second = make_trainer(config(), d, tmp.path() / "parts");
+  second->resume(first->last_checkpoint());
+  const auto resumed = second->fit(d, d, quiet);
+  EXPECT_EQ(history_without_seconds(resumed), history_without_seconds(expected));
+  EXPECT_TRUE(same_weights(*second->model().ptr(), *whole->model().ptr()));
+  // A checkpoint does not change the run: the uninterrupted one wrote only epoch ends.
+  EXPECT_EQ(whole->last_checkpoint().filename(), "ckpt-e0002-s000000.pt");
+}
+
+TEST(Checkpoint, ACheckpointOfAnotherRunOrADamagedOneIsRefusedByName) {
+  const auto d = stripes(16, 1);
+  TempDir tmp;
+  std::ostringstream out;
+  train::Progress quiet(0, out);
+  auto run = make_trainer(config(1), d, tmp.path());
+  run->fit(d, d, quiet);
+  const auto file = run->last_checkpoint();
+
+  auto other = make_trainer(config(3), d, tmp.path() / "other");
+  auto message = mgpu::testing::error_of([&] { other->resume(file); });
+  EXPECT_NE(message.find("is from another run"), std::string::npos) << message;
+  EXPECT_NE(message.find("epochs: the checkpoint has 1, this run 3"), std::string::npos) << message;
+
+  const auto size = fs::file_size(file);
+  fs::copy_file(file, tmp.path() / "cut.pt");
+  fs::resize_file(tmp.path() / "cut.pt", size / 2);
+  message = mgpu::testing::error_of([&] { other->resume(tmp.path() / "cut.pt"); });
+  EXPECT_NE(message.find("checkpoint " + (tmp.path() / "cut.pt").string() + " cannot be read"),
+            std::string::npos)
+      << message;
+
+  torch::save(torch::ones({3}), (tmp.path() / "tensor.pt").string());  // a valid archive
+  message = mgpu::testing::error_of([&] { other->resume(tmp.path() / "tensor.pt"); });
+  EXPECT_NE(message.find("is not an mgpu checkpoint"), std::string::npos) << message;
+}
+
+TEST(Checkpoint, ANonFiniteLossStopsAtItsStepAndKeepsTheLastGoodCheckpoint) {
+  const auto d = stripes(48, 1);
+  TempDir tmp;
+  auto c = config();
+  c.lr = 1e12;  // the first step is finite, the weights it leaves are not
+  std::ostringstream out;
+  train::Progress quiet(0, out);
+  auto run = make_trainer(c, d, tmp.path(), /*every=*/1);
+  try {
+    run->fit(d, d, quiet);
+    FAIL() << "no error";
+  } catch (const std::runtime_error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("non-finite in epoch 1 at step 2"), std::string::npos) << what;
+    EXPECT_NE(what.find("last good checkpoint is " +
+                        train::checkpoint_path(tmp.path(), 0, 1).string()),
+              std::string::npos)
+        << what;
+  }
+  EXPECT_EQ(train::latest_checkpoint(tmp.path())->filename(), "ckpt-e0000-s000001.pt");
+}
