@@ -194,3 +194,130 @@ TEST(Checkpoint, ANonFiniteLossStopsAtItsStepAndKeepsTheLastGoodCheckpoint) {
   }
   EXPECT_EQ(train::latest_checkpoint(tmp.path())->filename(), "ckpt-e0000-s000001.pt");
 }
+
+namespace {
+
+// `mgpu train` on a tiny CIFAR-10 (200 training images, 13 steps of 16 per epoch), started in
+// the background; its output goes to log.
+pid_t start_training(const fs::path& data, const fs::path& out, const fs::path& log,
+                     const std::string& extra = "") {
+  const std::string cmd = fmt::format(
+      "exec {} train --gpus 0 --threads 1 --dataset cifar10 --data-dir {} --epochs 2 "
+      "--batch-per-device 16 --verbose 2 --checkpoint-every 5 --out-dir {} {} > {} 2>&1",
+      MGPU_BINARY, data.string(), out.string(), extra, log.string());
+  const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
+  pid_t pid = 0;
+  EXPECT_EQ(posix_spawn(&pid, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ), 0);
+  return pid;
+}
+
+int wait_exit_code(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+std::string csv_without_seconds(const fs::path& csv) {
+  std::istringstream in(read_file(csv));
+  std::string out, line;
+  while (std::getline(in, line)) {  // epoch,lr,seconds,... : drop the third field
+    const auto a = line.find(',', line.find(',') + 1), b = line.find(',', a + 1);
+    out += line.substr(0, a + 1) + line.substr(b + 1) + "\n";
+  }
+  return out;
+}
+
+// Waits (up to 60 s) for the run's first checkpoint: by then it handles signals.
+void wait_for_first_checkpoint(const fs::path& out) {
+  for (int i = 0; i < 1200 && !train::latest_checkpoint(out / "checkpoints"); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+bool same_model_files(const fs::path& a, const fs::path& b) {
+  models::MiniGoogLeNet x, y;
+  std::shared_ptr<torch::nn::Module> px = x.ptr(), py = y.ptr();
+  torch::load(px, a.string());
+  torch::load(py, b.string());
+  return same_weights(*x, *y);
+}
+
+}  // namespace
+
+TEST(CheckpointBinary, KilledAtRandomMomentsAndResumedItEndsAsAnUninterruptedRun) {
+  TempDir tmp;
+  const auto data = mgpu::testing::write_cifar_dir(tmp.path() / "data", 40).parent_path();
+  ASSERT_EQ(wait_exit_code(start_training(data, tmp.path() / "whole", tmp.path() / "whole.log")), 0)
+      << read_file(tmp.path() / "whole.log");
+
+  // Three kills at random moments (a run that ends first is simply not killed), then a
+  // resume that runs to the end.
+  std::mt19937 pick(std::random_device{}());
+  std::uniform_int_distribution<int> delay_ms(1000, 3500);
+  int kills = 0;
+  for (int attempt = 0; attempt <= 3; ++attempt) {
+    const pid_t pid = start_training(data, tmp.path() / "parts",
+                                     tmp.path() / fmt::format("part{}.log", attempt),
+                                     attempt ? "--resume auto" : "");
+    bool done = attempt == 3;  // the last one runs to the end
+    for (int waited = 0, ms = delay_ms(pick); waited < ms && !done; waited += 50) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      done = waitpid(pid, nullptr, WNOHANG) == pid;
+    }
+    if (attempt == 3) {
+      EXPECT_EQ(wait_exit_code(pid), 0) << read_file(tmp.path() / "part3.log");
+    } else if (!done) {
+      kill(pid, SIGKILL);
+      EXPECT_EQ(wait_exit_code(pid), 128 + SIGKILL);
+      ++kills;
+    }
+  }
+  ASSERT_TRUE(fs::exists(tmp.path() / "parts" / "model.pt")) << "never finished";
+  EXPECT_GE(kills, 1);
+  EXPECT_EQ(csv_without_seconds(tmp.path() / "parts" / "history.csv"),
+            csv_without_seconds(tmp.path() / "whole" / "history.csv"));
+  EXPECT_TRUE(same_model_files(tmp.path() / "parts" / "model.pt",
+                               tmp.path() / "whole" / "model.pt"));
+}
+
+TEST(CheckpointBinary, SigtermWritesACheckpointAndExitsWithThree) {
+  TempDir tmp;
+  const auto data = mgpu::testing::write_cifar_dir(tmp.path() / "data", 40).parent_path();
+  const pid_t pid = start_training(data, tmp.path() / "run", tmp.path() / "log");
+  wait_for_first_checkpoint(tmp.path() / "run");
+  kill(pid, SIGTERM);
+  EXPECT_EQ(wait_exit_code(pid), train::kExitStopped);
+  const auto log = read_file(tmp.path() / "log");
+  EXPECT_NE(log.find("stopped by SIGTERM in epoch"), std::string::npos) << log;
+  const auto newest = train::latest_checkpoint(tmp.path() / "run" / "checkpoints");
+  ASSERT_TRUE(newest);
+  EXPECT_NE(log.find(newest->string()), std::string::npos) << log;
+  EXPECT_TRUE(mgpu::testing::list_dir(tmp.path() / "run" / "checkpoints").size() <= 2u);
+}
+
+TEST(CheckpointBinary, ASecondInterruptStopsAtOnce) {
+  TempDir tmp;
+  const auto data = mgpu::testing::write_cifar_dir(tmp.path() / "data", 40).parent_path();
+  const pid_t pid = start_training(data, tmp.path() / "run", tmp.path() / "log");
+  wait_for_first_checkpoint(tmp.path() / "run");
+  kill(pid, SIGINT);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // two pending SIGINTs are one
+  kill(pid, SIGINT);
+  EXPECT_EQ(wait_exit_code(pid), 130) << read_file(tmp.path() / "log");
+}
+
+TEST(CheckpointBinary, ResumeRefusalsAreInputErrors) {
+  TempDir tmp;
+  const auto data = mgpu::testing::write_cifar_dir(tmp.path() / "data", 40).parent_path();
+  const pid_t pid = start_training(data, tmp.path() / "run", tmp.path() / "log",
+                                   "--resume " + (tmp.path() / "nothing.pt").string());
+  EXPECT_EQ(wait_exit_code(pid), 2);
+  EXPECT_NE(read_file(tmp.path() / "log").find("nothing.pt: no such checkpoint file"),
+            std::string::npos)
+      << read_file(tmp.path() / "log");
+}
