@@ -43,6 +43,8 @@ cxxopts::Options train_options() {
       ("data-dir", "folder with cifar-10-batches-bin/ (or its .bin files) or the Fashion-MNIST "
        "IDX files; default ./data, and /usr/share/datasets/fashion-mnist for Fashion-MNIST",
        cxxopts::value<std::string>()->default_value(""))
+      ("no-download", "with --dataset cifar10: never download the official archive when its "
+       "files are not in --data-dir")
       ("epochs", "number of epochs", cxxopts::value<std::string>()->default_value("70"))
       ("lr", "initial learning rate", cxxopts::value<std::string>()->default_value("5e-3"))
       ("power", "lr decay power: lr * (1 - epoch/epochs)^power",
@@ -215,6 +217,7 @@ train::TrainConfig parse_train(const cxxopts::ParseResult& r) {
                                  c.data.dataset));
   }
   c.data.data_dir = get<std::string>(r, "data-dir");
+  c.data.download = r.count("no-download") == 0;
   c.data.limit_train = int_at_least(r, "limit-train", 0);
   c.data.limit_test = int_at_least(r, "limit-test", 0);
   c.epochs = int_at_least(r, "epochs", 1);

@@ -3,7 +3,10 @@
 
 #include <fmt/core.h>
 
+#include <iostream>
+
 #include "data/Cifar10.h"
+#include "data/Download.h"
 #include "data/Idx.h"
 #include "data/InputError.h"
 
@@ -18,6 +21,15 @@ DataSplit load_data(const DataConfig& config) {
   const std::string& name = config.dataset;
   if (name == "cifar10") {
     const std::string dir = config.data_dir.empty() ? kDefaultDataDir : config.data_dir;
+    if (config.download && !find_cifar10_dir(dir)) {
+      try {
+        download_and_extract(cifar10_download(), dir, std::cerr);
+      } catch (const std::runtime_error& e) {
+        throw std::runtime_error(fmt::format(
+            "{} (CIFAR-10 is not in {}: put cifar-10-batches-bin/ there, or pass --data-dir)",
+            e.what(), dir));
+      }
+    }
     return load_cifar10(dir, config.limit_train, config.limit_test);
   }
   if (name == "fashion-mnist") {

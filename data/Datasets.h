@@ -16,6 +16,8 @@ struct DataConfig {
   std::string dataset = "auto";
   /// Empty: kDefaultDataDir for CIFAR-10, kFashionMnistDir for Fashion-MNIST.
   std::string data_dir;
+  /// With "cifar10": fetch the official archive into data_dir if its files are not there.
+  bool download = true;
   int64_t limit_train = 0;  // 0: all records
   int64_t limit_test = 0;
 };

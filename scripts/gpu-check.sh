@@ -40,7 +40,7 @@ if [[ ! -e /usr/include/zlib.h ]]; then  # headers from the .deb, the system's s
   zlib_flags=(-DZLIB_INCLUDE_DIR=/tmp/deps/usr/include "-DZLIB_LIBRARY=$libz")
 fi
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMGPU_PYTHON="$(command -v python3)" \
-  -DMGPU_WITH_PLOT=OFF -DCMAKE_PREFIX_PATH=/tmp/deps/usr -DTORCH_CUDA_ARCH_LIST=9.0 \
+  -DMGPU_WITH_PLOT=OFF -DMGPU_WITH_DOWNLOAD=OFF -DCMAKE_PREFIX_PATH=/tmp/deps/usr -DTORCH_CUDA_ARCH_LIST=9.0 \
   -DGTest_DIR=/tmp/deps/usr/lib/x86_64-linux-gnu/cmake/GTest "${zlib_flags[@]}" \
   > "$OUT/configure.log" 2>&1 || { tail -40 "$OUT/configure.log"; exit 1; }
 grep -i "nccl\|libtorch from" "$OUT/configure.log"

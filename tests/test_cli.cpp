@@ -150,7 +150,8 @@ TEST(CliBinary, BadUsageExitsWithTwoAndAMessage) {
 
 TEST(CliBinary, MissingDataIsAnInputError) {
   TempDir tmp;
-  auto r = run_mgpu("train --gpus 0 --dataset cifar10 --data-dir " + (tmp.path() / "none").string());
+  auto r = run_mgpu("train --gpus 0 --dataset cifar10 --no-download --data-dir " +
+                    (tmp.path() / "none").string());
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("no CIFAR-10 files in"), std::string::npos) << r.err;
 }
