@@ -6,9 +6,11 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
 #include <sstream>
 #include <thread>
 
@@ -238,4 +240,30 @@ TEST(Download, EntriesThatEscapeTheTargetOrAreLinksAreRefused) {
     EXPECT_FALSE(find_cifar10_dir(target)) << entry.name;  // nothing half-extracted
     EXPECT_EQ(mgpu::testing::list_dir(target), std::vector<std::string>{"cifar-10-binary.tar.gz"});
   }
+}
+
+TEST(DownloadBinary, TrainFetchesMissingCifarUnlessForbidden) {
+  const std::string archive = tar_gz(cifar_entries());
+  Server server(archive);
+  TempDir tmp;
+  const auto run = [&](const std::string& flags) {
+    const std::string cmd = fmt::format(
+        "MGPU_CIFAR10_URL={} MGPU_CIFAR10_MD5={} {} train --gpus 0 --threads 1 --dataset cifar10 "
+        "--epochs 1 --batch-per-device 5 --verbose 0 --out-dir {} {} 2> {}",
+        server.url(), md5_of(archive), MGPU_BINARY, (tmp.path() / "run").string(), flags,
+        (tmp.path() / "err").string());
+    const int status = std::system(cmd.c_str());
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  };
+  const auto err = [&] {
+    std::ifstream in(tmp.path() / "err");
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  EXPECT_EQ(run("--no-download --data-dir " + (tmp.path() / "none").string()), 2);
+  EXPECT_NE(err().find("no CIFAR-10 files in"), std::string::npos) << err();
+  EXPECT_EQ(server.requests(), 0);
+  EXPECT_EQ(run("--data-dir " + (tmp.path() / "data").string()), 0) << err();
+  EXPECT_NE(err().find("downloading " + server.url()), std::string::npos) << err();
+  EXPECT_EQ(server.requests(), 1);
+  EXPECT_TRUE(fs::exists(tmp.path() / "run" / "model.pt"));
 }
