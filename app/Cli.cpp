@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <functional>
+#include <limits>
 #include <cxxopts.hpp>
 
 #include "data/InputError.h"
@@ -17,6 +18,12 @@ namespace mgpu::app {
 namespace {
 
 using data::InputError;
+
+// Upper bounds of flags whose huge values would exhaust the machine or overflow.
+constexpr int64_t kMaxThreads = 1024;
+constexpr int64_t kMaxReplicas = 256;
+constexpr int64_t kMaxBatch = 65536;
+constexpr double kMaxTimeout = 7 * 24 * 3600;
 
 constexpr const char* kTopHelp = R"(mgpu: data-parallel CNN training with LibTorch (MiniGoogLeNet on CIFAR-10,
 after the PyImageSearch multi-GPU Keras tutorial).
@@ -144,14 +151,21 @@ T get(const cxxopts::ParseResult& r, const std::string& flag) {
 }
 
 // Numbers are parsed here rather than by cxxopts so that every message names its flag.
-int64_t int_at_least(const cxxopts::ParseResult& r, const std::string& flag, int64_t min) {
+// An integer flag in [min, max]; max guards against values that would exhaust the machine
+// (threads, replicas, batch sizes) or overflow a conversion (timeouts).
+int64_t int_at_least(const cxxopts::ParseResult& r, const std::string& flag, int64_t min,
+                     int64_t max = std::numeric_limits<int64_t>::max()) {
   const auto text = get<std::string>(r, flag);
+  const std::string expected =
+      max == std::numeric_limits<int64_t>::max()
+          ? fmt::format("an integer >= {}", min)
+          : fmt::format("an integer from {} to {}", min, max);
   int64_t v = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
   if (ec != std::errc() || end != text.data() + text.size()) {
-    throw InputError(fmt::format("--{} '{}': expected an integer >= {}", flag, text, min));
+    throw InputError(fmt::format("--{} '{}': expected {}", flag, text, expected));
   }
-  if (v < min) throw InputError(fmt::format("--{} {}: expected an integer >= {}", flag, v, min));
+  if (v < min || v > max) throw InputError(fmt::format("--{} {}: expected {}", flag, v, expected));
   return v;
 }
 
@@ -174,9 +188,11 @@ std::vector<int64_t> count_list(const cxxopts::ParseResult& r, const std::string
     const std::string item = text.substr(start, comma - start);
     int64_t v = 0;
     const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
-    if (item.empty() || ec != std::errc() || end != item.data() + item.size() || v < 1) {
-      throw InputError(fmt::format("--{} '{}': expected counts >= 1 separated by commas, e.g. 1,2,4",
-                                   flag, text));
+    if (item.empty() || ec != std::errc() || end != item.data() + item.size() || v < 1 ||
+        v > kMaxReplicas) {
+      throw InputError(fmt::format(
+          "--{} '{}': expected counts from 1 to {} separated by commas, e.g. 1,2,4", flag, text,
+          kMaxReplicas));
     }
     counts.push_back(v);
     start = comma + 1;
@@ -195,8 +211,8 @@ train::BenchConfig parse_bench(const cxxopts::ParseResult& r) {
                                                  : std::vector<int64_t>{1, 2});
   c.steps = int_at_least(r, "steps", 1);
   c.warmup = int_at_least(r, "warmup", 0);
-  c.train.batch_per_device = int_at_least(r, "batch-per-device", 1);
-  c.train.threads = int_at_least(r, "threads", 0);
+  c.train.batch_per_device = int_at_least(r, "batch-per-device", 1, kMaxBatch);
+  c.train.threads = int_at_least(r, "threads", 0, kMaxThreads);
   c.train.comm = get<std::string>(r, "comm");
   if (c.train.comm != "auto" && c.train.comm != "local" && c.train.comm != "nccl") {
     throw InputError(fmt::format("--comm '{}': expected auto, local or nccl", c.train.comm));
@@ -221,22 +237,22 @@ train::TrainConfig parse_train(const cxxopts::ParseResult& r) {
   c.data.limit_train = int_at_least(r, "limit-train", 0);
   c.data.limit_test = int_at_least(r, "limit-test", 0);
   c.epochs = int_at_least(r, "epochs", 1);
-  c.batch_per_device = int_at_least(r, "batch-per-device", 1);
-  c.cpu_replicas = int_at_least(r, "cpu-replicas", 1);
+  c.batch_per_device = int_at_least(r, "batch-per-device", 1, kMaxBatch);
+  c.cpu_replicas = int_at_least(r, "cpu-replicas", 1, kMaxReplicas);
   if (c.cpu_replicas > 1 && c.gpus > 0) {
     throw InputError(fmt::format("--cpu-replicas {} needs --gpus 0", c.cpu_replicas));
   }
-  c.accumulate = int_at_least(r, "accumulate", 1);
+  c.accumulate = int_at_least(r, "accumulate", 1, kMaxBatch);
   c.comm = get<std::string>(r, "comm");
   if (c.comm != "auto" && c.comm != "local" && c.comm != "nccl") {
     throw InputError(fmt::format("--comm '{}': expected auto, local or nccl", c.comm));
   }
   c.comm_timeout_s = number(r, "comm-timeout");
-  if (!std::isfinite(c.comm_timeout_s) || c.comm_timeout_s <= 0) {
-    throw InputError(
-        fmt::format("--comm-timeout {}: expected a finite number of seconds > 0", c.comm_timeout_s));
+  if (!std::isfinite(c.comm_timeout_s) || c.comm_timeout_s <= 0 || c.comm_timeout_s > kMaxTimeout) {
+    throw InputError(fmt::format("--comm-timeout {}: expected seconds > 0 and at most {} (a week)",
+                                 c.comm_timeout_s, kMaxTimeout));
   }
-  c.threads = int_at_least(r, "threads", 0);
+  c.threads = int_at_least(r, "threads", 0, kMaxThreads);
   c.seed = static_cast<uint64_t>(int_at_least(r, "seed", 0));
   c.deterministic = r.count("deterministic") > 0;
   c.lr = number(r, "lr");

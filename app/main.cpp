@@ -1,6 +1,7 @@
 // mgpu's entry point: parse, run, and turn errors into messages and exit codes.
 #include <fmt/core.h>
 
+#include <csignal>
 #include <iostream>
 
 #include "app/Cli.h"          // defines: parse_command_line, Command
@@ -10,6 +11,8 @@
 #include "train/Signals.h"    // defines: StopRequested, kExitStopped
 
 int main(int argc, char** argv) {
+  // Past a file-size limit, a write fails with EFBIG (and is reported) instead of killing us.
+  std::signal(SIGXFSZ, SIG_IGN);
   try {
     const auto cmd = mgpu::app::parse_command_line(std::vector<std::string>(argv, argv + argc));
     switch (cmd.kind) {

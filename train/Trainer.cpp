@@ -3,6 +3,7 @@
 #include "train/Trainer.h"
 
 #include <fmt/core.h>
+#include <zlib.h>
 
 #include <chrono>
 #include <cmath>
@@ -39,6 +40,18 @@ std::string message_of(const std::exception_ptr& error) {
 
 // What checkpoints are made of, so that a reader can tell one from any other archive.
 constexpr const char* kCheckpointFormat = "mgpu-checkpoint-1";
+
+// A checkpoint ends with "MGPU-CRC32 <crc32 of what precedes, 8 hex> <its size, 16 hex>\n".
+constexpr size_t kTrailerBytes = 37;
+
+std::string checksum_trailer(const std::string& payload) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  for (size_t at = 0; at < payload.size(); at += 1u << 30) {  // crc32 takes a uInt length
+    const auto len = static_cast<uInt>(std::min<size_t>(1u << 30, payload.size() - at));
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(payload.data() + at), len);
+  }
+  return fmt::format("MGPU-CRC32 {:08x} {:016x}\n", crc, payload.size());
+}
 
 // Generator states, [bytes] uint8 on the CPU: the CPU's (dropout on the CPU, and anything else
 // drawing from the global generator) and, for a GPU, that device's.
@@ -477,6 +490,7 @@ void Trainer::write_checkpoint(Replica& replica, int64_t epoch, int64_t step) {
     bytes.append(static_cast<const char*>(data), size);
     return size;
   });
+  bytes += checksum_trailer(bytes);
   const auto path = checkpoint_path(checkpoints_.dir, epoch, step);
   std::error_code ec;
   std::filesystem::create_directories(checkpoints_.dir, ec);
@@ -494,18 +508,33 @@ namespace {
 
 torch::serialize::InputArchive open_checkpoint(const std::filesystem::path& file,
                                                const torch::Device& device) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw data::InputError(fmt::format("cannot open checkpoint {}", file.string()));
+  const std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  // LibTorch's archive reader does not notice changed bytes inside a tensor: the trailer does.
+  size_t payload = bytes.size();
+  if (bytes.size() >= kTrailerBytes &&
+      bytes.compare(bytes.size() - kTrailerBytes, 11, "MGPU-CRC32 ") == 0) {
+    payload = bytes.size() - kTrailerBytes;
+    const std::string expected = bytes.substr(payload);
+    if (checksum_trailer(bytes.substr(0, payload)) != expected) {
+      throw data::InputError(fmt::format(
+          "checkpoint {} is damaged: its contents do not match the checksum written with them",
+          file.string()));
+    }
+  }
   torch::serialize::InputArchive archive;
   try {
-    archive.load_from(file.string(), device);
-    c10::IValue format;
-    if (!archive.try_read("format", format) || !format.isString() ||
-        format.toStringRef() != kCheckpointFormat) {
-      throw data::InputError(fmt::format("{} is not an mgpu checkpoint (no '{}' mark)",
-                                         file.string(), kCheckpointFormat));
-    }
+    archive.load_from(bytes.data(), payload, device);
   } catch (const c10::Error& e) {
     throw data::InputError(fmt::format("checkpoint {} cannot be read (truncated or damaged?): {}",
                                        file.string(), e.what_without_backtrace()));
+  }
+  c10::IValue format;
+  if (payload == bytes.size() || !archive.try_read("format", format) || !format.isString() ||
+      format.toStringRef() != kCheckpointFormat) {
+    throw data::InputError(fmt::format("{} is not an mgpu checkpoint (no '{}' mark)",
+                                       file.string(), kCheckpointFormat));
   }
   return archive;
 }

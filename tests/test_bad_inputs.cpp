@@ -1,0 +1,230 @@
+// The corpus of bad inputs: every one, given to the real `mgpu`, ends with exit code 2 (usage
+// or input) or 1 (failure while running), a message that names the culprit, and no
+// half-written file; none crashes, aborts or hangs.
+#include <fmt/core.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <fstream>
+#include <functional>
+
+#include "Fixtures.h"
+#include "app/Cli.h"
+#include "data/InputError.h"
+
+using mgpu::testing::TempDir;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Case {
+  std::string name;
+  std::function<void(const fs::path& dir)> setup;  // files the case needs, under dir
+  std::string args;     // {d} stands for dir
+  int code;             // expected exit code
+  std::string message;  // expected in standard error; {d} stands for dir
+  std::string shell_prefix = "";
+};
+
+std::string expand(std::string text, const fs::path& dir) {
+  for (size_t at; (at = text.find("{d}")) != std::string::npos;) text.replace(at, 3, dir.string());
+  return text;
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void resize(const fs::path& file, int64_t delta) {
+  fs::resize_file(file, static_cast<uintmax_t>(static_cast<int64_t>(fs::file_size(file)) + delta));
+}
+
+void poke(const fs::path& file, int64_t offset, char byte) {
+  std::fstream f(file, std::ios::binary | std::ios::in | std::ios::out);
+  f.seekp(offset);
+  f.put(byte);
+}
+
+// Files whose names say they were left half-written, anywhere under dir.
+std::vector<std::string> leftovers(const fs::path& dir) {
+  std::vector<std::string> found;
+  for (const auto& name : mgpu::testing::list_dir(dir)) {
+    const fs::path p = dir / name;
+    if (name.size() > 4 && (name.substr(name.size() - 4) == ".tmp" ||
+                            name.substr(name.size() - 5) == ".part" || name.rfind(".extract", 0) == 0)) {
+      found.push_back(p.string());
+    }
+    if (fs::is_directory(p)) {
+      for (const auto& deeper : leftovers(p)) found.push_back(deeper);
+    }
+  }
+  return found;
+}
+
+void fashion_dir(const fs::path& dir, uint32_t n = 16) {
+  fs::create_directories(dir);
+  std::vector<uint8_t> pixels(n * 28 * 28), labels(n);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<uint8_t>(i % 251);
+  for (uint32_t i = 0; i < n; ++i) labels[i] = static_cast<uint8_t>(i % 10);
+  for (const std::string prefix : {"train", "t10k"}) {
+    mgpu::testing::write_gz(dir / (prefix + "-images-idx3-ubyte.gz"),
+                            mgpu::testing::idx_bytes({n, 28, 28}, pixels));
+    mgpu::testing::write_gz(dir / (prefix + "-labels-idx1-ubyte.gz"),
+                            mgpu::testing::idx_bytes({n}, labels));
+  }
+}
+
+const char* kCifar = "train --gpus 0 --threads 1 --dataset cifar10 --no-download --data-dir {d}/data "
+                     "--epochs 1 --batch-per-device 16 --verbose 0 --out-dir {d}/run";
+const char* kFashion = "train --gpus 0 --threads 1 --dataset fashion-mnist --data-dir {d}/fm "
+                       "--epochs 1 --batch-per-device 8 --verbose 0 --out-dir {d}/run";
+
+// A finished one-epoch CIFAR-10 run in dir/donor, made once: its checkpoint and weights.
+fs::path donor() {
+  static TempDir dir;
+  static const bool made = [&] {
+    mgpu::testing::write_cifar_dir(dir.path() / "data", 40);
+    const std::string cmd =
+        std::string(MGPU_BINARY) + " " + expand(kCifar, dir.path()) + " > /dev/null 2>&1";
+    return std::system(cmd.c_str()) == 0;
+  }();
+  EXPECT_TRUE(made);
+  return dir.path() / "run";
+}
+
+void good_cifar(const fs::path& d) { mgpu::testing::write_cifar_dir(d / "data", 40); }
+
+void cifar_with_checkpoint(const fs::path& d, const std::function<void(const fs::path&)>& spoil) {
+  good_cifar(d);
+  fs::copy_file(donor() / "checkpoints" / "ckpt-e0001-s000000.pt", d / "x.pt");
+  spoil(d / "x.pt");
+}
+
+std::vector<Case> corpus() {
+  const auto bin = [](const fs::path& d) { return d / "data" / "cifar-10-batches-bin"; };
+  return {
+      // Data files.
+      {"no CIFAR-10", [](const fs::path&) {}, kCifar, 2, "no CIFAR-10 files in {d}/data"},
+      {"empty batch file", [&](const fs::path& d) { good_cifar(d); resize(bin(d) / "data_batch_1.bin", -static_cast<int64_t>(fs::file_size(bin(d) / "data_batch_1.bin"))); },
+       kCifar, 2, "data_batch_1.bin"},
+      {"one byte short", [&](const fs::path& d) { good_cifar(d); resize(bin(d) / "data_batch_2.bin", -1); },
+       kCifar, 2, "data_batch_2.bin"},
+      {"one byte long", [&](const fs::path& d) { good_cifar(d); resize(bin(d) / "test_batch.bin", 1); },
+       kCifar, 2, "test_batch.bin"},
+      {"label out of range", [&](const fs::path& d) { good_cifar(d); poke(bin(d) / "data_batch_4.bin", 3073, 10); },
+       kCifar, 2, "data_batch_4.bin: record 1 has label 10"},
+      {"missing batch file", [&](const fs::path& d) { good_cifar(d); fs::remove(bin(d) / "data_batch_3.bin"); },
+       kCifar, 2, "data_batch_3.bin"},
+      {"IDX wrong magic", [](const fs::path& d) {
+         fashion_dir(d / "fm");
+         mgpu::testing::write_gz(d / "fm" / "train-labels-idx1-ubyte.gz", {0, 0, 0x0D, 1, 0, 0, 0, 1, 0});
+       }, kFashion, 2, "train-labels-idx1-ubyte.gz"},
+      {"IDX wrong dimensions", [](const fs::path& d) {
+         fashion_dir(d / "fm");
+         mgpu::testing::write_gz(d / "fm" / "t10k-images-idx3-ubyte.gz",
+                                 mgpu::testing::idx_bytes({16, 784}, std::vector<uint8_t>(16 * 784)));
+       }, kFashion, 2, "t10k-images-idx3-ubyte.gz"},
+      {"IDX truncated", [](const fs::path& d) {
+         fashion_dir(d / "fm");
+         auto bytes = mgpu::testing::idx_bytes({16, 28, 28}, std::vector<uint8_t>(16 * 784));
+         bytes.resize(bytes.size() - 1);
+         mgpu::testing::write_gz(d / "fm" / "train-images-idx3-ubyte.gz", bytes);
+       }, kFashion, 2, "train-images-idx3-ubyte.gz"},
+      {"IDX counts disagree", [](const fs::path& d) {
+         fashion_dir(d / "fm");
+         mgpu::testing::write_gz(d / "fm" / "train-labels-idx1-ubyte.gz",
+                                 mgpu::testing::idx_bytes({15}, std::vector<uint8_t>(15)));
+       }, kFashion, 2, "train-labels-idx1-ubyte.gz"},
+      // Checkpoints.
+      {"checkpoint truncated", [](const fs::path& d) {
+         cifar_with_checkpoint(d, [](const fs::path& f) { resize(f, -static_cast<int64_t>(fs::file_size(f) / 3)); });
+       }, std::string(kCifar) + " --resume {d}/x.pt", 2, "checkpoint {d}/x.pt cannot be read"},
+      {"checkpoint corrupted", [](const fs::path& d) {
+         cifar_with_checkpoint(d, [](const fs::path& f) {
+           for (int64_t at = 4096; at < 4096 + 64; ++at) poke(f, at, 'X');
+         });
+       }, std::string(kCifar) + " --resume {d}/x.pt", 2, "{d}/x.pt"},
+      {"checkpoint of another run", [](const fs::path& d) { cifar_with_checkpoint(d, [](const fs::path&) {}); },
+       std::string(kCifar) + " --epochs 2 --resume {d}/x.pt", 2,
+       "epochs: the checkpoint has 1, this run 2"},
+      {"weights file instead of a checkpoint", [](const fs::path& d) {
+         good_cifar(d);
+         fs::copy_file(donor() / "model.pt", d / "x.pt");
+       }, std::string(kCifar) + " --resume {d}/x.pt", 2, "{d}/x.pt is not an mgpu checkpoint"},
+      {"no such checkpoint", good_cifar, std::string(kCifar) + " --resume {d}/nothing.pt", 2,
+       "--resume {d}/nothing.pt: no such checkpoint file"},
+      // Output paths.
+      {"out-dir under a file", [](const fs::path& d) { good_cifar(d); std::ofstream(d / "file") << "x"; },
+       std::string(kCifar) + " --out-dir {d}/file/run", 2, "--out-dir {d}/file/run"},
+      {"out-dir where nothing can be made", good_cifar, std::string(kCifar) + " --out-dir /proc/mgpu-run",
+       2, "--out-dir /proc/mgpu-run"},
+      {"plot under a file", [](const fs::path& d) { good_cifar(d); std::ofstream(d / "file") << "x"; },
+       std::string(kCifar) + " --output {d}/file/plot.png", 2, "--output {d}/file"},
+      {"disk full (a 2 MB file-size limit)", good_cifar, kCifar, 1, "cannot write checkpoint",
+       "ulimit -f 2048; "},
+      // Devices and flags.
+      {"more GPUs than exist", good_cifar, std::string(kCifar) + " --gpus 64", 2,
+       "--gpus 64 asks for 64 GPU(s)"},
+      {"threads beyond reason", good_cifar, std::string(kCifar) + " --threads 100000", 2,
+       "--threads 100000: expected an integer from 0 to 1024"},
+      {"a huge batch", good_cifar, std::string(kCifar) + " --batch-per-device 9999999999", 2,
+       "--batch-per-device 9999999999"},
+      {"a timeout that would overflow", good_cifar, std::string(kCifar) + " --comm-timeout 1e300", 2,
+       "--comm-timeout 1e+300"},
+      {"bench with absurd counts", [](const fs::path&) {}, "bench --gpus 1,100000", 2,
+       "--gpus '1,100000'"},
+  };
+}
+
+}  // namespace
+
+TEST(BadInputs, EveryOneIsAClearErrorWithNothingHalfWritten) {
+  for (const auto& c : corpus()) {
+    TempDir tmp;
+    c.setup(tmp.path());
+    const std::string cmd = fmt::format("{}{} {} > /dev/null 2> {}", c.shell_prefix, MGPU_BINARY,
+                                        expand(c.args, tmp.path()), (tmp.path() / "stderr").string());
+    const int status = std::system(fmt::format("bash -c '{}'", cmd).c_str());
+    const std::string err = read_file(tmp.path() / "stderr");
+    ASSERT_TRUE(WIFEXITED(status)) << c.name;
+    EXPECT_EQ(WEXITSTATUS(status), c.code) << c.name << ": " << err;
+    EXPECT_NE(err.find("mgpu: error: "), std::string::npos) << c.name << ": " << err;
+    EXPECT_NE(err.find(expand(c.message, tmp.path())), std::string::npos) << c.name << ": " << err;
+    EXPECT_EQ(leftovers(tmp.path()), std::vector<std::string>{}) << c.name;
+    EXPECT_FALSE(fs::exists(tmp.path() / "run" / "model.pt")) << c.name;
+  }
+}
+
+TEST(BadInputs, EveryNumericFlagRefusesValuesOfTheWrongKind) {
+  // Integers: not a number, negative, non-finite, beyond int64.
+  const std::vector<std::string> int_flags = {"epochs", "batch-per-device", "cpu-replicas",
+                                              "accumulate", "threads", "seed", "limit-train",
+                                              "limit-test", "verbose", "checkpoint-every", "keep",
+                                              "gpus"};
+  const std::vector<std::string> bad_ints = {"abc", "-1", "nan", "inf", "1.5", "",
+                                             "99999999999999999999"};
+  // Reals: not a number, negative, non-finite, beyond double.
+  const std::vector<std::string> real_flags = {"lr", "power", "momentum", "warmup-epochs",
+                                               "comm-timeout"};
+  const std::vector<std::string> bad_reals = {"abc", "-1", "nan", "inf", "-inf", "1e400", "2x"};
+  auto refused = [](const std::string& flag, const std::string& value) {
+    try {
+      mgpu::app::parse_command_line({"mgpu", "train", "--gpus", "0", "--" + flag, value});
+    } catch (const mgpu::data::InputError& e) {
+      return std::string(e.what()).find("--" + flag) != std::string::npos;
+    }
+    return false;
+  };
+  for (const auto& flag : int_flags) {
+    for (const auto& value : bad_ints) EXPECT_TRUE(refused(flag, value)) << flag << " " << value;
+  }
+  for (const auto& flag : real_flags) {
+    for (const auto& value : bad_reals) EXPECT_TRUE(refused(flag, value)) << flag << " " << value;
+  }
+  // Zero where zero means nothing to do or a division by zero.
+  for (const std::string flag : {"epochs", "batch-per-device", "cpu-replicas", "accumulate", "lr",
+                                 "comm-timeout"}) {
+    EXPECT_TRUE(refused(flag, "0")) << flag;
+  }
+}
