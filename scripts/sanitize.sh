@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Builds the project and its tests with AddressSanitizer and UndefinedBehaviorSanitizer into
+# build-asan/ and runs the whole suite there. Run after scripts/bootstrap.sh (same LibTorch).
+# LibTorch itself is not instrumented: leak reports from its static state are not ours, so leak
+# detection is off; any other ASan or UBSan report aborts the test that caused it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cmake -S . -B build-asan -G Ninja -DMGPU_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo > /dev/null
+cmake --build build-asan -j "$(nproc)"
+ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -j2
