@@ -5,6 +5,7 @@
 #include <zlib.h>
 
 #include <memory>
+#include <vector>
 
 #include "data/InputError.h"
 
@@ -73,13 +74,26 @@ torch::Tensor read_idx(const fs::path& file, int64_t expected_dims) {
       throw InputError(fmt::format("IDX file {}: dimension {} is {}", file.string(), d, size));
     }
     shape.push_back(size);
-    total *= size;
-    if (total > (int64_t{1} << 34)) {
-      throw InputError(fmt::format("IDX file {}: header claims {}+ bytes", file.string(), total));
+    constexpr int64_t kLimit = int64_t{1} << 34;
+    if (size > kLimit / total) {  // checked before multiplying: libFuzzer's second finding
+      throw InputError(fmt::format("IDX file {}: header claims more than {} bytes", file.string(),
+                                   kLimit));
     }
+    total *= size;
   }
-  auto data = torch::empty(shape, torch::kUInt8);
-  const int64_t got = read_bytes(f.get(), file, data.data_ptr<uint8_t>(), total);
+  // Memory grows with the bytes actually read, never with what a header claims (a 24-byte
+  // file claiming 8 GB was libFuzzer's first finding).
+  constexpr int64_t kChunk = int64_t{1} << 24;
+  std::vector<uint8_t> bytes;
+  while (static_cast<int64_t>(bytes.size()) < total) {
+    const auto at = static_cast<int64_t>(bytes.size());
+    const int64_t want = std::min(kChunk, total - at);
+    bytes.resize(static_cast<size_t>(at + want));
+    const int64_t read = read_bytes(f.get(), file, bytes.data() + at, want);
+    bytes.resize(static_cast<size_t>(at + read));
+    if (read < want) break;
+  }
+  const auto got = static_cast<int64_t>(bytes.size());
   if (got != total) {
     throw InputError(fmt::format("IDX file {} is truncated: header promises {} data bytes, found {}",
                                  file.string(), total, got));
@@ -89,7 +103,7 @@ torch::Tensor read_idx(const fs::path& file, int64_t expected_dims) {
     throw InputError(fmt::format("IDX file {} has bytes after the {} its header promises",
                                  file.string(), total));
   }
-  return data;
+  return torch::from_blob(bytes.data(), shape, torch::kUInt8).clone();
 }
 
 bool has_fashion_mnist(const fs::path& dir) {

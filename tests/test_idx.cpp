@@ -108,3 +108,17 @@ TEST(FashionMnist, CountMismatchAndBadLabels) {
   msg = error_of([&] { load_fashion_mnist(empty.path(), 0, 0); });
   EXPECT_NE(msg.find("no Fashion-MNIST files"), std::string::npos) << msg;
 }
+
+TEST(Idx, HeadersThatClaimTooMuchAreRefusedBeforeAnyAllocation) {
+  // Both were libFuzzer findings (docs/reliability.md): a product of dimensions that overflowed
+  // int64 (UBSan), and a 24-byte file whose header claimed 8 GB (allocated up front).
+  TempDir tmp;
+  write_bytes(tmp.path() / "overflow", idx_bytes({1u << 17, 1u << 17, 1u << 31}, {}));
+  auto msg = error_of([&] { read_idx(tmp.path() / "overflow", 3); });
+  EXPECT_NE(msg.find("header claims more than 17179869184 bytes"), std::string::npos) << msg;
+  write_bytes(tmp.path() / "claims", idx_bytes({2, 0x78000002u, 2}, ramp(8)));
+  msg = error_of([&] { read_idx(tmp.path() / "claims", 3); });
+  EXPECT_NE(msg.find("is truncated: header promises 8053063688 data bytes, found 8"),
+            std::string::npos)
+      << msg;
+}

@@ -1,0 +1,26 @@
+// libFuzzer target: read_idx on arbitrary bytes (plain or gzip-looking). Any input must end in
+// a tensor or an InputError; a crash, a hang or a sanitizer report is a finding.
+#include <unistd.h>
+
+#include <cstdint>
+#include <fstream>
+#include <string>
+
+#include "data/Idx.h"
+#include "data/InputError.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static const std::string path = "/tmp/mgpu-fuzz-idx-" + std::to_string(::getpid());
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+  }
+  for (int64_t dims : {1, 3}) {
+    try {
+      mgpu::data::read_idx(path, dims);
+    } catch (const mgpu::data::InputError&) {
+      // the expected way to refuse bad bytes
+    }
+  }
+  return 0;
+}
