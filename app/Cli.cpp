@@ -12,6 +12,7 @@
 #include <cxxopts.hpp>
 
 #include "data/InputError.h"
+#include "models/Registry.h"  // defines: find_model
 
 namespace mgpu::app {
 
@@ -33,14 +34,20 @@ Usage:
   mgpu plot HISTORY.csv --output PNG   redraw the loss/accuracy plot from a history.csv
   mgpu bench --gpus 1,2,4              compare steady-state step times of replica counts
   mgpu bench --cpu-replicas 1,2        the same with replicas on the CPU
+  mgpu models                          the models --model can name, with parameter counts
+  mgpu evaluate --weights RUN/model.pt loss, accuracy, per-class accuracy, confusion matrix
+  mgpu predict --weights RUN/model.pt IMAGE...   top classes of PNG/JPEG images
+  mgpu export --weights RUN/model.pt --to model.pt   a state_dict for Python's torch.load
   mgpu help | --help                   this text; `mgpu COMMAND --help` explains each flag
 
 Exit codes: 0 success, 1 failure while running, 2 bad usage or input.
 )";
 
 cxxopts::Options train_options() {
-  cxxopts::Options o("mgpu train", "Train MiniGoogLeNet with the tutorial's recipe.");
+  cxxopts::Options o("mgpu train", "Train a model (MiniGoogLeNet by default) with the tutorial's recipe.");
   o.add_options()
+      ("model", "the model to train (see mgpu models)",
+       cxxopts::value<std::string>()->default_value("minigooglenet"))
       ("output", "path of the loss/accuracy plot (PNG); default <out-dir>/plot.png",
        cxxopts::value<std::string>()->default_value(""))
       ("gpus", "0: train on the CPU; 1: on the first CUDA GPU; default 1 if a GPU is visible",
@@ -110,6 +117,8 @@ cxxopts::Options plot_options() {
 cxxopts::Options bench_options() {
   cxxopts::Options o("mgpu bench", "Time steady-state training steps for several replica counts.");
   o.add_options()
+      ("model", "the model to time (see mgpu models)",
+       cxxopts::value<std::string>()->default_value("minigooglenet"))
       ("gpus", "comma-separated GPU counts, e.g. 1,2,4", cxxopts::value<std::string>())
       ("cpu-replicas", "comma-separated CPU replica counts, e.g. 1,2 (default 1,2)",
        cxxopts::value<std::string>())
@@ -121,6 +130,65 @@ cxxopts::Options bench_options() {
       ("comm", "local or nccl between GPUs (auto: nccl)", cxxopts::value<std::string>()->default_value("auto"))
       ("out-dir", "where bench.csv and bench.png go; default runs/bench-<time>",
        cxxopts::value<std::string>()->default_value(""))
+      ("h,help", "show this help");
+  return o;
+}
+
+cxxopts::Options models_options() {
+  cxxopts::Options o("mgpu models", "List the models mgpu train --model can name.");
+  o.add_options()("h,help", "show this help");
+  return o;
+}
+
+// Flags every command that loads a weights file shares.
+void add_weights_flags(cxxopts::Options& o) {
+  o.add_options()
+      ("weights", "a weights file (a run's model.pt) or a run directory",
+       cxxopts::value<std::string>())
+      ("gpus", "0: the CPU; 1: the first CUDA GPU; default 1 if a GPU is visible",
+       cxxopts::value<std::string>())
+      ("threads", "LibTorch CPU threads; 0: all cores", cxxopts::value<std::string>()->default_value("0"))
+      ("h,help", "show this help");
+}
+
+cxxopts::Options evaluate_options() {
+  cxxopts::Options o("mgpu evaluate", "Loss, accuracy, per-class accuracy and confusion matrix "
+                                      "of trained weights on a test set.");
+  add_weights_flags(o);
+  o.add_options()
+      ("dataset", "cifar10, fashion-mnist, or auto (the one the weights were trained on)",
+       cxxopts::value<std::string>()->default_value("auto"))
+      ("data-dir", "folder with the data set's files (as for mgpu train)",
+       cxxopts::value<std::string>()->default_value(""))
+      ("no-download", "never download CIFAR-10 when its files are not in --data-dir")
+      ("limit-test", "use only the first N test images (0: all)",
+       cxxopts::value<std::string>()->default_value("0"))
+      ("batch", "images per forward pass", cxxopts::value<std::string>()->default_value("256"))
+      ("out-dir", "where evaluation.json, confusion.csv and confusion.png go; default the "
+       "weights file's folder", cxxopts::value<std::string>()->default_value(""));
+  return o;
+}
+
+cxxopts::Options predict_options() {
+  cxxopts::Options o("mgpu predict", "Top classes of images (PNG, JPEG, BMP, ...; any size, "
+                                     "resized to the model's input) under trained weights.");
+  o.positional_help("IMAGE...");
+  add_weights_flags(o);
+  o.add_options()
+      ("top", "classes shown per image", cxxopts::value<std::string>()->default_value("3"))
+      ("images", "image files", cxxopts::value<std::vector<std::string>>());
+  o.parse_positional({"images"});
+  return o;
+}
+
+cxxopts::Options export_options() {
+  cxxopts::Options o("mgpu export", "Write trained weights as a PyTorch state_dict for Python "
+                                    "(torch.load), with the mean image and a description.");
+  o.add_options()
+      ("weights", "a weights file (a run's model.pt) or a run directory",
+       cxxopts::value<std::string>())
+      ("to", "the state_dict file to write, e.g. model.pt (also writes model.mean.pt and "
+       "model.json beside it)", cxxopts::value<std::string>())
       ("h,help", "show this help");
   return o;
 }
@@ -209,6 +277,7 @@ train::BenchConfig parse_bench(const cxxopts::ParseResult& r) {
   c.replicas = c.gpus ? count_list(r, "gpus")
                       : (r.count("cpu-replicas") ? count_list(r, "cpu-replicas")
                                                  : std::vector<int64_t>{1, 2});
+  c.train.model = models::find_model(get<std::string>(r, "model")).name;
   c.steps = int_at_least(r, "steps", 1);
   c.warmup = int_at_least(r, "warmup", 0);
   c.train.batch_per_device = int_at_least(r, "batch-per-device", 1, kMaxBatch);
@@ -221,8 +290,55 @@ train::BenchConfig parse_bench(const cxxopts::ParseResult& r) {
   return c;
 }
 
+// --weights, --gpus and --threads of evaluate and predict.
+std::string weights_flag(const cxxopts::ParseResult& r, const std::string& command) {
+  if (!r.count("weights")) {
+    throw InputError(fmt::format("mgpu {}: give --weights (a run's model.pt or its directory)",
+                                 command));
+  }
+  return get<std::string>(r, "weights");
+}
+
+int64_t gpus_flag(const cxxopts::ParseResult& r) {
+  if (!r.count("gpus")) return torch::cuda::is_available() ? 1 : 0;
+  const int64_t gpus = int_at_least(r, "gpus", 0, 1);
+  return gpus;
+}
+
+train::EvaluateConfig parse_evaluate(const cxxopts::ParseResult& r) {
+  train::EvaluateConfig c;
+  c.weights = weights_flag(r, "evaluate");
+  c.gpus = gpus_flag(r);
+  c.threads = int_at_least(r, "threads", 0, kMaxThreads);
+  c.data.dataset = get<std::string>(r, "dataset");
+  if (c.data.dataset != "cifar10" && c.data.dataset != "fashion-mnist" &&
+      c.data.dataset != "auto") {
+    throw InputError(fmt::format("--dataset '{}': expected cifar10, fashion-mnist or auto",
+                                 c.data.dataset));
+  }
+  c.data.data_dir = get<std::string>(r, "data-dir");
+  c.data.download = r.count("no-download") == 0;
+  c.data.limit_test = int_at_least(r, "limit-test", 0);
+  c.data.limit_train = 1;  // evaluation reads the training files but uses none of them
+  c.batch = int_at_least(r, "batch", 1, kMaxBatch);
+  c.out_dir = get<std::string>(r, "out-dir");
+  return c;
+}
+
+train::PredictConfig parse_predict(const cxxopts::ParseResult& r) {
+  train::PredictConfig c;
+  c.weights = weights_flag(r, "predict");
+  c.gpus = gpus_flag(r);
+  c.threads = int_at_least(r, "threads", 0, kMaxThreads);
+  c.top = int_at_least(r, "top", 1, kMaxBatch);
+  if (!r.count("images")) throw InputError("mgpu predict: name one or more image files");
+  c.images = get<std::vector<std::string>>(r, "images");
+  return c;
+}
+
 train::TrainConfig parse_train(const cxxopts::ParseResult& r) {
   train::TrainConfig c;
+  c.model = models::find_model(get<std::string>(r, "model")).name;
   c.plot_path = get<std::string>(r, "output");
   c.gpus = r.count("gpus") ? int_at_least(r, "gpus", 0)
                            : (torch::cuda::is_available() ? 1 : 0);
@@ -323,6 +439,25 @@ Command parse_command_line(const std::vector<std::string>& args) {
          c.kind = Command::Kind::kBench;
          c.bench = parse_bench(r);
        }},
+      {"models", models_options,
+       [](const cxxopts::ParseResult&, Command& c) { c.kind = Command::Kind::kModels; }},
+      {"evaluate", evaluate_options,
+       [](const cxxopts::ParseResult& r, Command& c) {
+         c.kind = Command::Kind::kEvaluate;
+         c.evaluate = parse_evaluate(r);
+       }},
+      {"predict", predict_options,
+       [](const cxxopts::ParseResult& r, Command& c) {
+         c.kind = Command::Kind::kPredict;
+         c.predict = parse_predict(r);
+       }},
+      {"export", export_options,
+       [](const cxxopts::ParseResult& r, Command& c) {
+         c.kind = Command::Kind::kExport;
+         c.export_weights = weights_flag(r, "export");
+         if (!r.count("to")) throw InputError("mgpu export: give --to, the file to write (e.g. model.pt)");
+         c.export_to = get<std::string>(r, "to");
+       }},
   };
   const std::string& name = args[1];
   const std::vector<std::string> rest(args.begin() + 1, args.end());  // rest[0] plays argv[0]
@@ -337,7 +472,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
     }
     return cmd;
   }
-  throw InputError(fmt::format("unknown command '{}' (expected train, plot, bench or help)", name));
+  throw InputError(fmt::format("unknown command '{}' (expected train, plot, bench, models, evaluate, predict, export or help)", name));
 }
 
 }  // namespace mgpu::app

@@ -6,7 +6,11 @@
 
 #include "app/Cli.h"          // defines: parse_command_line, Command
 #include "data/InputError.h"  // defines: InputError (exit code 2)
+#include "models/Registry.h"  // defines: models_table
 #include "train/Bench.h"      // defines: run_bench
+#include "train/Evaluate.h"   // defines: run_evaluate
+#include "train/Export.h"     // defines: run_export
+#include "train/Predict.h"    // defines: run_predict
 #include "train/Run.h"        // defines: run_training, plot_from_csv
 #include "train/Signals.h"    // defines: StopRequested, kExitStopped
 
@@ -24,6 +28,18 @@ int main(int argc, char** argv) {
         return 0;
       case mgpu::app::Command::Kind::kBench:
         mgpu::train::run_bench(cmd.bench, std::cout);
+        return 0;
+      case mgpu::app::Command::Kind::kModels:
+        std::cout << mgpu::models::models_table(mgpu::models::ModelShape{});
+        return 0;
+      case mgpu::app::Command::Kind::kEvaluate:
+        mgpu::train::run_evaluate(cmd.evaluate, std::cout);
+        return 0;
+      case mgpu::app::Command::Kind::kPredict:
+        mgpu::train::run_predict(cmd.predict, std::cout);
+        return 0;
+      case mgpu::app::Command::Kind::kExport:
+        mgpu::train::run_export(cmd.export_weights, cmd.export_to, std::cout);
         return 0;
       case mgpu::app::Command::Kind::kPlot:
         mgpu::train::plot_from_csv(cmd.plot_csv, cmd.plot_output);

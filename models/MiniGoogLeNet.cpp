@@ -1,6 +1,11 @@
 // MiniGoogLeNet: conv, inception and downsample modules and the full network.
 #include "models/MiniGoogLeNet.h"
 
+#include <fmt/core.h>
+
+#include "data/InputError.h"  // defines: InputError
+#include "models/Registry.h"   // defines: ModelShape
+
 namespace mgpu::models {
 
 ConvModuleImpl::ConvModuleImpl(ConvModuleOptions options) : options(std::move(options)) {
@@ -116,12 +121,15 @@ void init_keras(torch::nn::Module& module) {
   }
 }
 
-int64_t count_parameters(const torch::nn::Module& module) {
-  int64_t count = 0;
-  for (const auto& p : module.parameters()) {
-    if (p.requires_grad()) count += p.numel();
+// The registry's factory (models/Models.def).
+torch::nn::AnyModule make_minigooglenet(const ModelShape& shape) {
+  if (shape.height < 28 || shape.width < 28) {
+    throw data::InputError(fmt::format(
+        "minigooglenet needs images of at least 28x28 pixels, got {}x{}", shape.height,
+        shape.width));
   }
-  return count;
+  return torch::nn::AnyModule(MiniGoogLeNet(
+      MiniGoogLeNetOptions().in_channels(shape.channels).num_classes(shape.classes)));
 }
 
 }  // namespace mgpu::models

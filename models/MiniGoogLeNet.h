@@ -107,7 +107,4 @@ TORCH_MODULE(MiniGoogLeNet);
 /// keeps its ones and zeros).
 void init_keras(torch::nn::Module& module);
 
-/// Number of trainable parameter elements.
-int64_t count_parameters(const torch::nn::Module& module);
-
 }  // namespace mgpu::models

@@ -6,6 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 grep -qx '/.deps/' .git/info/exclude 2>/dev/null || echo '/.deps/' >> .git/info/exclude
 mkdir -p .deps
-(cd .deps && apt-get download libcxxopts-dev nlohmann-json3-dev libgtest-dev googletest zlib1g-dev libgloo-dev)
+(cd .deps && apt-get download libcxxopts-dev nlohmann-json3-dev libgtest-dev googletest zlib1g-dev libgloo-dev libstb-dev)
 cp ../shared/data/cifar10-jpeg.tar.gz ../shared/data/cifar10_from_jpeg.py .deps/
 du -sh .deps

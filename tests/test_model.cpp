@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "models/MiniGoogLeNet.h"
+#include "models/Registry.h"  // defines: count_parameters
 
 using namespace mgpu::models;
 

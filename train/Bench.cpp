@@ -10,7 +10,7 @@
 
 #include "data/InputError.h"      // defines: InputError
 #include "data/Preprocess.h"      // defines: mean_image
-#include "models/MiniGoogLeNet.h"  // defines: MiniGoogLeNet
+#include "models/Registry.h"       // defines: make_model, count_parameters
 #include "train/Device.h"         // defines: select_devices, describe_device, set_threads
 #include "train/History.h"        // defines: write_text_atomically
 #include "train/LocalGroup.h"     // defines: make_local_group
@@ -96,9 +96,9 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
   const data::Dataset images{torch::randint(0, 256, {4096, 3, 32, 32}, gen, torch::kUInt8),
                              torch::randint(0, 10, {4096}, gen, torch::kInt64)};
   const auto mean = data::mean_image(images.images);
-  out << fmt::format("mgpu bench: MiniGoogLeNet, 3x32x32, batch {} per replica, {} timed steps "
+  out << fmt::format("mgpu bench: {}, 3x32x32, batch {} per replica, {} timed steps "
                      "after {} warm-up steps; device {}, {} LibTorch threads\n",
-                     config.train.batch_per_device, config.steps, config.warmup,
+                     config.train.model, config.train.batch_per_device, config.steps, config.warmup,
                      describe_device(device_sets[0][0]), threads);
   out << fmt::format("{:>8} {:>12} {:>10} {:>10} {:>14} {:>8} {:>10} {:>13}\n", "replicas",
                      "global batch", "ms/step", "images/s", "s/epoch (proj)", "speedup",
@@ -108,12 +108,12 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
   for (size_t i = 0; i < device_sets.size(); ++i) {
     const auto& devices = device_sets[i];
     torch::manual_seed(config.train.seed);
-    models::MiniGoogLeNet net;
+    auto net = models::make_model(config.train.model, models::ModelShape{});
     std::vector<std::unique_ptr<Communicator>> comms;
     if (devices.size() > 1 && devices[0].is_cuda() && config.train.comm != "local") {
       comms = make_nccl_group(devices, config.train.comm_timeout_s);
     }
-    Trainer trainer(config.train, torch::nn::AnyModule(net), devices, mean, std::move(comms));
+    Trainer trainer(config.train, net, devices, mean, std::move(comms));
     trainer.train_steps(images, config.warmup);
     const auto start = std::chrono::steady_clock::now();
     trainer.train_steps(images, config.steps);
@@ -130,7 +130,7 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
     row.speedup = row.images_per_second / base.images_per_second;
     row.efficiency =
         row.speedup / (static_cast<double>(row.replicas) / static_cast<double>(base.replicas));
-    row.gradient_floats = models::count_parameters(*net);
+    row.gradient_floats = models::count_parameters(*net.ptr());
     row.all_reduce_ms =
         time_all_reduce(bench_group(config.train, devices), devices, row.gradient_floats);
     rows.push_back(row);

@@ -28,8 +28,8 @@ struct BenchRow {
   double all_reduce_ms = 0;      // one all-reduce of that buffer, timed on its own
 };
 
-/// Times each configuration on the same synthetic CIFAR-sized data (MiniGoogLeNet, the
-/// tutorial's recipe), prints a table, writes bench.csv and a chart. Throws data::InputError
+/// Times each configuration on the same synthetic CIFAR-sized data (config.train.model,
+/// MiniGoogLeNet by default, the tutorial's recipe), prints a table, writes bench.csv and a chart. Throws data::InputError
 /// before running anything if a configuration needs more GPUs than are visible.
 std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out);
 

@@ -1,4 +1,5 @@
-// Checkpoint names, listing and pruning, and fingerprint comparison.
+// Checkpoint names, listing and pruning, fingerprint comparison, and the pieces of state
+// (generators, per-rank rows, history) a checkpoint holds.
 #include "train/Checkpoint.h"
 
 #include <dirent.h>
@@ -66,6 +67,62 @@ std::string fingerprint_difference(const std::string& checkpoint, const std::str
     }
   }
   return diff;
+}
+
+torch::Tensor generator_states(const torch::Device& device) {
+  auto cpu = at::globalContext().defaultGenerator(torch::kCPU);
+  std::vector<torch::Tensor> parts;
+  {
+    std::lock_guard<std::mutex> lock(cpu.mutex());
+    parts.push_back(cpu.get_state());
+  }
+  if (device.is_cuda()) {
+    auto gpu = at::globalContext().defaultGenerator(device);
+    std::lock_guard<std::mutex> lock(gpu.mutex());
+    parts.push_back(gpu.get_state());
+  }
+  return torch::cat(parts);
+}
+
+void set_generator_states(const torch::Device& device, const torch::Tensor& states) {
+  auto cpu = at::globalContext().defaultGenerator(torch::kCPU);
+  std::lock_guard<std::mutex> lock(cpu.mutex());
+  const int64_t cpu_bytes = cpu.get_state().numel();
+  cpu.set_state(states.narrow(0, 0, cpu_bytes).clone());
+  if (device.is_cuda()) {
+    auto gpu = at::globalContext().defaultGenerator(device);
+    std::lock_guard<std::mutex> gpu_lock(gpu.mutex());
+    gpu.set_state(states.narrow(0, cpu_bytes, states.numel() - cpu_bytes).clone());
+  }
+}
+
+torch::Tensor gather_rows(Communicator* comm, const torch::Tensor& row) {
+  if (!comm) return row.flatten().unsqueeze(0);
+  auto rows = torch::zeros({comm->world_size(), row.numel()}, row.options());
+  rows[comm->rank()].copy_(row.flatten());
+  comm->all_reduce_sum(rows);
+  return rows;
+}
+
+torch::Tensor history_tensor(const History& history) {
+  auto t = torch::zeros({static_cast<int64_t>(history.size()), 7}, torch::kFloat64);
+  for (size_t i = 0; i < history.size(); ++i) {
+    const auto& e = history[i];
+    const double row[7] = {static_cast<double>(e.epoch), e.lr, e.seconds, e.loss, e.acc,
+                           e.val_loss, e.val_acc};
+    for (int64_t j = 0; j < 7; ++j) t[static_cast<int64_t>(i)][j] = row[j];
+  }
+  return t;
+}
+
+History history_from_tensor(const torch::Tensor& t) {
+  History history;
+  const auto rows = t.accessor<double, 2>();
+  for (int64_t i = 0; i < t.size(0); ++i) {
+    history.push_back({static_cast<int64_t>(rows[i][0]), rows[i][1], rows[i][2], rows[i][3],
+                       rows[i][4], rows[i][5], rows[i][6]});
+  }
+  return history;
 }
 
 }  // namespace mgpu::train

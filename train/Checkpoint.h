@@ -1,10 +1,16 @@
 // Checkpoint files: their names, the newest one, pruning, and what a resumed run must match.
-// What goes inside one is the Trainer's business (Trainer::write_checkpoint, Trainer::resume).
+// Which state goes inside one is the Trainer's business (Trainer::write_checkpoint,
+// Trainer::resume); the pieces that are not are here.
 #pragma once
+
+#include <torch/torch.h>
 
 #include <filesystem>
 #include <optional>
 #include <string>
+
+#include "train/Communicator.h"
+#include "train/History.h"
 
 namespace mgpu::train {
 
@@ -30,5 +36,22 @@ void prune_checkpoints(const std::filesystem::path& dir, int64_t keep);
 /// Compares two fingerprints (JSON objects); returns "" if they match, else one line per
 /// difference: "epochs: the checkpoint has 70, this run 10".
 std::string fingerprint_difference(const std::string& checkpoint, const std::string& run);
+
+/// The mark save_archive gives a checkpoint (train/Archive.h).
+inline const char* kCheckpointFormat = "mgpu-checkpoint-1";
+
+/// The generators a device's work draws from, as [bytes] uint8 on the CPU: the CPU's (dropout
+/// on the CPU, and anything else drawing from the global generator) and, for a GPU, that
+/// device's. set_generator_states puts such a tensor back.
+torch::Tensor generator_states(const torch::Device& device);
+void set_generator_states(const torch::Device& device, const torch::Tensor& states);
+
+/// [world, n]: row r is rank r's row (flattened), on every rank; [1, n] without comm. An
+/// all-gather through all_reduce_sum of zero-padded rows, which is exact (x + 0 == x).
+torch::Tensor gather_rows(Communicator* comm, const torch::Tensor& row);
+
+/// The history at full precision (history.csv rounds), [epochs, 7] float64, and back.
+torch::Tensor history_tensor(const History& history);
+History history_from_tensor(const torch::Tensor& t);
 
 }  // namespace mgpu::train

@@ -52,6 +52,22 @@ void write_atomically(const fs::path& path, const std::function<void(const fs::p
   }
 }
 
+void prepare_output_dir(const fs::path& dir, const std::string& flag) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec || !fs::is_directory(dir)) {
+    throw data::InputError(fmt::format("{} {}: cannot create the directory ({})", flag,
+                                       dir.string(),
+                                       ec ? ec.message() : "a file of that name exists"));
+  }
+  try {
+    write_text_atomically(dir / ".mgpu-write-test", "ok\n");
+    fs::remove(dir / ".mgpu-write-test", ec);
+  } catch (const std::exception&) {
+    throw data::InputError(fmt::format("{} {}: the directory is not writable", flag, dir.string()));
+  }
+}
+
 void write_text_atomically(const fs::path& path, const std::string& text) {
   write_atomically(path, [&](const fs::path& tmp) {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);

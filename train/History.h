@@ -24,6 +24,10 @@ void write_atomically(const std::filesystem::path& path,
                       const std::function<void(const std::filesystem::path& tmp)>& write);
 void write_text_atomically(const std::filesystem::path& path, const std::string& text);
 
+/// Creates dir (and its parents) and proves it writable now, before work that depends on it;
+/// throws data::InputError naming flag and dir otherwise.
+void prepare_output_dir(const std::filesystem::path& dir, const std::string& flag);
+
 /// CSV with header epoch,lr,seconds,loss,acc,val_loss,val_acc.
 std::string history_csv(const History& history);
 /// Parses history_csv's format (no epochs is no error); throws data::InputError naming source

@@ -113,6 +113,42 @@ void plot_history(const History& history, const fs::path& png, const std::string
 #endif
 }
 
+void plot_confusion(const torch::Tensor& confusion, const std::vector<std::string>& class_names,
+                    const fs::path& png, const std::string& subtitle) {
+#ifndef MGPU_WITH_PLOT
+  (void)confusion, (void)class_names, (void)png, (void)subtitle;
+  throw std::runtime_error("cannot plot: this mgpu was built with MGPU_WITH_PLOT=OFF");
+#else
+  const auto k = static_cast<int64_t>(class_names.size());
+  const auto m = confusion.accessor<int64_t, 2>();
+  // One line per cell: column (predicted), row (true), row fraction, count.
+  std::vector<std::tuple<int64_t, int64_t, double, int64_t>> cells;
+  for (int64_t r = 0; r < k; ++r) {
+    int64_t total = 0;
+    for (int64_t c = 0; c < k; ++c) total += m[r][c];
+    for (int64_t c = 0; c < k; ++c) {
+      cells.emplace_back(c, r, total ? static_cast<double>(m[r][c]) / total : 0.0, m[r][c]);
+    }
+  }
+  std::string tics;
+  for (int64_t i = 0; i < k; ++i) {
+    tics += fmt::format("{}{} {}", i ? ", " : "", quoted(class_names[static_cast<size_t>(i)]), i);
+  }
+  const int side = static_cast<int>(std::clamp<int64_t>(60 * k + 250, 500, 1600));
+  const std::string size = fmt::format("{},{}", side + 100, side);
+  draw_png(png, size.c_str(), "Confusion matrix\n" + subtitle, [&](Gnuplot& gp) {
+    gp << "set xlabel 'predicted'\nset ylabel 'true'\nunset key\n";
+    gp << "set xtics (" << tics << ") rotate by -45\nset ytics (" << tics << ")\n";
+    gp << "set xrange [-0.5:" << k - 0.5 << "]\nset yrange [" << k - 0.5 << ":-0.5]\n";
+    gp << "set cbrange [0:1]\nset cblabel 'fraction of the true class'\n";
+    gp << "set palette defined (0 'white', 1 '#2b6cb0')\n";
+    gp << "plot '-' using 1:2:3 with image, '-' using 1:2:(sprintf('%d', $4)) with labels\n";
+    gp.send1d(cells);
+    gp.send1d(cells);
+  });
+#endif
+}
+
 void plot_bench(const std::vector<BenchRow>& rows, const fs::path& png,
                 const std::string& subtitle) {
 #ifndef MGPU_WITH_PLOT

@@ -11,7 +11,7 @@
 #include "data/Datasets.h"
 #include "data/InputError.h"
 #include "data/Preprocess.h"
-#include "models/MiniGoogLeNet.h"
+#include "models/Registry.h"
 #include "train/Device.h"
 #include "train/Launcher.h"
 #include "train/NcclGroup.h"
@@ -21,6 +21,7 @@
 #include "train/GlooGroup.h"
 #include "train/StoreGroup.h"
 #include "train/Trainer.h"
+#include "train/Weights.h"
 
 namespace mgpu::train {
 namespace fs = std::filesystem;
@@ -34,28 +35,11 @@ std::string timestamp() {
   return text;
 }
 
-// Creates dir and proves it writable now, before hours of training depend on it.
-void prepare_dir(const fs::path& dir, const std::string& flag) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec || !fs::is_directory(dir)) {
-    throw data::InputError(fmt::format("{} {}: cannot create the directory ({})", flag,
-                                       dir.string(),
-                                       ec ? ec.message() : "a file of that name exists"));
-  }
-  try {
-    write_text_atomically(dir / ".mgpu-write-test", "ok\n");
-    fs::remove(dir / ".mgpu-write-test", ec);
-  } catch (const std::exception&) {
-    throw data::InputError(fmt::format("{} {}: the directory is not writable", flag, dir.string()));
-  }
-}
-
 nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& data,
                             const std::string& device, int64_t threads, int64_t parameters,
                             const Trainer& trainer, const History& history, double seconds) {
   nlohmann::json j;
-  j["model"] = "minigooglenet";
+  j["model"] = config.model;
   j["parameters"] = parameters;
   j["dataset"] = data.name;
   j["data_source"] = data.source;
@@ -95,7 +79,7 @@ nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& da
 // shapes the trajectory.
 nlohmann::json run_fingerprint(const TrainConfig& config, const data::DataSplit& data,
                                const Trainer& trainer) {
-  return {{"model", "minigooglenet"},
+  return {{"model", config.model},
           {"dataset", data.name},
           {"train_images", data.train.size()},
           {"test_images", data.test.size()},
@@ -167,20 +151,20 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
   const fs::path plot_path =
       config.plot_path.empty() ? result.out_dir / "plot.png" : fs::path(config.plot_path);
   if (lead) {
-    prepare_dir(result.out_dir, "--out-dir");
-    if (plot_path.has_parent_path()) prepare_dir(plot_path.parent_path(), "--output");
+    prepare_output_dir(result.out_dir, "--out-dir");
+    if (plot_path.has_parent_path()) prepare_output_dir(plot_path.parent_path(), "--output");
   }
   std::string no_plot_reason;
   const bool plotting = lead && can_plot(&no_plot_reason);
 
   torch::manual_seed(config.seed);  // weight initialisation and dropout
   const auto& shape = data.train.images.sizes();  // [N, C, H, W]
-  models::MiniGoogLeNet net(models::MiniGoogLeNetOptions()
-                                .in_channels(shape[1])
-                                .num_classes(static_cast<int64_t>(data.class_names.size())));
-  const int64_t parameters = models::count_parameters(*net);
+  const models::ModelShape model_shape{shape[1], shape[2], shape[3],
+                                       static_cast<int64_t>(data.class_names.size())};
+  auto net = models::make_model(config.model, model_shape);
+  const int64_t parameters = models::count_parameters(*net.ptr());
   const torch::Tensor mean = data::mean_image(data.train.images);
-  Trainer trainer(config, torch::nn::AnyModule(net), devices, mean,
+  Trainer trainer(config, net, devices, mean,
                   make_communicators(config, process, devices));
 
   std::string device_text = describe_device(devices[0]);
@@ -189,9 +173,8 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
   progress.info(fmt::format("data: {} from {}: {} train, {} test images of {}x{}x{}, {} classes",
                             data.name, data.source, data.train.size(), data.test.size(), shape[1],
                             shape[2], shape[3], data.class_names.size()));
-  progress.info(fmt::format("model: MiniGoogLeNet, {} trainable parameters (the tutorial's "
-                            "Keras model has 1,712 more: conv biases that batch norm cancels)",
-                            parameters));
+  progress.info(fmt::format("model: {} ({}), {} trainable parameters", config.model,
+                            models::find_model(config.model).description, parameters));
   progress.info(fmt::format("training {} epochs, global batch {} ({} replica(s) x {} images x {} "
                             "micro-batch(es)), lr {} (power {}), momentum {}; writing to {}",
                             config.epochs, trainer.global_batch(), trainer.world_size(),
@@ -235,9 +218,9 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   if (!lead) return result;
 
-  auto cpu_model = trainer.model().clone(torch::kCPU);
-  write_atomically(result.out_dir / "model.pt",
-                   [&](const fs::path& tmp) { torch::save(cpu_model.ptr(), tmp.string()); });
+  save_weights({config.model, model_shape, data.name, data.class_names, mean,
+                trainer.model().clone(torch::kCPU)},
+               result.out_dir / "model.pt");
   write_atomically(result.out_dir / "mean.pt",
                    [&](const fs::path& tmp) { torch::save(mean, tmp.string()); });
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
@@ -246,7 +229,7 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
   write_text_atomically(result.out_dir / "summary.json", summary.dump(2) + "\n");
   if (plotting) {
     plot_history(result.history, plot_path,
-                 fmt::format("{}, MiniGoogLeNet, {}", data.name, device_text));
+                 fmt::format("{}, {}, {}", data.name, config.model, device_text));
     progress.info(fmt::format("plot: {}", plot_path.string()));
   }
   progress.info(fmt::format("training throughput: {:.1f} images/s (training steps only)",
@@ -260,7 +243,7 @@ void plot_from_csv(const fs::path& csv, const fs::path& png) {
   const History history = read_history_csv(csv);
   std::string why;
   if (!can_plot(&why)) throw std::runtime_error("cannot plot: " + why);
-  if (png.has_parent_path()) prepare_dir(png.parent_path(), "--output");
+  if (png.has_parent_path()) prepare_output_dir(png.parent_path(), "--output");
   plot_history(history, png, csv.string());
 }
 

@@ -15,8 +15,9 @@ struct RunResult {
   double seconds = 0;
 };
 
-/// Loads the data, trains MiniGoogLeNet on the device --gpus selects, and leaves in the run
-/// directory history.csv (after every epoch), summary.json, model.pt, mean.pt and the plot.
+/// Loads the data, trains config.model on the device --gpus selects, and leaves in the run
+/// directory history.csv (after every epoch), summary.json, model.pt (a weights file,
+/// train/Weights.h), mean.pt, checkpoints/ and the plot.
 /// Throws data::InputError for bad input, std::runtime_error for failures while running.
 RunResult run_training(const TrainConfig& config, std::ostream& out);
 

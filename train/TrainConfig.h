@@ -10,6 +10,7 @@ namespace mgpu::train {
 
 struct TrainConfig {
   data::DataConfig data;
+  std::string model = "minigooglenet";  // a name in the model registry (models/Models.def)
   int64_t gpus = 0;               // 0: CPU; 1: the first CUDA device
   int64_t threads = 0;            // LibTorch intra-op threads; 0: all cores
   int64_t epochs = 70;

@@ -3,7 +3,6 @@
 #include "train/Trainer.h"
 
 #include <fmt/core.h>
-#include <zlib.h>
 
 #include <chrono>
 #include <cmath>
@@ -14,7 +13,8 @@
 #include "data/Augment.h"      // defines: shift_and_flip, Augmenter::Draw
 #include "data/InputError.h"   // defines: InputError
 #include "data/Preprocess.h"   // defines: subtract_mean
-#include "train/History.h"     // defines: write_atomically, EpochStats
+#include "train/Archive.h"      // defines: save_archive, load_archive
+#include "train/History.h"     // defines: EpochStats
 #include "train/LocalGroup.h"  // defines: make_local_group
 #include "train/LrSchedule.h"  // defines: poly_decay
 #include "train/Sharding.h"    // defines: shard_batch
@@ -35,50 +35,6 @@ std::string message_of(const std::exception_ptr& error) {
     return e.what();
   } catch (...) {
     return "unknown error";
-  }
-}
-
-// What checkpoints are made of, so that a reader can tell one from any other archive.
-constexpr const char* kCheckpointFormat = "mgpu-checkpoint-1";
-
-// A checkpoint ends with "MGPU-CRC32 <crc32 of what precedes, 8 hex> <its size, 16 hex>\n".
-constexpr size_t kTrailerBytes = 37;
-
-std::string checksum_trailer(const std::string& payload) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  for (size_t at = 0; at < payload.size(); at += 1u << 30) {  // crc32 takes a uInt length
-    const auto len = static_cast<uInt>(std::min<size_t>(1u << 30, payload.size() - at));
-    crc = crc32(crc, reinterpret_cast<const Bytef*>(payload.data() + at), len);
-  }
-  return fmt::format("MGPU-CRC32 {:08x} {:016x}\n", crc, payload.size());
-}
-
-// Generator states, [bytes] uint8 on the CPU: the CPU's (dropout on the CPU, and anything else
-// drawing from the global generator) and, for a GPU, that device's.
-torch::Tensor generator_states(const torch::Device& device) {
-  auto cpu = at::globalContext().defaultGenerator(torch::kCPU);
-  std::vector<torch::Tensor> parts;
-  {
-    std::lock_guard<std::mutex> lock(cpu.mutex());
-    parts.push_back(cpu.get_state());
-  }
-  if (device.is_cuda()) {
-    auto gpu = at::globalContext().defaultGenerator(device);
-    std::lock_guard<std::mutex> lock(gpu.mutex());
-    parts.push_back(gpu.get_state());
-  }
-  return torch::cat(parts);
-}
-
-void set_generator_states(const torch::Device& device, const torch::Tensor& states) {
-  auto cpu = at::globalContext().defaultGenerator(torch::kCPU);
-  std::lock_guard<std::mutex> lock(cpu.mutex());
-  const int64_t cpu_bytes = cpu.get_state().numel();
-  cpu.set_state(states.narrow(0, 0, cpu_bytes).clone());
-  if (device.is_cuda()) {
-    auto gpu = at::globalContext().defaultGenerator(device);
-    std::lock_guard<std::mutex> gpu_lock(gpu.mutex());
-    gpu.set_state(states.narrow(0, cpu_bytes, states.numel() - cpu_bytes).clone());
   }
 }
 
@@ -406,38 +362,6 @@ void Trainer::train_steps(const data::Dataset& train, int64_t steps) {
 
 namespace {
 
-// Row `rank` of a [world, n] tensor that every rank fills with its own row: zero-padded rows
-// summed, which is exact (x + 0 == x), so this is an all-gather through all_reduce_sum.
-torch::Tensor gather_rows(Communicator* comm, const torch::Tensor& row) {
-  if (!comm) return row.flatten().unsqueeze(0);
-  auto rows = torch::zeros({comm->world_size(), row.numel()}, row.options());
-  rows[comm->rank()].copy_(row.flatten());
-  comm->all_reduce_sum(rows);
-  return rows;
-}
-
-// The history at full precision (history.csv rounds), [epochs, 7] float64.
-torch::Tensor history_tensor(const History& history) {
-  auto t = torch::zeros({static_cast<int64_t>(history.size()), 7}, torch::kFloat64);
-  for (size_t i = 0; i < history.size(); ++i) {
-    const auto& e = history[i];
-    const double row[7] = {static_cast<double>(e.epoch), e.lr, e.seconds, e.loss, e.acc,
-                           e.val_loss, e.val_acc};
-    for (int64_t j = 0; j < 7; ++j) t[static_cast<int64_t>(i)][j] = row[j];
-  }
-  return t;
-}
-
-History history_from_tensor(const torch::Tensor& t) {
-  History history;
-  const auto rows = t.accessor<double, 2>();
-  for (int64_t i = 0; i < t.size(0); ++i) {
-    history.push_back({static_cast<int64_t>(rows[i][0]), rows[i][1], rows[i][2], rows[i][3],
-                       rows[i][4], rows[i][5], rows[i][6]});
-  }
-  return history;
-}
-
 std::vector<torch::Tensor> float_buffers(torch::nn::Module& module) {
   std::vector<torch::Tensor> found;
   for (auto& b : module.buffers()) {
@@ -468,7 +392,6 @@ void Trainer::write_checkpoint(Replica& replica, int64_t epoch, int64_t step) {
   if (replica.rank != 0 || !checkpoints_.writer) return;
 
   torch::serialize::OutputArchive archive;
-  archive.write("format", c10::IValue(std::string(kCheckpointFormat)));
   archive.write("fingerprint", c10::IValue(checkpoints_.fingerprint));
   archive.write("position", torch::tensor({epoch, step}, torch::kInt64));
   // The plan generators as they were before this epoch's plan (at an epoch's end: now).
@@ -484,66 +407,17 @@ void Trainer::write_checkpoint(Replica& replica, int64_t epoch, int64_t step) {
   replica.optimizer->save(optimizer);
   archive.write("model", model);
   archive.write("optimizer", optimizer);
-
-  std::string bytes;
-  archive.save_to([&](const void* data, size_t size) {
-    bytes.append(static_cast<const char*>(data), size);
-    return size;
-  });
-  bytes += checksum_trailer(bytes);
   const auto path = checkpoint_path(checkpoints_.dir, epoch, step);
   std::error_code ec;
   std::filesystem::create_directories(checkpoints_.dir, ec);
-  write_atomically(path, [&](const std::filesystem::path& tmp) {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) throw std::runtime_error(fmt::format("cannot write checkpoint {}", tmp.string()));
-  });
+  save_archive(archive, kCheckpointFormat, path);
   last_checkpoint_ = path;
   prune_checkpoints(checkpoints_.dir, checkpoints_.keep);
 }
 
-namespace {
-
-torch::serialize::InputArchive open_checkpoint(const std::filesystem::path& file,
-                                               const torch::Device& device) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw data::InputError(fmt::format("cannot open checkpoint {}", file.string()));
-  const std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-  // LibTorch's archive reader does not notice changed bytes inside a tensor: the trailer does.
-  size_t payload = bytes.size();
-  if (bytes.size() >= kTrailerBytes &&
-      bytes.compare(bytes.size() - kTrailerBytes, 11, "MGPU-CRC32 ") == 0) {
-    payload = bytes.size() - kTrailerBytes;
-    const std::string expected = bytes.substr(payload);
-    if (checksum_trailer(bytes.substr(0, payload)) != expected) {
-      throw data::InputError(fmt::format(
-          "checkpoint {} is damaged: its contents do not match the checksum written with them",
-          file.string()));
-    }
-  }
-  torch::serialize::InputArchive archive;
-  try {
-    archive.load_from(bytes.data(), payload, device);
-  } catch (const c10::Error& e) {
-    throw data::InputError(fmt::format("checkpoint {} cannot be read (truncated or damaged?): {}",
-                                       file.string(), e.what_without_backtrace()));
-  }
-  c10::IValue format;
-  if (payload == bytes.size() || !archive.try_read("format", format) || !format.isString() ||
-      format.toStringRef() != kCheckpointFormat) {
-    throw data::InputError(fmt::format("{} is not an mgpu checkpoint (no '{}' mark)",
-                                       file.string(), kCheckpointFormat));
-  }
-  return archive;
-}
-
-}  // namespace
-
 void Trainer::load_checkpoint(Replica& replica, const std::filesystem::path& file) {
   torch::NoGradGuard no_grad;
-  auto archive = open_checkpoint(file, replica.device);
+  auto archive = load_archive(file, kCheckpointFormat, "checkpoint", replica.device);
   torch::serialize::InputArchive model, optimizer;
   archive.read("model", model);
   archive.read("optimizer", optimizer);
@@ -566,7 +440,7 @@ void Trainer::load_checkpoint(Replica& replica, const std::filesystem::path& fil
 }
 
 void Trainer::resume(const std::filesystem::path& file) {
-  auto archive = open_checkpoint(file, torch::kCPU);
+  auto archive = load_archive(file, kCheckpointFormat, "checkpoint", torch::kCPU);
   c10::IValue fingerprint;
   archive.read("fingerprint", fingerprint);
   const std::string diff =

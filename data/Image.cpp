@@ -1,0 +1,53 @@
+// load_image: stb_image decodes, stb_image_resize resamples.
+#include "data/Image.h"
+
+#include <fmt/core.h>
+
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <memory>
+#include <string>
+
+#include "data/InputError.h"  // defines: InputError
+
+#include <stb_image.h>         // defines: stbi_load_from_memory (compiled in Stb.cpp)
+#include <stb_image_resize.h>  // defines: stbir_resize_uint8
+
+namespace mgpu::data {
+
+torch::Tensor load_image(const std::filesystem::path& file, int64_t channels, int64_t height,
+                         int64_t width) {
+  if (channels < 1 || channels > 4 || height < 1 || width < 1) {
+    throw InputError(fmt::format("cannot make {}x{}x{} images", channels, height, width));
+  }
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw InputError(fmt::format("cannot open image {}", file.string()));
+  const std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
+    throw InputError(fmt::format("image {}: {} bytes is too large", file.string(), bytes.size()));
+  }
+  int w = 0, h = 0, found = 0;
+  const int c = static_cast<int>(channels);
+  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(
+      stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()),
+                            static_cast<int>(bytes.size()), &w, &h, &found, c),
+      stbi_image_free);
+  if (!pixels) {
+    throw InputError(fmt::format("image {} cannot be decoded: {} (expected PNG, JPEG, BMP, GIF, "
+                                 "TGA, PSD, HDR, PIC or PNM)",
+                                 file.string(), stbi_failure_reason()));
+  }
+  auto out = torch::empty({height, width, channels}, torch::kUInt8);  // stb's order: HWC
+  if (w == width && h == height) {
+    std::memcpy(out.data_ptr<uint8_t>(), pixels.get(), static_cast<size_t>(w) * h * c);
+  } else if (!stbir_resize_uint8(pixels.get(), w, h, 0, out.data_ptr<uint8_t>(),
+                                 static_cast<int>(width), static_cast<int>(height), 0, c)) {
+    throw InputError(fmt::format("image {} ({}x{}) cannot be resized to {}x{}", file.string(), w,
+                                 h, width, height));
+  }
+  return out.permute({2, 0, 1}).contiguous();  // [C, H, W]
+}
+
+}  // namespace mgpu::data

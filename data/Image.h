@@ -1,0 +1,17 @@
+// Image files (PNG, JPEG, BMP, GIF, ...) decoded by stb_image (Debian's libstb-dev) and
+// resized to a model's input.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <filesystem>
+
+namespace mgpu::data {
+
+/// Decodes file, converts it to `channels` channels (1: grey, 3: RGB, alpha dropped) and
+/// resizes it to height x width if it is another size. Returns uint8 [channels, height, width].
+/// Throws InputError naming the file for a missing, unreadable or undecodable one.
+torch::Tensor load_image(const std::filesystem::path& file, int64_t channels, int64_t height,
+                         int64_t width);
+
+}  // namespace mgpu::data

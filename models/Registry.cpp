@@ -1,0 +1,57 @@
+// The registry's table, built from models/Models.def, and lookups by name.
+#include "models/Registry.h"
+
+#include <fmt/core.h>
+
+#include "data/InputError.h"  // defines: InputError
+
+namespace mgpu::models {
+
+// Each model's factory, defined in the model's own file.
+#define MGPU_MODEL(name, factory, description) \
+  torch::nn::AnyModule factory(const ModelShape& shape);
+#include "models/Models.def"
+#undef MGPU_MODEL
+
+const std::vector<ModelEntry>& registered_models() {
+  static const std::vector<ModelEntry> table = {
+#define MGPU_MODEL(name, factory, description) {name, description, factory},
+#include "models/Models.def"
+#undef MGPU_MODEL
+  };
+  return table;
+}
+
+const ModelEntry& find_model(const std::string& name) {
+  std::string known;
+  for (const auto& entry : registered_models()) {
+    if (entry.name == name) return entry;
+    known += (known.empty() ? "" : ", ") + entry.name;
+  }
+  throw data::InputError(fmt::format("unknown model '{}' (known: {}; see mgpu models)", name, known));
+}
+
+torch::nn::AnyModule make_model(const std::string& name, const ModelShape& shape) {
+  return find_model(name).make(shape);
+}
+
+std::string models_table(const ModelShape& shape) {
+  std::string text = fmt::format("{:<16} {:>12}  {}\n", "model", "parameters", "description");
+  for (const auto& entry : registered_models()) {
+    const auto model = entry.make(shape);
+    text += fmt::format("{:<16} {:>12}  {}\n", entry.name, count_parameters(*model.ptr()),
+                        entry.description);
+  }
+  return text + fmt::format("(parameters for {}x{}x{} images and {} classes)\n", shape.channels,
+                            shape.height, shape.width, shape.classes);
+}
+
+int64_t count_parameters(const torch::nn::Module& module) {
+  int64_t count = 0;
+  for (const auto& p : module.parameters()) {
+    if (p.requires_grad()) count += p.numel();
+  }
+  return count;
+}
+
+}  // namespace mgpu::models

@@ -1,0 +1,48 @@
+// The model registry: every model mgpu can train, by name, from one table (models/Models.def).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace mgpu::models {
+
+/// What a model is built for: input images [channels, height, width] and the class count.
+struct ModelShape {
+  int64_t channels = 3;
+  int64_t height = 32;
+  int64_t width = 32;
+  int64_t classes = 10;
+};
+
+/// Builds a freshly initialised model whose forward maps [B, channels, height, width] float
+/// to [B, classes] logits. Its module must be Cloneable (replicas are deep copies). Throws
+/// data::InputError if the model cannot take that shape (for example, too small an image).
+using ModelFactory = std::function<torch::nn::AnyModule(const ModelShape&)>;
+
+struct ModelEntry {
+  std::string name;         // what --model takes
+  std::string description;  // one line for `mgpu models`
+  ModelFactory make;
+};
+
+/// Every registered model, in the table's order.
+const std::vector<ModelEntry>& registered_models();
+
+/// The entry called name; throws data::InputError listing the known names if there is none.
+const ModelEntry& find_model(const std::string& name);
+
+/// find_model(name).make(shape).
+torch::nn::AnyModule make_model(const std::string& name, const ModelShape& shape);
+
+/// `mgpu models`: one line per model with its name, trainable parameters at shape, and
+/// description.
+std::string models_table(const ModelShape& shape);
+
+/// Number of trainable parameter elements.
+int64_t count_parameters(const torch::nn::Module& module);
+
+}  // namespace mgpu::models
