@@ -163,6 +163,44 @@ std::vector<Case> corpus() {
        std::string(kCifar) + " --output {d}/file/plot.png", 2, "--output {d}/file"},
       {"disk full (a 2 MB file-size limit)", good_cifar, kCifar, 1, "cannot write checkpoint",
        "ulimit -f 2048; "},
+      // Weights files, images and export targets.
+      {"unknown model", good_cifar, std::string(kCifar) + " --model resnet1000", 2,
+       "unknown model 'resnet1000' (known: minigooglenet, resnet20"},
+      {"no such weights file", [](const fs::path&) {}, "evaluate --gpus 0 --weights {d}/none.pt", 2,
+       "cannot open weights file {d}/none.pt"},
+      {"a checkpoint given as weights", [](const fs::path& d) {
+         fs::copy_file(donor() / "checkpoints" / "ckpt-e0001-s000000.pt", d / "w.pt");
+       }, "predict --gpus 0 --weights {d}/w.pt {d}/w.pt", 2, "{d}/w.pt is not an mgpu weights file"},
+      {"weights truncated", [](const fs::path& d) {
+         fs::copy_file(donor() / "model.pt", d / "w.pt");
+         resize(d / "w.pt", -static_cast<int64_t>(fs::file_size(d / "w.pt") / 2));
+       }, "export --weights {d}/w.pt --to {d}/out.pt", 2, "weights file {d}/w.pt cannot be read"},
+      {"weights corrupted", [](const fs::path& d) {
+         fs::copy_file(donor() / "model.pt", d / "w.pt");
+         for (int64_t at = 5000; at < 5000 + 32; ++at) poke(d / "w.pt", at, 'X');
+       }, "export --weights {d}/w.pt --to {d}/out.pt", 2, "weights file {d}/w.pt is damaged"},
+      {"weights and data that do not fit", [](const fs::path& d) {
+         fashion_dir(d / "fm");
+         fs::copy_file(donor() / "model.pt", d / "w.pt");
+       }, "evaluate --gpus 0 --weights {d}/w.pt --dataset fashion-mnist --data-dir {d}/fm", 2,
+       "does not fit the weights in {d}/w.pt"},
+      {"evaluation out-dir under a file", [](const fs::path& d) {
+         good_cifar(d);
+         std::ofstream(d / "file") << "x";
+       }, "evaluate --gpus 0 --weights " + (donor() / "model.pt").string() +
+              " --data-dir {d}/data --no-download --out-dir {d}/file/eval", 2, "--out-dir {d}/file/eval"},
+      {"an image that is not one", [](const fs::path& d) { std::ofstream(d / "cat.png") << "meow"; },
+       "predict --gpus 0 --weights " + (donor() / "model.pt").string() + " {d}/cat.png", 2,
+       "image {d}/cat.png cannot be decoded"},
+      {"no such image", [](const fs::path&) {},
+       "predict --gpus 0 --weights " + (donor() / "model.pt").string() + " {d}/none.jpg", 2,
+       "cannot open image {d}/none.jpg"},
+      {"predict without images", [](const fs::path&) {},
+       "predict --gpus 0 --weights " + (donor() / "model.pt").string(), 2,
+       "name one or more image files"},
+      {"export under a file", [](const fs::path& d) { std::ofstream(d / "file") << "x"; },
+       "export --weights " + (donor() / "model.pt").string() + " --to {d}/file/model.pt", 2,
+       "--to {d}/file"},
       // Devices and flags.
       {"more GPUs than exist", good_cifar, std::string(kCifar) + " --gpus 64", 2,
        "--gpus 64 asks for 64 GPU(s)"},

@@ -19,6 +19,7 @@
 #include "train/Checkpoint.h"
 #include "train/Signals.h"
 #include "train/Trainer.h"
+#include "train/Weights.h"
 
 using namespace mgpu;
 using mgpu::testing::TempDir;
@@ -240,11 +241,8 @@ void wait_for_first_checkpoint(const fs::path& out) {
 }
 
 bool same_model_files(const fs::path& a, const fs::path& b) {
-  models::MiniGoogLeNet x, y;
-  std::shared_ptr<torch::nn::Module> px = x.ptr(), py = y.ptr();
-  torch::load(px, a.string());
-  torch::load(py, b.string());
-  return same_weights(*x, *y);
+  const auto x = train::load_weights(a, torch::kCPU), y = train::load_weights(b, torch::kCPU);
+  return same_weights(*x.module.ptr(), *y.module.ptr());
 }
 
 }  // namespace

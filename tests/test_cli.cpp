@@ -304,3 +304,68 @@ TEST(CliBinary, NcclWithoutAGpuIsRefused) {
             std::string::npos)
       << r.err;
 }
+
+TEST(Cli, ModelsEvaluatePredictAndExportAreRead) {
+  EXPECT_EQ(parse_command_line({"mgpu", "train", "--gpus", "0"}).train.model, "minigooglenet");
+  EXPECT_EQ(parse_command_line({"mgpu", "train", "--gpus", "0", "--model", "resnet20"}).train.model,
+            "resnet20");
+  EXPECT_EQ(parse_command_line({"mgpu", "bench", "--model", "resnet20"}).bench.train.model,
+            "resnet20");
+  EXPECT_EQ(parse_command_line({"mgpu", "models"}).kind, Command::Kind::kModels);
+
+  const Command eval = parse_command_line({"mgpu", "evaluate", "--weights", "run", "--gpus", "0",
+                                           "--limit-test", "100", "--batch", "50", "--out-dir",
+                                           "e", "--dataset", "cifar10", "--no-download"});
+  ASSERT_EQ(eval.kind, Command::Kind::kEvaluate);
+  EXPECT_EQ(eval.evaluate.weights, "run");
+  EXPECT_EQ(eval.evaluate.data.limit_test, 100);
+  EXPECT_EQ(eval.evaluate.batch, 50);
+  EXPECT_EQ(eval.evaluate.out_dir, "e");
+  EXPECT_EQ(eval.evaluate.data.dataset, "cifar10");
+  EXPECT_FALSE(eval.evaluate.data.download);
+  EXPECT_EQ(parse_command_line({"mgpu", "evaluate", "--weights", "w", "--gpus", "0"})
+                .evaluate.data.dataset,
+            "auto");
+
+  const Command predict = parse_command_line(
+      {"mgpu", "predict", "--weights", "w.pt", "--gpus", "0", "--top", "5", "a.png", "b.jpg"});
+  ASSERT_EQ(predict.kind, Command::Kind::kPredict);
+  EXPECT_EQ(predict.predict.top, 5);
+  EXPECT_EQ(predict.predict.images, (std::vector<std::string>{"a.png", "b.jpg"}));
+
+  const Command exp = parse_command_line({"mgpu", "export", "--weights", "w.pt", "--to", "m.pt"});
+  ASSERT_EQ(exp.kind, Command::Kind::kExport);
+  EXPECT_EQ(exp.export_weights, "w.pt");
+  EXPECT_EQ(exp.export_to, "m.pt");
+}
+
+TEST(Cli, ModelsEvaluatePredictAndExportRefusalsNameTheProblem) {
+  EXPECT_NE(refusal({"train", "--gpus", "0", "--model", "vgg"}).find("unknown model 'vgg'"),
+            std::string::npos);
+  EXPECT_NE(refusal({"evaluate", "--gpus", "0"}).find("give --weights"), std::string::npos);
+  EXPECT_NE(refusal({"evaluate", "--weights", "w", "--gpus", "2"}).find("--gpus 2"),
+            std::string::npos);
+  EXPECT_NE(refusal({"evaluate", "--weights", "w", "--gpus", "0", "--batch", "0"}).find("--batch"),
+            std::string::npos);
+  EXPECT_NE(refusal({"evaluate", "--weights", "w", "--gpus", "0", "--dataset", "mnist"})
+                .find("--dataset 'mnist'"),
+            std::string::npos);
+  EXPECT_NE(refusal({"predict", "--weights", "w", "--gpus", "0"}).find("name one or more image"),
+            std::string::npos);
+  EXPECT_NE(refusal({"predict", "--weights", "w", "--gpus", "0", "--top", "0", "a.png"})
+                .find("--top 0"),
+            std::string::npos);
+  EXPECT_NE(refusal({"export", "--weights", "w"}).find("give --to"), std::string::npos);
+  EXPECT_NE(refusal({"export", "--to", "m.pt"}).find("give --weights"), std::string::npos);
+  EXPECT_NE(refusal({"models", "--all"}).find("mgpu models: Option"), std::string::npos);
+}
+
+TEST(CliBinary, ModelsListsEveryRegisteredModel) {
+  TempDir tmp;
+  const std::string cmd = std::string(MGPU_BINARY) + " models > " + (tmp.path() / "out").string();
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  std::ifstream in(tmp.path() / "out");
+  const std::string out{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  EXPECT_NE(out.find("minigooglenet         1651114"), std::string::npos) << out;
+  EXPECT_NE(out.find("resnet20               269722"), std::string::npos) << out;
+}

@@ -8,10 +8,12 @@
 #include "Fixtures.h"
 #include "data/Preprocess.h"
 #include "models/MiniGoogLeNet.h"
+#include "models/Registry.h"
 #include "train/Device.h"
 #include "train/Plot.h"
 #include "train/Run.h"
 #include "train/Trainer.h"
+#include "train/Weights.h"
 
 using namespace mgpu;
 using mgpu::testing::TempDir;
@@ -158,10 +160,16 @@ TEST(Training, AWholeRunLeavesHistorySummaryWeightsAndPlot) {
   EXPECT_NE(out.str().find("Epoch 2/2 - "), std::string::npos) << out.str();
   EXPECT_NE(out.str().find("1651114 trainable parameters"), std::string::npos) << out.str();
   EXPECT_NE(out.str().find("total wall time"), std::string::npos);
-  // The weights load back into a fresh model.
-  models::MiniGoogLeNet net;
-  std::shared_ptr<torch::nn::Module> base = net.ptr();
-  torch::load(base, (tmp.path() / "run" / "model.pt").string());
+  // The weights file describes itself and loads back into the same model.
+  const auto w = train::load_weights(tmp.path() / "run", torch::kCPU);
+  EXPECT_EQ(w.model, "minigooglenet");
+  EXPECT_EQ(w.dataset, "cifar10");
+  EXPECT_EQ(w.class_names.at(3), "cat");
+  EXPECT_EQ(w.shape.classes, static_cast<int64_t>(w.class_names.size()));
+  EXPECT_EQ(models::count_parameters(*w.module.ptr()), 1651114);
+  torch::Tensor mean;
+  torch::load(mean, (tmp.path() / "run" / "mean.pt").string());
+  EXPECT_TRUE(torch::equal(w.mean, mean)) << "the weights file holds the run's mean image";
 }
 
 TEST(Training, DeterministicSwitchesLibTorchsKernelChoice) {

@@ -29,7 +29,7 @@ std::string checksum_trailer(const std::string& payload) {
 }  // namespace
 
 void save_archive(torch::serialize::OutputArchive& archive, const std::string& format,
-                  const std::filesystem::path& path) {
+                  const std::string& what, const std::filesystem::path& path) {
   archive.write("format", c10::IValue(format));
   std::string bytes;
   archive.save_to([&](const void* data, size_t size) {
@@ -41,7 +41,7 @@ void save_archive(torch::serialize::OutputArchive& archive, const std::string& f
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     out.flush();
-    if (!out) throw std::runtime_error(fmt::format("cannot write {}", tmp.string()));
+    if (!out) throw std::runtime_error(fmt::format("cannot write {} {}", what, tmp.string()));
   });
 }
 

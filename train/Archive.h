@@ -10,9 +10,10 @@
 namespace mgpu::train {
 
 /// Adds "format" = format to archive and writes it to path atomically and durably
-/// (write_atomically, train/History.h), followed by a checksum trailer.
+/// (write_atomically, train/History.h), followed by a checksum trailer. what names the kind of
+/// file in messages ("checkpoint", "weights file").
 void save_archive(torch::serialize::OutputArchive& archive, const std::string& format,
-                  const std::filesystem::path& path);
+                  const std::string& what, const std::filesystem::path& path);
 
 /// Reads an archive written by save_archive with the same format, tensors onto device.
 /// what names the kind of file in messages ("checkpoint", "weights file"). Throws

@@ -6,14 +6,13 @@
 
 #include <chrono>
 #include <cmath>
-#include <fstream>
 #include <map>
 #include <thread>
 
 #include "data/Augment.h"      // defines: shift_and_flip, Augmenter::Draw
 #include "data/InputError.h"   // defines: InputError
 #include "data/Preprocess.h"   // defines: subtract_mean
-#include "train/Archive.h"      // defines: save_archive, load_archive
+#include "train/Archive.h"     // defines: save_archive, load_archive
 #include "train/History.h"     // defines: EpochStats
 #include "train/LocalGroup.h"  // defines: make_local_group
 #include "train/LrSchedule.h"  // defines: poly_decay
@@ -410,7 +409,7 @@ void Trainer::write_checkpoint(Replica& replica, int64_t epoch, int64_t step) {
   const auto path = checkpoint_path(checkpoints_.dir, epoch, step);
   std::error_code ec;
   std::filesystem::create_directories(checkpoints_.dir, ec);
-  save_archive(archive, kCheckpointFormat, path);
+  save_archive(archive, kCheckpointFormat, "checkpoint", path);
   last_checkpoint_ = path;
   prune_checkpoints(checkpoints_.dir, checkpoints_.keep);
 }

@@ -21,7 +21,7 @@ void save_weights(const Weights& w, const fs::path& path) {
   archive.write("mean", w.mean.to(torch::kCPU, torch::kFloat32));
   w.module.ptr()->save(module);
   archive.write("module", module);
-  save_archive(archive, kWeightsFormat, path);
+  save_archive(archive, kWeightsFormat, "weights file", path);
 }
 
 Weights load_weights(const fs::path& path, const torch::Device& device) {

@@ -1,0 +1,188 @@
+// mgpu evaluate and mgpu predict: metrics and confusion matrix from a model whose answers are
+// known, the report and CSV, prediction on image files with the mean applied, and both
+// commands through the binary on a freshly trained run.
+#include <fmt/core.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "Fixtures.h"
+#include "data/Datasets.h"
+#include "train/Evaluate.h"
+#include "train/Plot.h"
+#include "train/Predict.h"
+#include "train/Weights.h"
+
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#include <stb_image_write.h>
+
+using namespace mgpu;
+using mgpu::testing::TempDir;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Answers class floor(mean pixel / 100), as logits 5 for that class and 0 for the others.
+class ByBrightnessImpl : public torch::nn::Cloneable<ByBrightnessImpl> {
+ public:
+  explicit ByBrightnessImpl(int64_t classes) : classes_(classes) {}
+  void reset() override {}
+  torch::Tensor forward(const torch::Tensor& x) {
+    const auto k = (x.mean({1, 2, 3}) / 100).floor().clamp(0, classes_ - 1).to(torch::kInt64);
+    return torch::one_hot(k, classes_).to(torch::kFloat32) * 5;
+  }
+
+ private:
+  int64_t classes_;
+};
+TORCH_MODULE(ByBrightness);
+
+// Grey 3x8x8 images of the given values.
+torch::Tensor flat_images(const std::vector<int>& values) {
+  std::vector<torch::Tensor> images;
+  for (int v : values) images.push_back(torch::full({3, 8, 8}, v, torch::kUInt8));
+  return torch::stack(images);
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+int run(const std::string& args, const fs::path& log) {
+  const int status = std::system(fmt::format("{} {} > {} 2>&1", MGPU_BINARY, args, log.string()).c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+}  // namespace
+
+TEST(Evaluate, CountsEveryPairOfTrueAndPredictedClass) {
+  // Predictions 0, 0, 1, 1, 2, 2 against labels 0, 0, 1, 0, 2, 1; class 3 has no images.
+  const data::Dataset d{flat_images({50, 50, 150, 150, 250, 250}), torch::tensor({0, 0, 1, 0, 2, 1})};
+  torch::nn::AnyModule model(ByBrightness(4));
+  const auto e = train::evaluate_model(model, torch::zeros({3, 8, 8}), d, 4, /*batch=*/4);
+  const auto expected = torch::tensor({2, 1, 0, 0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0}).view({4, 4});
+  EXPECT_TRUE(torch::equal(e.confusion, expected)) << e.confusion;
+  EXPECT_EQ(e.images, 6);
+  EXPECT_DOUBLE_EQ(e.acc, 4.0 / 6);
+  // Cross-entropy of logits (5, 0, 0, 0): log(e^5 + 3) when right, that plus 5 when wrong.
+  const double right = std::log(std::exp(5.0) + 3) - 5, wrong = std::log(std::exp(5.0) + 3);
+  EXPECT_NEAR(e.loss, (4 * right + 2 * wrong) / 6, 1e-6);
+  const auto acc = e.class_accuracy();
+  EXPECT_DOUBLE_EQ(acc[0], 2.0 / 3);
+  EXPECT_DOUBLE_EQ(acc[1], 1.0 / 2);
+  EXPECT_DOUBLE_EQ(acc[2], 1.0);
+  EXPECT_TRUE(std::isnan(acc[3]));
+}
+
+TEST(Evaluate, TheMeanImageIsSubtractedFirst) {
+  const data::Dataset d{flat_images({150, 150}), torch::tensor({0, 0})};
+  torch::nn::AnyModule model(ByBrightness(3));
+  // 150 - 100 = 50: class 0 for both.
+  EXPECT_DOUBLE_EQ(train::evaluate_model(model, torch::full({3, 8, 8}, 100.0), d, 3, 256).acc, 1.0);
+  EXPECT_DOUBLE_EQ(train::evaluate_model(model, torch::zeros({3, 8, 8}), d, 3, 256).acc, 0.0);
+}
+
+TEST(Evaluate, ReportAndCsvSpellOutTheMatrix) {
+  const data::Dataset d{flat_images({50, 50, 150, 250}), torch::tensor({0, 1, 1, 2})};
+  torch::nn::AnyModule model(ByBrightness(3));
+  const auto e = train::evaluate_model(model, torch::zeros({3, 8, 8}), d, 3, 256);
+  const std::vector<std::string> names = {"cat", "dog", "ship"};
+  EXPECT_EQ(train::confusion_csv(e, names),
+            "true\\predicted,cat,dog,ship\ncat,1,0,0\ndog,1,1,0\nship,0,0,1\n");
+  const auto report = train::evaluation_report(e, names);
+  EXPECT_NE(report.find("accuracy 0.7500 (3 of 4 images)"), std::string::npos) << report;
+  EXPECT_NE(report.find("dog      0.5000       2"), std::string::npos) << report;
+  EXPECT_NE(report.find("dog        1     1     0"), std::string::npos) << report;
+}
+
+TEST(Predict, ImagesOfAnySizeGetTheirClassWithTheMeanApplied) {
+  TempDir tmp;
+  train::Weights w{"by-brightness", {3, 8, 8, 3}, "test", {"dark", "middle", "bright"},
+                   torch::zeros({3, 8, 8}), torch::nn::AnyModule(ByBrightness(3))};
+  std::vector<std::string> files;
+  for (auto [value, side] : {std::pair{50, 8}, {150, 64}, {250, 5}}) {
+    const std::vector<uint8_t> px(static_cast<size_t>(side * side * 3), static_cast<uint8_t>(value));
+    files.push_back((tmp.path() / fmt::format("v{}.png", value)).string());
+    ASSERT_TRUE(stbi_write_png(files.back().c_str(), side, side, 3, px.data(), side * 3));
+  }
+  const auto predictions = train::predict_files(w, files, 2);
+  ASSERT_EQ(predictions.size(), 3u);
+  const double p_top = std::exp(5.0) / (std::exp(5.0) + 2), p_other = 1 / (std::exp(5.0) + 2);
+  for (int64_t k = 0; k < 3; ++k) {
+    const auto& p = predictions[static_cast<size_t>(k)];
+    EXPECT_EQ(p.image, files[static_cast<size_t>(k)]);
+    ASSERT_EQ(p.top.size(), 2u);
+    EXPECT_EQ(p.top[0].first, k);
+    EXPECT_NEAR(p.top[0].second, p_top, 1e-9);
+    EXPECT_NEAR(p.top[1].second, p_other, 1e-9);
+  }
+  EXPECT_EQ(train::predict_files(w, files, 10)[0].top.size(), 3u) << "at most every class";
+  w.mean = torch::full({3, 8, 8}, 100.0);  // now 150 reads as 50
+  EXPECT_EQ(train::predict_files(w, {files[1]}, 1)[0].top[0].first, 0);
+  // One bad file fails the whole command before any prediction.
+  const auto error = mgpu::testing::error_of(
+      [&] { train::predict_files(w, {files[0], (tmp.path() / "none.png").string()}, 1); });
+  EXPECT_NE(error.find("none.png"), std::string::npos) << error;
+}
+
+TEST(EvaluateBinary, ATrainedRunIsEvaluatedPredictedAndDescribed) {
+  TempDir tmp;
+  mgpu::testing::write_cifar_dir(tmp.path() / "data", 40);
+  const auto data_flags = fmt::format("--dataset cifar10 --no-download --data-dir {}",
+                                      (tmp.path() / "data").string());
+  const auto run_dir = tmp.path() / "run";
+  ASSERT_EQ(run(fmt::format("train --model resnet20 --gpus 0 --threads 2 {} --epochs 1 "
+                            "--batch-per-device 20 --verbose 0 --out-dir {}",
+                            data_flags, run_dir.string()),
+                tmp.path() / "train.log"),
+            0)
+      << read_file(tmp.path() / "train.log");
+
+  const auto eval_dir = tmp.path() / "eval";
+  ASSERT_EQ(run(fmt::format("evaluate --weights {} --gpus 0 --threads 2 --data-dir {} "
+                            "--no-download --out-dir {}",
+                            (run_dir / "model.pt").string(), (tmp.path() / "data").string(),
+                            eval_dir.string()),
+                tmp.path() / "eval.log"),
+            0)
+      << read_file(tmp.path() / "eval.log");
+  // The files agree with an evaluation done here on the same weights and test set.
+  auto w = train::load_weights(run_dir, torch::kCPU);
+  data::DataConfig dc;
+  dc.dataset = "cifar10";
+  dc.data_dir = (tmp.path() / "data").string();
+  dc.download = false;
+  const auto split = data::load_data(dc);
+  const auto here = train::evaluate_model(w.module, w.mean, split.test, 10, 256);
+  const auto json = nlohmann::json::parse(read_file(eval_dir / "evaluation.json"));
+  EXPECT_EQ(json["model"], "resnet20");
+  EXPECT_EQ(json["images"], 40);
+  EXPECT_NEAR(json["accuracy"].get<double>(), here.acc, 1e-12);
+  EXPECT_NEAR(json["loss"].get<double>(), here.loss, 1e-5);
+  EXPECT_EQ(read_file(eval_dir / "confusion.csv"), train::confusion_csv(here, split.class_names));
+  const auto log = read_file(tmp.path() / "eval.log");
+  EXPECT_NE(log.find(train::evaluation_report(here, split.class_names)), std::string::npos) << log;
+  std::string why;
+  if (train::can_plot(&why)) {
+    EXPECT_GT(fs::file_size(eval_dir / "confusion.png"), 1000u);
+  }
+
+  // Predict a test image written as a PNG: the probabilities the model gives its pixels.
+  const auto image = split.test.images[7];  // [3, 32, 32]
+  const auto hwc = image.permute({1, 2, 0}).contiguous();
+  const auto png = tmp.path() / "seven.png";
+  ASSERT_TRUE(stbi_write_png(png.c_str(), 32, 32, 3, hwc.data_ptr<uint8_t>(), 32 * 3));
+  const auto probs = train::class_probabilities(w, image.unsqueeze(0))[0];
+  const auto best = probs.argmax().item<int64_t>();
+  ASSERT_EQ(run(fmt::format("predict --weights {} --gpus 0 --top 1 {}", run_dir.string(),
+                            png.string()),
+                tmp.path() / "predict.log"),
+            0);
+  EXPECT_EQ(read_file(tmp.path() / "predict.log"),
+            fmt::format("{}: {} {:.4f}\n", png.string(), split.class_names[static_cast<size_t>(best)],
+                        probs[best].item<double>()));
+}

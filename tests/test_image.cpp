@@ -1,0 +1,101 @@
+// load_image: PNG and JPEG through stb_image, channel conversion, resizing, and clear errors.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "Fixtures.h"
+#include "data/Image.h"
+
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#include <stb_image_write.h>  // the tests write their own images
+
+using mgpu::testing::TempDir;
+namespace fs = std::filesystem;
+
+namespace {
+
+// An RGB image, [H, W, 3] uint8 in stb's order, with distinct pixels.
+std::vector<uint8_t> rgb_pixels(int w, int h) {
+  std::vector<uint8_t> px(static_cast<size_t>(w * h * 3));
+  for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<uint8_t>((i * 37) % 256);
+  return px;
+}
+
+}  // namespace
+
+TEST(Image, APngOfTheModelsSizeComesBackPixelForPixelAsCHW) {
+  TempDir tmp;
+  const auto px = rgb_pixels(5, 4);
+  const auto file = tmp.path() / "a.png";
+  ASSERT_TRUE(stbi_write_png(file.c_str(), 5, 4, 3, px.data(), 5 * 3));
+  const auto img = mgpu::data::load_image(file, 3, 4, 5);
+  ASSERT_EQ(img.sizes(), (torch::IntArrayRef{3, 4, 5}));
+  EXPECT_EQ(img.dtype(), torch::kUInt8);
+  for (int y = 0; y < 4; ++y) {
+    for (int x = 0; x < 5; ++x) {
+      for (int c = 0; c < 3; ++c) {
+        EXPECT_EQ(img[c][y][x].item<int>(), px[static_cast<size_t>((y * 5 + x) * 3 + c)]);
+      }
+    }
+  }
+}
+
+TEST(Image, ColourBecomesGreyForOneChannelModels) {
+  TempDir tmp;
+  const std::vector<uint8_t> px = {255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 255};  // 2x2
+  const auto file = tmp.path() / "rgb.png";
+  ASSERT_TRUE(stbi_write_png(file.c_str(), 2, 2, 3, px.data(), 2 * 3));
+  const auto grey = mgpu::data::load_image(file, 1, 2, 2);
+  ASSERT_EQ(grey.sizes(), (torch::IntArrayRef{1, 2, 2}));
+  // stb's luma: (77 r + 150 g + 29 b) >> 8.
+  EXPECT_EQ(grey[0][0][0].item<int>(), (77 * 255) >> 8);
+  EXPECT_EQ(grey[0][0][1].item<int>(), (150 * 255) >> 8);
+  EXPECT_EQ(grey[0][1][0].item<int>(), (29 * 255) >> 8);
+  EXPECT_EQ(grey[0][1][1].item<int>(), 255);
+}
+
+TEST(Image, AnyOtherSizeIsResizedToTheModelsInput) {
+  TempDir tmp;
+  // A large JPEG whose left half is dark and right half bright keeps that layout at 32x32.
+  const int w = 300, h = 200;
+  std::vector<uint8_t> px(static_cast<size_t>(w * h * 3));
+  for (int y = 0; y < h; ++y) {
+    for (int x = 0; x < w; ++x) {
+      for (int c = 0; c < 3; ++c) px[static_cast<size_t>((y * w + x) * 3 + c)] = x < w / 2 ? 20 : 230;
+    }
+  }
+  const auto file = tmp.path() / "big.jpg";
+  ASSERT_TRUE(stbi_write_jpg(file.c_str(), w, h, 3, px.data(), 95));
+  const auto img = mgpu::data::load_image(file, 3, 32, 32).to(torch::kInt32);
+  ASSERT_EQ(img.sizes(), (torch::IntArrayRef{3, 32, 32}));
+  EXPECT_LT(img.narrow(2, 0, 12).max().item<int>(), 40);
+  EXPECT_GT(img.narrow(2, 20, 12).min().item<int>(), 210);
+}
+
+TEST(Image, MissingTruncatedAndForeignFilesAreNamed) {
+  TempDir tmp;
+  const auto missing = tmp.path() / "none.png";
+  EXPECT_NE(mgpu::testing::error_of([&] { mgpu::data::load_image(missing, 3, 32, 32); })
+                .find("cannot open image " + missing.string()),
+            std::string::npos);
+
+  const auto px = rgb_pixels(16, 16);
+  const auto cut = tmp.path() / "cut.png";
+  ASSERT_TRUE(stbi_write_png(cut.c_str(), 16, 16, 3, px.data(), 16 * 3));
+  fs::resize_file(cut, fs::file_size(cut) / 2);
+  const auto cut_error = mgpu::testing::error_of([&] { mgpu::data::load_image(cut, 3, 32, 32); });
+  EXPECT_NE(cut_error.find("image " + cut.string() + " cannot be decoded"), std::string::npos)
+      << cut_error;
+
+  const auto text = tmp.path() / "notes.png";
+  std::ofstream(text) << "not an image at all";
+  const auto text_error = mgpu::testing::error_of([&] { mgpu::data::load_image(text, 3, 32, 32); });
+  EXPECT_NE(text_error.find(text.string()), std::string::npos) << text_error;
+  EXPECT_NE(text_error.find("expected PNG, JPEG"), std::string::npos) << text_error;
+
+  const auto empty = tmp.path() / "empty.jpg";
+  std::ofstream{empty};
+  EXPECT_NE(mgpu::testing::error_of([&] { mgpu::data::load_image(empty, 3, 32, 32); })
+                .find(empty.string()),
+            std::string::npos);
+}
