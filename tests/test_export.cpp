@@ -54,7 +54,7 @@ class ExportEveryModel : public ::testing::TestWithParam<std::string> {};
 }  // namespace
 
 TEST_P(ExportEveryModel, PythonLoadsTheSameTensorsAndComputesTheSameLogits) {
-  torch::set_num_threads(2);
+  torch::set_num_threads(1);
   TempDir tmp;
   const models::ModelShape shape{3, 32, 32, 10};
   torch::manual_seed(7);
@@ -99,15 +99,25 @@ TEST_P(ExportEveryModel, PythonLoadsTheSameTensorsAndComputesTheSameLogits) {
   std::string out;
   EXPECT_EQ(check_from_python(tmp.path() / "out" / "net.pt", ref, &out), 0) << out;
   EXPECT_NE(out.find("tensors identical"), std::string::npos) << out;
-  EXPECT_NE(out.find("forward pass matches"), std::string::npos)
-      << "every model shipped with mgpu has a Python port: " << out;
+  // The models mgpu ships have PyTorch ports; a user's new model may not (docs/extending.md).
+  const bool shipped = GetParam() == "minigooglenet" || GetParam() == "resnet20";
+  const bool ported = out.find("forward pass matches") != std::string::npos;
+  EXPECT_TRUE(ported || (!shipped && out.find("no Python port") != std::string::npos)) << out;
 
-  // The checker can fail: one changed logit is found.
-  auto changed = logits.clone();
-  changed[0][0] += 0.5;
-  write_raw(ref, "logits.bin", "logits", changed);
+  // The checker can fail: one changed byte of a tensor is found, and one changed logit.
+  auto first = train::state_dict(*loaded.module.ptr()).front().second.clone();
+  first.view(-1)[0] += 1;
+  write_raw(ref, "t0.bin", "", first);
   EXPECT_EQ(check_from_python(tmp.path() / "out" / "net.pt", ref, &out), 1) << out;
-  EXPECT_NE(out.find("logits differ"), std::string::npos) << out;
+  EXPECT_NE(out.find("differs from the C++ tensor"), std::string::npos) << out;
+  write_raw(ref, "t0.bin", "", train::state_dict(*loaded.module.ptr()).front().second);
+  if (ported) {
+    auto changed = logits.clone();
+    changed[0][0] += 0.5;
+    write_raw(ref, "logits.bin", "logits", changed);
+    EXPECT_EQ(check_from_python(tmp.path() / "out" / "net.pt", ref, &out), 1) << out;
+    EXPECT_NE(out.find("logits differ"), std::string::npos) << out;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, ExportEveryModel, ::testing::ValuesIn(model_names()),
