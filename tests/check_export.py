@@ -12,18 +12,18 @@ import json
 import os
 import sys
 
-import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 from mgpu_models import PORTS, build  # noqa: E402
 
-DTYPES = {"float32": np.float32, "int64": np.int64, "uint8": np.uint8}
+DTYPES = {"float32": torch.float32, "int64": torch.int64, "uint8": torch.uint8}
 
 
 def raw(ref_dir, entry):
-    array = np.fromfile(os.path.join(ref_dir, entry["file"]), dtype=DTYPES[entry["dtype"]])
-    return torch.from_numpy(array.reshape(entry["shape"]))
+    with open(os.path.join(ref_dir, entry["file"]), "rb") as f:
+        data = bytearray(f.read())
+    return torch.frombuffer(data, dtype=DTYPES[entry["dtype"]]).reshape(entry["shape"])
 
 
 def check(exported, ref_dir):
