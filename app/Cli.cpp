@@ -299,26 +299,33 @@ std::string weights_flag(const cxxopts::ParseResult& r, const std::string& comma
   return get<std::string>(r, "weights");
 }
 
-int64_t gpus_flag(const cxxopts::ParseResult& r) {
+// --gpus up to max; without it, 1 if a GPU is visible, else 0.
+int64_t gpus_flag(const cxxopts::ParseResult& r,
+                  int64_t max = std::numeric_limits<int64_t>::max()) {
   if (!r.count("gpus")) return torch::cuda::is_available() ? 1 : 0;
-  const int64_t gpus = int_at_least(r, "gpus", 0, 1);
-  return gpus;
+  return int_at_least(r, "gpus", 0, max);
+}
+
+// --dataset, --data-dir, --no-download and --limit-test (train reads --limit-train as well).
+data::DataConfig data_flags(const cxxopts::ParseResult& r) {
+  data::DataConfig d;
+  d.dataset = get<std::string>(r, "dataset");
+  if (d.dataset != "cifar10" && d.dataset != "fashion-mnist" && d.dataset != "auto") {
+    throw InputError(
+        fmt::format("--dataset '{}': expected cifar10, fashion-mnist or auto", d.dataset));
+  }
+  d.data_dir = get<std::string>(r, "data-dir");
+  d.download = r.count("no-download") == 0;
+  d.limit_test = int_at_least(r, "limit-test", 0);
+  return d;
 }
 
 train::EvaluateConfig parse_evaluate(const cxxopts::ParseResult& r) {
   train::EvaluateConfig c;
   c.weights = weights_flag(r, "evaluate");
-  c.gpus = gpus_flag(r);
+  c.gpus = gpus_flag(r, 1);
   c.threads = int_at_least(r, "threads", 0, kMaxThreads);
-  c.data.dataset = get<std::string>(r, "dataset");
-  if (c.data.dataset != "cifar10" && c.data.dataset != "fashion-mnist" &&
-      c.data.dataset != "auto") {
-    throw InputError(fmt::format("--dataset '{}': expected cifar10, fashion-mnist or auto",
-                                 c.data.dataset));
-  }
-  c.data.data_dir = get<std::string>(r, "data-dir");
-  c.data.download = r.count("no-download") == 0;
-  c.data.limit_test = int_at_least(r, "limit-test", 0);
+  c.data = data_flags(r);
   c.data.limit_train = 1;  // evaluation reads the training files but uses none of them
   c.batch = int_at_least(r, "batch", 1, kMaxBatch);
   c.out_dir = get<std::string>(r, "out-dir");
@@ -328,7 +335,7 @@ train::EvaluateConfig parse_evaluate(const cxxopts::ParseResult& r) {
 train::PredictConfig parse_predict(const cxxopts::ParseResult& r) {
   train::PredictConfig c;
   c.weights = weights_flag(r, "predict");
-  c.gpus = gpus_flag(r);
+  c.gpus = gpus_flag(r, 1);
   c.threads = int_at_least(r, "threads", 0, kMaxThreads);
   c.top = int_at_least(r, "top", 1, kMaxBatch);
   if (!r.count("images")) throw InputError("mgpu predict: name one or more image files");
@@ -340,18 +347,9 @@ train::TrainConfig parse_train(const cxxopts::ParseResult& r) {
   train::TrainConfig c;
   c.model = models::find_model(get<std::string>(r, "model")).name;
   c.plot_path = get<std::string>(r, "output");
-  c.gpus = r.count("gpus") ? int_at_least(r, "gpus", 0)
-                           : (torch::cuda::is_available() ? 1 : 0);
-  c.data.dataset = get<std::string>(r, "dataset");
-  if (c.data.dataset != "cifar10" && c.data.dataset != "fashion-mnist" &&
-      c.data.dataset != "auto") {
-    throw InputError(fmt::format("--dataset '{}': expected cifar10, fashion-mnist or auto",
-                                 c.data.dataset));
-  }
-  c.data.data_dir = get<std::string>(r, "data-dir");
-  c.data.download = r.count("no-download") == 0;
+  c.gpus = gpus_flag(r);
+  c.data = data_flags(r);
   c.data.limit_train = int_at_least(r, "limit-train", 0);
-  c.data.limit_test = int_at_least(r, "limit-test", 0);
   c.epochs = int_at_least(r, "epochs", 1);
   c.batch_per_device = int_at_least(r, "batch-per-device", 1, kMaxBatch);
   c.cpu_replicas = int_at_least(r, "cpu-replicas", 1, kMaxReplicas);

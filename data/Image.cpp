@@ -2,6 +2,8 @@
 #include "data/Image.h"
 
 #include <fmt/core.h>
+#include <stb_image.h>         // defines: stbi_load_from_memory (compiled in Stb.cpp)
+#include <stb_image_resize.h>  // defines: stbir_resize_uint8
 
 #include <cstring>
 #include <fstream>
@@ -12,40 +14,54 @@
 
 #include "data/InputError.h"  // defines: InputError
 
-#include <stb_image.h>         // defines: stbi_load_from_memory (compiled in Stb.cpp)
-#include <stb_image_resize.h>  // defines: stbir_resize_uint8
-
 namespace mgpu::data {
+
+namespace {
+constexpr int64_t kMaxImagePixels = 100'000'000;  // a 10,000 x 10,000 photo
+}  // namespace
 
 torch::Tensor load_image(const std::filesystem::path& file, int64_t channels, int64_t height,
                          int64_t width) {
-  if (channels < 1 || channels > 4 || height < 1 || width < 1) {
-    throw InputError(fmt::format("cannot make {}x{}x{} images", channels, height, width));
-  }
   std::ifstream in(file, std::ios::binary);
   if (!in) throw InputError(fmt::format("cannot open image {}", file.string()));
   const std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  return decode_image(bytes, file.string(), channels, height, width);
+}
+
+torch::Tensor decode_image(const std::string& bytes, const std::string& source, int64_t channels,
+                           int64_t height, int64_t width) {
+  if (channels < 1 || channels > 4 || height < 1 || width < 1) {
+    throw InputError(fmt::format("cannot make {}x{}x{} images", channels, height, width));
+  }
   if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
-    throw InputError(fmt::format("image {}: {} bytes is too large", file.string(), bytes.size()));
+    throw InputError(fmt::format("image {}: {} bytes is too large", source, bytes.size()));
   }
   int w = 0, h = 0, found = 0;
   const int c = static_cast<int>(channels);
+  // A few bytes can claim a huge picture: refuse before stb allocates it.
+  if (stbi_info_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()),
+                            static_cast<int>(bytes.size()), &w, &h, &found) &&
+      static_cast<int64_t>(w) * h > kMaxImagePixels) {
+    throw InputError(fmt::format("image {} is {}x{} pixels: more than the {} million accepted",
+                                 source, w, h, kMaxImagePixels / 1000000));
+  }
   std::unique_ptr<stbi_uc, void (*)(void*)> pixels(
       stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()),
                             static_cast<int>(bytes.size()), &w, &h, &found, c),
       stbi_image_free);
   if (!pixels) {
-    throw InputError(fmt::format("image {} cannot be decoded: {} (expected PNG, JPEG, BMP, GIF, "
-                                 "TGA, PSD, HDR, PIC or PNM)",
-                                 file.string(), stbi_failure_reason()));
+    throw InputError(
+        fmt::format("image {} cannot be decoded: {} (expected PNG, JPEG, BMP, GIF, "
+                    "TGA, PSD, HDR, PIC or PNM)",
+                    source, stbi_failure_reason()));
   }
   auto out = torch::empty({height, width, channels}, torch::kUInt8);  // stb's order: HWC
   if (w == width && h == height) {
     std::memcpy(out.data_ptr<uint8_t>(), pixels.get(), static_cast<size_t>(w) * h * c);
   } else if (!stbir_resize_uint8(pixels.get(), w, h, 0, out.data_ptr<uint8_t>(),
                                  static_cast<int>(width), static_cast<int>(height), 0, c)) {
-    throw InputError(fmt::format("image {} ({}x{}) cannot be resized to {}x{}", file.string(), w,
-                                 h, width, height));
+    throw InputError(
+        fmt::format("image {} ({}x{}) cannot be resized to {}x{}", source, w, h, width, height));
   }
   return out.permute({2, 0, 1}).contiguous();  // [C, H, W]
 }

@@ -5,13 +5,19 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <string>
 
 namespace mgpu::data {
 
 /// Decodes file, converts it to `channels` channels (1: grey, 3: RGB, alpha dropped) and
 /// resizes it to height x width if it is another size. Returns uint8 [channels, height, width].
-/// Throws InputError naming the file for a missing, unreadable or undecodable one.
+/// Throws InputError naming the file for a missing, unreadable or undecodable one, or one of
+/// over 100 million pixels.
 torch::Tensor load_image(const std::filesystem::path& file, int64_t channels, int64_t height,
                          int64_t width);
+
+/// load_image on the bytes of a file already read; source names it in messages.
+torch::Tensor decode_image(const std::string& bytes, const std::string& source, int64_t channels,
+                           int64_t height, int64_t width);
 
 }  // namespace mgpu::data

@@ -1,18 +1,15 @@
 // libFuzzer target: Trainer::resume on arbitrary bytes. Any input must be refused with an
 // error (InputError, or LibTorch's c10::Error for an archive that lacks an entry) or resume;
 // a crash, a hang or a sanitizer report is a finding.
-#include <unistd.h>
-
 #include <cstdint>
-#include <fstream>
 #include <string>
 
+#include "FuzzInput.h"
 #include "data/InputError.h"
 #include "models/MiniGoogLeNet.h"
 #include "train/Trainer.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const std::string path = "/tmp/mgpu-fuzz-checkpoint-" + std::to_string(::getpid());
   static mgpu::train::Trainer* trainer = [] {
     torch::set_num_threads(1);
     mgpu::train::TrainConfig config;
@@ -26,10 +23,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     t->set_checkpoints(policy);
     return t;
   }();
-  {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
-  }
+  const std::string path = mgpu::fuzz::input_file("checkpoint", data, size);
   try {
     trainer->resume(path);
   } catch (const mgpu::data::InputError&) {

@@ -1,20 +1,14 @@
 // libFuzzer target: read_idx on arbitrary bytes (plain or gzip-looking). Any input must end in
 // a tensor or an InputError; a crash, a hang or a sanitizer report is a finding.
-#include <unistd.h>
-
 #include <cstdint>
-#include <fstream>
 #include <string>
 
+#include "FuzzInput.h"
 #include "data/Idx.h"
 #include "data/InputError.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const std::string path = "/tmp/mgpu-fuzz-idx-" + std::to_string(::getpid());
-  {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
-  }
+  const std::string path = mgpu::fuzz::input_file("idx", data, size);
   for (int64_t dims : {1, 3}) {
     try {
       mgpu::data::read_idx(path, dims);

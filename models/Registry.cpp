@@ -22,13 +22,20 @@ const std::vector<ModelEntry>& registered_models() {
   return table;
 }
 
+std::vector<std::string> model_names() {
+  std::vector<std::string> names;
+  for (const auto& entry : registered_models()) names.push_back(entry.name);
+  return names;
+}
+
 const ModelEntry& find_model(const std::string& name) {
   std::string known;
   for (const auto& entry : registered_models()) {
     if (entry.name == name) return entry;
     known += (known.empty() ? "" : ", ") + entry.name;
   }
-  throw data::InputError(fmt::format("unknown model '{}' (known: {}; see mgpu models)", name, known));
+  throw data::InputError(
+      fmt::format("unknown model '{}' (known: {}; see mgpu models)", name, known));
 }
 
 torch::nn::AnyModule make_model(const std::string& name, const ModelShape& shape) {

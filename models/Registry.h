@@ -32,6 +32,9 @@ struct ModelEntry {
 /// Every registered model, in the table's order.
 const std::vector<ModelEntry>& registered_models();
 
+/// The registered names, in the table's order.
+std::vector<std::string> model_names();
+
 /// The entry called name; throws data::InputError listing the known names if there is none.
 const ModelEntry& find_model(const std::string& name);
 

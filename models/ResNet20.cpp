@@ -11,8 +11,10 @@ namespace mgpu::models {
 namespace {
 
 torch::nn::Conv2d conv3x3(int64_t in_planes, int64_t planes, int64_t stride) {
-  return torch::nn::Conv2d(
-      torch::nn::Conv2dOptions(in_planes, planes, /*kernel_size=*/3).stride(stride).padding(1).bias(false));
+  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in_planes, planes, /*kernel_size=*/3)
+                               .stride(stride)
+                               .padding(1)
+                               .bias(false));
 }
 
 struct BasicBlockOptions {
@@ -30,7 +32,8 @@ class BasicBlockImpl : public torch::nn::Cloneable<BasicBlockImpl> {
   explicit BasicBlockImpl(BasicBlockOptions options) : options(std::move(options)) { reset(); }
 
   void reset() override {
-    conv1 = register_module("conv1", conv3x3(options.in_planes(), options.planes(), options.stride()));
+    conv1 =
+        register_module("conv1", conv3x3(options.in_planes(), options.planes(), options.stride()));
     bn1 = register_module("bn1", torch::nn::BatchNorm2d(options.planes()));
     conv2 = register_module("conv2", conv3x3(options.planes(), options.planes(), 1));
     bn2 = register_module("bn2", torch::nn::BatchNorm2d(options.planes()));
@@ -50,7 +53,8 @@ class BasicBlockImpl : public torch::nn::Cloneable<BasicBlockImpl> {
   torch::Tensor shortcut(const torch::Tensor& x) const {
     const int64_t stride = options.stride(), added = options.planes() - options.in_planes();
     if (stride == 1 && added == 0) return x;
-    const auto sampled = x.slice(/*dim=*/2, 0, x.size(2), stride).slice(/*dim=*/3, 0, x.size(3), stride);
+    const auto sampled =
+        x.slice(/*dim=*/2, 0, x.size(2), stride).slice(/*dim=*/3, 0, x.size(3), stride);
     // [B, in, H/s, W/s] -> [B, planes, H/s, W/s]: zeros before and after the channels.
     return torch::constant_pad_nd(sampled, {0, 0, 0, 0, added / 2, added - added / 2});
   }
@@ -77,7 +81,8 @@ class ResNet20Impl : public torch::nn::Cloneable<ResNet20Impl> {
     // The port's initialisation: He-normal conv and linear weights; PyTorch's defaults else.
     torch::NoGradGuard no_grad;
     for (auto& child : modules(/*include_self=*/false)) {
-      if (auto* conv = child->as<torch::nn::Conv2d>()) torch::nn::init::kaiming_normal_(conv->weight);
+      if (auto* conv = child->as<torch::nn::Conv2d>())
+        torch::nn::init::kaiming_normal_(conv->weight);
       if (auto* fc = child->as<torch::nn::Linear>()) torch::nn::init::kaiming_normal_(fc->weight);
     }
   }
@@ -85,7 +90,7 @@ class ResNet20Impl : public torch::nn::Cloneable<ResNet20Impl> {
   torch::Tensor forward(torch::Tensor x) {
     TORCH_CHECK(x.dim() == 4 && x.size(1) == options.in_channels(), "ResNet-20 expects [B, ",
                 options.in_channels(), ", H, W] input, got ", x.sizes());
-    x = torch::relu(bn1(conv1(x)));                          // [B, 16, H, W]
+    x = torch::relu(bn1(conv1(x)));                            // [B, 16, H, W]
     x = layer3->forward(layer2->forward(layer1->forward(x)));  // [B, 64, H/4, W/4]
     x = torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1);      // [B, 64]
     return linear(x);                                          // [B, classes] logits
@@ -101,8 +106,8 @@ class ResNet20Impl : public torch::nn::Cloneable<ResNet20Impl> {
   torch::nn::Sequential stage(int64_t in_planes, int64_t planes, int64_t stride) const {
     torch::nn::Sequential blocks;
     for (int64_t i = 0; i < options.blocks_per_stage(); ++i) {
-      blocks->push_back(BasicBlock(BasicBlockOptions(i == 0 ? in_planes : planes, planes)
-                                       .stride(i == 0 ? stride : 1)));
+      blocks->push_back(BasicBlock(
+          BasicBlockOptions(i == 0 ? in_planes : planes, planes).stride(i == 0 ? stride : 1)));
     }
     return blocks;
   }

@@ -14,7 +14,7 @@ fi
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DMGPU_FUZZ=ON -DMGPU_BUILD_TESTS=OFF \
   -DMGPU_WITH_PLOT=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo > /dev/null
 cmake --build build-fuzz -j "$(nproc)"
-for target in idx cifar10 checkpoint; do
+for target in idx cifar10 checkpoint image; do
   echo "== fuzz_$target, $SECONDS_EACH s"
   ASAN_OPTIONS=detect_leaks=0 "build-fuzz/fuzz/fuzz_$target" -max_total_time="$SECONDS_EACH" \
     -timeout=10 -rss_limit_mb=4096 "fuzz/corpus/$target" 2>&1 | grep -E "DONE|ERROR|SUMMARY" || true

@@ -1,4 +1,5 @@
-// Small data files that the tests write for themselves: CIFAR-10 records and IDX files.
+// What the tests make for themselves: temporary folders, small CIFAR-10 and IDX files, and
+// synthetic image data sets.
 #pragma once
 
 #include <dirent.h>
@@ -15,6 +16,9 @@
 #include <string>
 #include <vector>
 
+#include <torch/torch.h>
+
+#include "data/Dataset.h"
 #include "data/InputError.h"
 
 namespace mgpu::testing {
@@ -61,8 +65,8 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-/// A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it).
-inline int free_port() {
+/// A TCP socket bound to 127.0.0.1 on a port the kernel picks; *port receives the port.
+inline int bound_loopback_socket(int* port) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -70,8 +74,15 @@ inline int free_port() {
   bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
   socklen_t len = sizeof addr;
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
+  *port = ntohs(addr.sin_port);
+  return fd;
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it).
+inline int free_port() {
+  int port = 0;
+  close(bound_loopback_socket(&port));
+  return port;
 }
 
 /// The InputError message of f(), or "" if f() did not throw one.
@@ -129,6 +140,30 @@ inline void write_gz(const std::filesystem::path& file, const std::vector<uint8_
   gzFile f = gzopen(file.c_str(), "wb");
   gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
   gzclose(f);
+}
+
+/// Synthetic images whose classes survive shifts and flips: horizontal stripes, vertical
+/// stripes, a checkerboard (each `width` pixels wide, 0 or 160) and flat grey 80, in that
+/// order for classes 0..3, plus uniform noise up to `noise`; labels cycle 0..classes-1.
+struct Patterns {
+  int64_t classes = 4;  // 1 to 4
+  int64_t channels = 1;
+  int64_t size = 28;  // height and width
+  int64_t width = 2;  // of a stripe or a checkerboard square
+  double noise = 40;
+};
+
+inline mgpu::data::Dataset pattern_dataset(int64_t n, uint64_t seed, const Patterns& p = {}) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  auto labels = torch::arange(n, torch::kInt64).remainder(p.classes);
+  auto r = torch::arange(p.size).view({p.size, 1}).expand({p.size, p.size}).floor_divide(p.width);
+  auto c = torch::arange(p.size).view({1, p.size}).expand({p.size, p.size}).floor_divide(p.width);
+  const std::vector<torch::Tensor> patterns = {
+      (r.remainder(2) * 160).to(torch::kFloat32), (c.remainder(2) * 160).to(torch::kFloat32),
+      ((r + c).remainder(2) * 160).to(torch::kFloat32), torch::full({p.size, p.size}, 80.0f)};
+  auto images = torch::stack(patterns).index_select(0, labels).unsqueeze(1);  // [n, 1, s, s]
+  images = images + p.noise * torch::rand({n, p.channels, p.size, p.size}, gen);
+  return {images.clamp(0, 255).to(torch::kUInt8), labels};
 }
 
 }  // namespace mgpu::testing

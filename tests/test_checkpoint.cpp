@@ -29,16 +29,9 @@ extern char** environ;
 
 namespace {
 
-// 28x28 grey images of two classes (stripes one way or the other) with noise.
+// 28x28 grey images of two classes (one-pixel stripes one way or the other) with noise.
 data::Dataset stripes(int64_t n, uint64_t seed) {
-  auto gen = at::detail::createCPUGenerator(seed);
-  auto labels = torch::arange(n, torch::kInt64).remainder(2);
-  auto r = torch::arange(28).view({28, 1}).expand({28, 28});
-  auto c = torch::arange(28).view({1, 28}).expand({28, 28});
-  auto patterns = torch::stack({(r.remainder(2) * 160).to(torch::kFloat32),
-                                (c.remainder(2) * 160).to(torch::kFloat32)});
-  auto images = patterns.index_select(0, labels) + 40 * torch::rand({n, 28, 28}, gen);
-  return {images.clamp(0, 255).to(torch::kUInt8).unsqueeze(1), labels};
+  return mgpu::testing::pattern_dataset(n, seed, {/*classes=*/2, 1, 28, /*width=*/1, 40});
 }
 
 train::TrainConfig config(int64_t epochs = 2) {

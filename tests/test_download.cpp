@@ -31,14 +31,7 @@ class Server {
  public:
   explicit Server(std::string body, bool cut = false, int status = 200)
       : body_(std::move(body)), cut_(cut), status_(status) {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    socklen_t len = sizeof addr;
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
+    fd_ = mgpu::testing::bound_loopback_socket(&port_);
     listen(fd_, 4);
     thread_ = std::thread([this] { serve(); });
   }

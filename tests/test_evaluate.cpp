@@ -53,7 +53,8 @@ std::string read_file(const fs::path& p) {
 }
 
 int run(const std::string& args, const fs::path& log) {
-  const int status = std::system(fmt::format("{} {} > {} 2>&1", MGPU_BINARY, args, log.string()).c_str());
+  const int status =
+      std::system(fmt::format("{} {} > {} 2>&1", MGPU_BINARY, args, log.string()).c_str());
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -61,10 +62,12 @@ int run(const std::string& args, const fs::path& log) {
 
 TEST(Evaluate, CountsEveryPairOfTrueAndPredictedClass) {
   // Predictions 0, 0, 1, 1, 2, 2 against labels 0, 0, 1, 0, 2, 1; class 3 has no images.
-  const data::Dataset d{flat_images({50, 50, 150, 150, 250, 250}), torch::tensor({0, 0, 1, 0, 2, 1})};
+  const data::Dataset d{flat_images({50, 50, 150, 150, 250, 250}),
+                        torch::tensor({0, 0, 1, 0, 2, 1})};
   torch::nn::AnyModule model(ByBrightness(4));
   const auto e = train::evaluate_model(model, torch::zeros({3, 8, 8}), d, 4, /*batch=*/4);
-  const auto expected = torch::tensor({2, 1, 0, 0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0}).view({4, 4});
+  const auto expected =
+      torch::tensor({2, 1, 0, 0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0}).view({4, 4});
   EXPECT_TRUE(torch::equal(e.confusion, expected)) << e.confusion;
   EXPECT_EQ(e.images, 6);
   EXPECT_DOUBLE_EQ(e.acc, 4.0 / 6);
@@ -101,11 +104,16 @@ TEST(Evaluate, ReportAndCsvSpellOutTheMatrix) {
 
 TEST(Predict, ImagesOfAnySizeGetTheirClassWithTheMeanApplied) {
   TempDir tmp;
-  train::Weights w{"by-brightness", {3, 8, 8, 3}, "test", {"dark", "middle", "bright"},
-                   torch::zeros({3, 8, 8}), torch::nn::AnyModule(ByBrightness(3))};
+  train::Weights w{"by-brightness",
+                   {3, 8, 8, 3},
+                   "test",
+                   {"dark", "middle", "bright"},
+                   torch::zeros({3, 8, 8}),
+                   torch::nn::AnyModule(ByBrightness(3))};
   std::vector<std::string> files;
   for (auto [value, side] : {std::pair{50, 8}, {150, 64}, {250, 5}}) {
-    const std::vector<uint8_t> px(static_cast<size_t>(side * side * 3), static_cast<uint8_t>(value));
+    const std::vector<uint8_t> px(static_cast<size_t>(side * side * 3),
+                                  static_cast<uint8_t>(value));
     files.push_back((tmp.path() / fmt::format("v{}.png", value)).string());
     ASSERT_TRUE(stbi_write_png(files.back().c_str(), side, side, 3, px.data(), side * 3));
   }
@@ -124,16 +132,17 @@ TEST(Predict, ImagesOfAnySizeGetTheirClassWithTheMeanApplied) {
   w.mean = torch::full({3, 8, 8}, 100.0);  // now 150 reads as 50
   EXPECT_EQ(train::predict_files(w, {files[1]}, 1)[0].top[0].first, 0);
   // One bad file fails the whole command before any prediction.
-  const auto error = mgpu::testing::error_of(
-      [&] { train::predict_files(w, {files[0], (tmp.path() / "none.png").string()}, 1); });
+  const auto error = mgpu::testing::error_of([&] {
+    train::predict_files(w, {files[0], (tmp.path() / "none.png").string()}, 1);
+  });
   EXPECT_NE(error.find("none.png"), std::string::npos) << error;
 }
 
 TEST(EvaluateBinary, ATrainedRunIsEvaluatedPredictedAndDescribed) {
   TempDir tmp;
   mgpu::testing::write_cifar_dir(tmp.path() / "data", 40);
-  const auto data_flags = fmt::format("--dataset cifar10 --no-download --data-dir {}",
-                                      (tmp.path() / "data").string());
+  const auto data_flags =
+      fmt::format("--dataset cifar10 --no-download --data-dir {}", (tmp.path() / "data").string());
   const auto run_dir = tmp.path() / "run";
   ASSERT_EQ(run(fmt::format("train --model resnet20 --gpus 0 --threads 2 {} --epochs 1 "
                             "--batch-per-device 20 --verbose 0 --out-dir {}",
@@ -178,11 +187,11 @@ TEST(EvaluateBinary, ATrainedRunIsEvaluatedPredictedAndDescribed) {
   ASSERT_TRUE(stbi_write_png(png.c_str(), 32, 32, 3, hwc.data_ptr<uint8_t>(), 32 * 3));
   const auto probs = train::class_probabilities(w, image.unsqueeze(0))[0];
   const auto best = probs.argmax().item<int64_t>();
-  ASSERT_EQ(run(fmt::format("predict --weights {} --gpus 0 --top 1 {}", run_dir.string(),
-                            png.string()),
-                tmp.path() / "predict.log"),
-            0);
+  ASSERT_EQ(
+      run(fmt::format("predict --weights {} --gpus 0 --top 1 {}", run_dir.string(), png.string()),
+          tmp.path() / "predict.log"),
+      0);
   EXPECT_EQ(read_file(tmp.path() / "predict.log"),
-            fmt::format("{}: {} {:.4f}\n", png.string(), split.class_names[static_cast<size_t>(best)],
-                        probs[best].item<double>()));
+            fmt::format("{}: {} {:.4f}\n", png.string(),
+                        split.class_names[static_cast<size_t>(best)], probs[best].item<double>()));
 }

@@ -20,12 +20,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::vector<std::string> model_names() {
-  std::vector<std::string> names;
-  for (const auto& entry : models::registered_models()) names.push_back(entry.name);
-  return names;
-}
-
 // Raw bytes of t in dir/file, and its index entry: no pickle between C++ and the checker.
 nlohmann::json write_raw(const fs::path& dir, const std::string& file, const std::string& name,
                          const torch::Tensor& t) {
@@ -58,10 +52,13 @@ TEST_P(ExportEveryModel, PythonLoadsTheSameTensorsAndComputesTheSameLogits) {
   TempDir tmp;
   const models::ModelShape shape{3, 32, 32, 10};
   torch::manual_seed(7);
-  train::Weights w{GetParam(), shape, "cifar10",
-                   {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                    "ship", "truck"},
-                   torch::rand({3, 32, 32}) * 255, models::make_model(GetParam(), shape)};
+  train::Weights w{
+      GetParam(),
+      shape,
+      "cifar10",
+      {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"},
+      torch::rand({3, 32, 32}) * 255,
+      models::make_model(GetParam(), shape)};
   {
     // Batch-norm statistics away from their initial values, as after training.
     torch::NoGradGuard no_grad;
@@ -120,7 +117,7 @@ TEST_P(ExportEveryModel, PythonLoadsTheSameTensorsAndComputesTheSameLogits) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, ExportEveryModel, ::testing::ValuesIn(model_names()),
+INSTANTIATE_TEST_SUITE_P(Models, ExportEveryModel, ::testing::ValuesIn(models::model_names()),
                          [](const auto& info) { return info.param; });
 
 TEST(Export, FileNamesFollowTheTarget) {
@@ -135,9 +132,8 @@ TEST(Export, ATargetThatIsAFolderOrUnderAFileIsRefused) {
   TempDir tmp;
   std::ostringstream out;
   std::ofstream(tmp.path() / "file") << "x";
-  auto error = mgpu::testing::error_of([&] {
-    train::run_export("none", (tmp.path() / "file" / "model.pt").string(), out);
-  });
+  auto error = mgpu::testing::error_of(
+      [&] { train::run_export("none", (tmp.path() / "file" / "model.pt").string(), out); });
   EXPECT_NE(error.find("--to " + (tmp.path() / "file").string()), std::string::npos) << error;
   error = mgpu::testing::error_of([&] { train::run_export("none", tmp.path().string(), out); });
   EXPECT_NE(error.find("expected a file name"), std::string::npos) << error;

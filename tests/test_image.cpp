@@ -61,7 +61,8 @@ TEST(Image, AnyOtherSizeIsResizedToTheModelsInput) {
   std::vector<uint8_t> px(static_cast<size_t>(w * h * 3));
   for (int y = 0; y < h; ++y) {
     for (int x = 0; x < w; ++x) {
-      for (int c = 0; c < 3; ++c) px[static_cast<size_t>((y * w + x) * 3 + c)] = x < w / 2 ? 20 : 230;
+      for (int c = 0; c < 3; ++c)
+        px[static_cast<size_t>((y * w + x) * 3 + c)] = x < w / 2 ? 20 : 230;
     }
   }
   const auto file = tmp.path() / "big.jpg";
@@ -75,8 +76,9 @@ TEST(Image, AnyOtherSizeIsResizedToTheModelsInput) {
 TEST(Image, MissingTruncatedAndForeignFilesAreNamed) {
   TempDir tmp;
   const auto missing = tmp.path() / "none.png";
-  EXPECT_NE(mgpu::testing::error_of([&] { mgpu::data::load_image(missing, 3, 32, 32); })
-                .find("cannot open image " + missing.string()),
+  EXPECT_NE(mgpu::testing::error_of([&] {
+              mgpu::data::load_image(missing, 3, 32, 32);
+            }).find("cannot open image " + missing.string()),
             std::string::npos);
 
   const auto px = rgb_pixels(16, 16);
@@ -95,7 +97,23 @@ TEST(Image, MissingTruncatedAndForeignFilesAreNamed) {
 
   const auto empty = tmp.path() / "empty.jpg";
   std::ofstream{empty};
-  EXPECT_NE(mgpu::testing::error_of([&] { mgpu::data::load_image(empty, 3, 32, 32); })
-                .find(empty.string()),
+  EXPECT_NE(mgpu::testing::error_of([&] {
+              mgpu::data::load_image(empty, 3, 32, 32);
+            }).find(empty.string()),
             std::string::npos);
+}
+
+TEST(Image, AHeaderClaimingAHugePictureIsRefusedBeforeAnyAllocation) {
+  // A PNG signature and an IHDR chunk for 12,000 x 12,000 RGB pixels (432 MB decoded, under
+  // stb's own 1 GB limit), and nothing else: 33 bytes.
+  std::string png = "\x89PNG\r\n\x1a\n";
+  png += std::string("\0\0\0\x0d", 4) + "IHDR";
+  png += std::string("\0\0\x2e\xe0\0\0\x2e\xe0", 8);  // width, height: 12000
+  png += std::string("\x08\x02\0\0\0", 5);            // 8 bits, RGB, no interlace
+  png += std::string("\0\0\0\0", 4);                  // CRC (stb does not check it)
+  const auto error =
+      mgpu::testing::error_of([&] { mgpu::data::decode_image(png, "bomb.png", 3, 32, 32); });
+  EXPECT_NE(error.find("image bomb.png is 12000x12000 pixels: more than the 100 million accepted"),
+            std::string::npos)
+      << error;
 }

@@ -22,23 +22,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::vector<std::string> model_names() {
-  std::vector<std::string> names;
-  for (const auto& entry : models::registered_models()) names.push_back(entry.name);
-  return names;
-}
-
-// 3x32x32 images of two classes, horizontal or vertical stripes 4 pixels wide, over noise: texture that any
-// convolutional network can tell apart, wherever it pools.
+// 3x32x32 images of two classes, horizontal or vertical stripes 4 pixels wide, over noise:
+// texture that any convolutional network can tell apart, wherever it pools.
 data::Dataset stripes(int64_t n, uint64_t seed) {
-  auto gen = at::detail::createCPUGenerator(seed);
-  auto labels = torch::arange(n, torch::kInt64).remainder(2);
-  auto r = torch::arange(32).view({32, 1}).expand({32, 32});
-  auto c = torch::arange(32).view({1, 32}).expand({32, 32});
-  auto patterns = torch::stack({(r.remainder(8) < 4).to(torch::kFloat32) * 160,
-                                (c.remainder(8) < 4).to(torch::kFloat32) * 160});  // [2, 32, 32]
-  auto images = patterns.index_select(0, labels).unsqueeze(1) + 60 * torch::rand({n, 3, 32, 32}, gen);
-  return {images.clamp(0, 255).to(torch::kUInt8), labels};
+  return mgpu::testing::pattern_dataset(n, seed, {/*classes=*/2, 3, 32, /*width=*/4, 60});
 }
 
 train::TrainConfig small_config(int64_t epochs) {
@@ -80,7 +67,9 @@ double max_difference(torch::nn::Module& a, torch::nn::Module& b, bool buffers =
   for (size_t i = 0; i < std::min(sa.size(), sb.size()); ++i) {
     EXPECT_EQ(sa[i].first, sb[i].first);
     worst = std::max(worst, (sa[i].second.to(torch::kFloat64) - sb[i].second.to(torch::kFloat64))
-                                .abs().max().item<double>());
+                                .abs()
+                                .max()
+                                .item<double>());
   }
   return worst;
 }
@@ -97,7 +86,8 @@ class EveryModel : public ::testing::TestWithParam<std::string> {
 TEST(Registry, UnknownNamesAreRefusedWithTheKnownOnes) {
   const std::string message = mgpu::testing::error_of([] { models::find_model("resnet1000"); });
   EXPECT_NE(message.find("unknown model 'resnet1000'"), std::string::npos) << message;
-  for (const auto& name : model_names()) EXPECT_NE(message.find(name), std::string::npos) << name;
+  for (const auto& name : models::model_names())
+    EXPECT_NE(message.find(name), std::string::npos) << name;
   EXPECT_EQ(models::registered_models().front().name, "minigooglenet");  // the default first
 }
 
@@ -113,7 +103,8 @@ TEST(Registry, NamesAreUniqueAndDescribed) {
 TEST_P(EveryModel, IsListedWithItsParameterCount) {
   const auto model = models::make_model(GetParam(), {});
   const auto table = models::models_table({});
-  const auto line = fmt::format("{:<16} {:>12}", GetParam(), models::count_parameters(*model.ptr()));
+  const auto line =
+      fmt::format("{:<16} {:>12}", GetParam(), models::count_parameters(*model.ptr()));
   EXPECT_NE(table.find(line), std::string::npos) << table;
 }
 
@@ -208,9 +199,9 @@ TEST_P(EveryModel, ACheckpointAndResumeEndAsTheUninterruptedRun) {
   train::Progress quiet(0, out);
   auto make = [&](int64_t epochs, const fs::path& dir) {  // as run_training makes one
     torch::manual_seed(3);
-    auto trainer = std::make_unique<train::Trainer>(small_config(epochs),
-                                                    models::make_model(GetParam(), {}),
-                                                    torch::kCPU, data::mean_image(d.images));
+    auto trainer =
+        std::make_unique<train::Trainer>(small_config(epochs), models::make_model(GetParam(), {}),
+                                         torch::kCPU, data::mean_image(d.images));
     train::CheckpointPolicy policy;
     policy.dir = dir;
     policy.fingerprint = R"({"model": ")" + GetParam() + R"("})";
@@ -230,8 +221,12 @@ TEST_P(EveryModel, ACheckpointAndResumeEndAsTheUninterruptedRun) {
 TEST_P(EveryModel, AWeightsFileRoundTripsAndNamesEveryTensorOnce) {
   TempDir tmp;
   const models::ModelShape shape{1, 28, 28, 3};
-  train::Weights w{GetParam(), shape, "fashion-mnist", {"a", "b", "c"},
-                   torch::rand({1, 28, 28}) * 255, without_dropout(GetParam(), shape)};
+  train::Weights w{GetParam(),
+                   shape,
+                   "fashion-mnist",
+                   {"a", "b", "c"},
+                   torch::rand({1, 28, 28}) * 255,
+                   without_dropout(GetParam(), shape)};
   {
     // Move the batch-norm statistics away from their initial values.
     torch::NoGradGuard no_grad;
@@ -252,11 +247,10 @@ TEST_P(EveryModel, AWeightsFileRoundTripsAndNamesEveryTensorOnce) {
   const auto entries = train::state_dict(*w.module.ptr());
   std::set<std::string> names;
   for (const auto& [name, tensor] : entries) EXPECT_TRUE(names.insert(name).second) << name;
-  EXPECT_EQ(entries.size(),
-            w.module.ptr()->parameters().size() + w.module.ptr()->buffers().size());
+  EXPECT_EQ(entries.size(), w.module.ptr()->parameters().size() + w.module.ptr()->buffers().size());
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, EveryModel, ::testing::ValuesIn(model_names()),
+INSTANTIATE_TEST_SUITE_P(Models, EveryModel, ::testing::ValuesIn(models::model_names()),
                          [](const auto& info) { return info.param; });
 
 TEST(Weights, WeightsThatDoNotFitTheirDescriptionAreRefusedByName) {
@@ -264,10 +258,15 @@ TEST(Weights, WeightsThatDoNotFitTheirDescriptionAreRefusedByName) {
   TempDir tmp;
   const models::ModelShape ten{3, 32, 32, 10};
   std::vector<std::string> names(10, "c");
-  train::Weights w{"resnet20", ten, "cifar10", names, torch::zeros({3, 32, 32}),
+  train::Weights w{"resnet20",
+                   ten,
+                   "cifar10",
+                   names,
+                   torch::zeros({3, 32, 32}),
                    models::make_model("resnet20", {3, 32, 32, 5})};  // 5 classes inside
   train::save_weights(w, tmp.path() / "w.pt");
-  const auto error = mgpu::testing::error_of([&] { train::load_weights(tmp.path() / "w.pt", torch::kCPU); });
+  const auto error =
+      mgpu::testing::error_of([&] { train::load_weights(tmp.path() / "w.pt", torch::kCPU); });
   EXPECT_NE(error.find("weights file " + (tmp.path() / "w.pt").string() +
                        ": its weights do not fit the resnet20 model: linear.weight is [5, 64]"),
             std::string::npos)
@@ -276,7 +275,8 @@ TEST(Weights, WeightsThatDoNotFitTheirDescriptionAreRefusedByName) {
   w.module = models::make_model("resnet20", ten);
   w.model = "no-such-model";
   train::save_weights(w, tmp.path() / "x.pt");
-  EXPECT_NE(mgpu::testing::error_of([&] { train::load_weights(tmp.path() / "x.pt", torch::kCPU); })
-                .find("unknown model 'no-such-model'"),
+  EXPECT_NE(mgpu::testing::error_of([&] {
+              train::load_weights(tmp.path() / "x.pt", torch::kCPU);
+            }).find("unknown model 'no-such-model'"),
             std::string::npos);
 }

@@ -70,16 +70,16 @@ TEST(ResNet20, ShortcutsPassTheInputThroughAndZeroPadTheNewChannels) {
     torch::NoGradGuard no_grad;
     auto params = stem->named_parameters();
     auto buffers = stem->named_buffers();
-    auto h = torch::relu(torch::batch_norm(
-        torch::conv2d(x, params["conv1.weight"], {}, 1, 1), params["bn1.weight"],
-        params["bn1.bias"], buffers["bn1.running_mean"], buffers["bn1.running_var"], false, 0.1,
-        1e-5, false));
+    auto h = torch::relu(torch::batch_norm(torch::conv2d(x, params["conv1.weight"], {}, 1, 1),
+                                           params["bn1.weight"], params["bn1.bias"],
+                                           buffers["bn1.running_mean"], buffers["bn1.running_var"],
+                                           false, 0.1, 1e-5, false));
     // A block with zero convs adds bn2(0) = 0 (eval mode, fresh statistics) to its shortcut,
     // and the ReLU changes nothing (the stem's output is already >= 0).
-    h = h.slice(2, 0, 32, 2).slice(3, 0, 32, 2);                 // layer2 subsamples
-    h = torch::constant_pad_nd(h, {0, 0, 0, 0, 8, 8});           // 16 -> 32 channels
-    h = h.slice(2, 0, 16, 2).slice(3, 0, 16, 2);                 // layer3 subsamples
-    h = torch::constant_pad_nd(h, {0, 0, 0, 0, 16, 16});         // 32 -> 64 channels
+    h = h.slice(2, 0, 32, 2).slice(3, 0, 32, 2);          // layer2 subsamples
+    h = torch::constant_pad_nd(h, {0, 0, 0, 0, 8, 8});    // 16 -> 32 channels
+    h = h.slice(2, 0, 16, 2).slice(3, 0, 16, 2);          // layer3 subsamples
+    h = torch::constant_pad_nd(h, {0, 0, 0, 0, 16, 16});  // 32 -> 64 channels
     h = torch::adaptive_avg_pool2d(h, {1, 1}).flatten(1);
     by_hand = torch::linear(h, params["linear.weight"], params["linear.bias"]);
   }

@@ -20,23 +20,6 @@ using mgpu::testing::TempDir;
 
 namespace {
 
-// n 28x28 grey images of four classes that survive shifts and flips: horizontal stripes,
-// vertical stripes, a checkerboard, and flat grey; all with pixel noise.
-data::Dataset pattern_dataset(int64_t n, uint64_t seed) {
-  auto gen = at::detail::createCPUGenerator(seed);
-  auto labels = torch::arange(n, torch::kInt64).remainder(4);
-  auto r = torch::arange(28).view({28, 1}).expand({28, 28});
-  auto c = torch::arange(28).view({1, 28}).expand({28, 28});
-  const std::vector<torch::Tensor> patterns = {
-      (r.floor_divide(2).remainder(2) * 160).to(torch::kFloat32),
-      (c.floor_divide(2).remainder(2) * 160).to(torch::kFloat32),
-      ((r.floor_divide(2) + c.floor_divide(2)).remainder(2) * 160).to(torch::kFloat32),
-      torch::full({28, 28}, 80.0f)};
-  auto images = torch::stack(patterns).index_select(0, labels);  // [n, 28, 28]
-  images = images + 40 * torch::rand({n, 28, 28}, gen);
-  return {images.clamp(0, 255).to(torch::kUInt8).unsqueeze(1), labels};
-}
-
 train::TrainConfig small_config() {
   train::TrainConfig c;
   c.batch_per_device = 16;
@@ -58,8 +41,9 @@ torch::nn::AnyModule small_model() {
 TEST(Training, LearnsPatternsAndTheLossFalls) {
   torch::set_num_threads(2);
   torch::manual_seed(0);
-  const auto train_set = pattern_dataset(800, 1);  // 50 steps per epoch, 200 in all
-  const auto test_set = pattern_dataset(64, 2);
+  // 50 steps per epoch, 200 in all
+  const auto train_set = mgpu::testing::pattern_dataset(800, 1);
+  const auto test_set = mgpu::testing::pattern_dataset(64, 2);
   auto config = small_config();
   train::Trainer trainer(config, small_model(), torch::kCPU, data::mean_image(train_set.images));
   std::ostringstream out;
@@ -78,8 +62,8 @@ TEST(Training, LearnsPatternsAndTheLossFalls) {
 }
 
 TEST(Training, SameSeedGivesIdenticalWeights) {
-  const auto train_set = pattern_dataset(48, 1);
-  const auto test_set = pattern_dataset(16, 2);
+  const auto train_set = mgpu::testing::pattern_dataset(48, 1);
+  const auto test_set = mgpu::testing::pattern_dataset(16, 2);
   auto config = small_config();
   config.epochs = 1;
   std::vector<torch::Tensor> weights[2];
@@ -95,7 +79,7 @@ TEST(Training, SameSeedGivesIdenticalWeights) {
 }
 
 TEST(Training, NonFiniteLossStopsWithEpochInTheMessage) {
-  const auto train_set = pattern_dataset(32, 1);
+  const auto train_set = mgpu::testing::pattern_dataset(32, 1);
   auto config = small_config();
   auto bad_mean = torch::full({1, 28, 28}, std::numeric_limits<float>::quiet_NaN());
   train::Trainer trainer(config, small_model(), torch::kCPU, bad_mean);

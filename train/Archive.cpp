@@ -57,9 +57,9 @@ torch::serialize::InputArchive load_archive(const std::filesystem::path& file,
       bytes.compare(bytes.size() - kTrailerBytes, 11, "MGPU-CRC32 ") == 0) {
     payload = bytes.size() - kTrailerBytes;
     if (checksum_trailer(bytes.substr(0, payload)) != bytes.substr(payload)) {
-      throw data::InputError(fmt::format(
-          "{} {} is damaged: its contents do not match the checksum written with them", what,
-          file.string()));
+      throw data::InputError(
+          fmt::format("{} {} is damaged: its contents do not match the checksum written with them",
+                      what, file.string()));
     }
   }
   torch::serialize::InputArchive archive;

@@ -2,11 +2,11 @@
 #include "train/Evaluate.h"
 
 #include <fmt/core.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <nlohmann/json.hpp>
 
 #include "data/InputError.h"  // defines: InputError
 #include "data/Preprocess.h"  // defines: subtract_mean
@@ -35,16 +35,17 @@ Evaluation evaluate_model(torch::nn::AnyModule& model, const torch::Tensor& mean
   model.ptr()->eval();
   const auto dev = mean.device();
   auto loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(dev));
-  auto pairs = torch::zeros({classes * classes}, torch::TensorOptions().dtype(torch::kInt64).device(dev));
+  auto pairs =
+      torch::zeros({classes * classes}, torch::TensorOptions().dtype(torch::kInt64).device(dev));
   for (int64_t start = 0; start < dataset.size(); start += batch) {
     const int64_t len = std::min(batch, dataset.size() - start);
-    const auto images = dataset.images.narrow(0, start, len).to(dev);  // [B, C, H, W] uint8
-    const auto labels = dataset.labels.narrow(0, start, len).to(dev);  // [B]
+    const auto images = dataset.images.narrow(0, start, len).to(dev);      // [B, C, H, W] uint8
+    const auto labels = dataset.labels.narrow(0, start, len).to(dev);      // [B]
     const auto logits = model.forward(data::subtract_mean(images, mean));  // [B, K]
-    loss_sum += torch::nn::functional::cross_entropy(
-                    logits, labels,
-                    torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                    .to(torch::kFloat64);
+    loss_sum +=
+        torch::nn::functional::cross_entropy(
+            logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+            .to(torch::kFloat64);
     pairs += torch::bincount(labels * classes + logits.argmax(1), {}, classes * classes);
   }
   Evaluation e;
@@ -80,12 +81,13 @@ std::string evaluation_report(const Evaluation& e, const std::vector<std::string
   for (size_t k = 0; k < class_names.size(); ++k) {
     int64_t total = 0;
     for (size_t j = 0; j < class_names.size(); ++j) total += m[k][j];
-    text += fmt::format("{:<{}}  {:>8}  {:>6}\n", class_names[k], width,
-                        std::isnan(acc[k]) ? std::string("-") : fmt::format("{:.4f}", acc[k]),
-                        total);
+    text +=
+        fmt::format("{:<{}}  {:>8}  {:>6}\n", class_names[k], width,
+                    std::isnan(acc[k]) ? std::string("-") : fmt::format("{:.4f}", acc[k]), total);
   }
-  text += fmt::format("\nconfusion matrix (rows: true class, columns: predicted, in the order "
-                      "above)\n");
+  text += fmt::format(
+      "\nconfusion matrix (rows: true class, columns: predicted, in the order "
+      "above)\n");
   for (size_t k = 0; k < class_names.size(); ++k) {
     text += fmt::format("{:<{}} ", class_names[k], width);
     for (size_t j = 0; j < class_names.size(); ++j) text += fmt::format(" {:>5}", m[k][j]);
@@ -101,7 +103,7 @@ void run_evaluate(const EvaluateConfig& config, std::ostream& out) {
   const fs::path weights_file = fs::is_directory(config.weights)
                                     ? fs::path(config.weights) / "model.pt"
                                     : fs::path(config.weights);
-  const fs::path out_dir = !config.out_dir.empty() ? fs::path(config.out_dir)
+  const fs::path out_dir = !config.out_dir.empty()          ? fs::path(config.out_dir)
                            : weights_file.has_parent_path() ? weights_file.parent_path()
                                                             : fs::path(".");
   prepare_output_dir(out_dir, "--out-dir");
@@ -125,10 +127,14 @@ void run_evaluate(const EvaluateConfig& config, std::ostream& out) {
   const Evaluation e = evaluate_model(w.module, w.mean, data.test, w.shape.classes, config.batch);
   out << evaluation_report(e, w.class_names);
 
-  nlohmann::json j = {{"weights", weights_file.string()}, {"model", w.model},
-                      {"dataset", data.name},             {"data_source", data.source},
-                      {"images", e.images},               {"loss", e.loss},
-                      {"accuracy", e.acc},                {"classes", w.class_names}};
+  nlohmann::json j = {{"weights", weights_file.string()},
+                      {"model", w.model},
+                      {"dataset", data.name},
+                      {"data_source", data.source},
+                      {"images", e.images},
+                      {"loss", e.loss},
+                      {"accuracy", e.acc},
+                      {"classes", w.class_names}};
   for (double a : e.class_accuracy()) {
     j["class_accuracy"].push_back(std::isnan(a) ? nlohmann::json(nullptr) : nlohmann::json(a));
   }
@@ -138,9 +144,9 @@ void run_evaluate(const EvaluateConfig& config, std::ostream& out) {
                      (out_dir / "confusion.csv").string());
   std::string why;
   if (can_plot(&why)) {
-    plot_confusion(e.confusion, w.class_names, out_dir / "confusion.png",
-                   fmt::format("{} on {} ({} images), accuracy {:.4f}", w.model, data.name,
-                               e.images, e.acc));
+    plot_confusion(
+        e.confusion, w.class_names, out_dir / "confusion.png",
+        fmt::format("{} on {} ({} images), accuracy {:.4f}", w.model, data.name, e.images, e.acc));
     out << fmt::format("heat map: {}\n", (out_dir / "confusion.png").string());
   } else {
     out << fmt::format("no heat map: {}\n", why);

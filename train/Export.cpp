@@ -1,17 +1,16 @@
 // state_dict and export_weights: pickled tensors for Python's torch.load.
 #include "train/Export.h"
 
-#include <fmt/core.h>
-#include <nlohmann/json.hpp>
-
 #include <caffe2/serialize/inline_container.h>
+#include <fmt/core.h>
 #include <torch/csrc/jit/serialization/export.h>
 #include <torch/csrc/jit/serialization/pickler.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "data/InputError.h"  // defines: InputError
-#include "train/History.h"     // defines: write_atomically, write_text_atomically, prepare_output_dir
+#include "train/History.h"  // defines: write_atomically, write_text_atomically, prepare_output_dir
 
 namespace mgpu::train {
 namespace fs = std::filesystem;
@@ -87,8 +86,9 @@ ExportFiles export_weights(const Weights& w, const fs::path& to) {
       {"dataset", w.dataset},
       {"state_dict", files.state_dict.filename().string()},
       {"mean", files.mean.filename().string()},
-      {"preprocessing", "float pixels 0..255 as [C, H, W] (RGB for 3 channels), minus the mean "
-                        "image; the model returns logits (softmax for probabilities)"}};
+      {"preprocessing",
+       "float pixels 0..255 as [C, H, W] (RGB for 3 channels), minus the mean "
+       "image; the model returns logits (softmax for probabilities)"}};
   try {
     write_pickle(files.state_dict, c10::IValue(dict));
     write_pickle(files.mean, c10::IValue(w.mean.detach().to(torch::kCPU).contiguous()));
@@ -109,12 +109,12 @@ void run_export(const std::string& weights, const std::string& to, std::ostream&
   if (target.has_parent_path()) prepare_output_dir(target.parent_path(), "--to");
   const Weights w = load_weights(weights, torch::kCPU);
   const ExportFiles files = export_weights(w, target);
-  out << fmt::format("exported {} ({}, {} tensors) for Python:\n  {}  state_dict: "
-                     "torch.load() gives a dict of tensors\n  {}  mean image [{}, {}, {}]\n  {}  "
-                     "model, input shape, classes, preprocessing\n",
-                     weights, w.model, state_dict(*w.module.ptr()).size(),
-                     files.state_dict.string(), files.mean.string(), w.shape.channels,
-                     w.shape.height, w.shape.width, files.about.string());
+  out << fmt::format(
+      "exported {} ({}, {} tensors) for Python:\n  {}  state_dict: "
+      "torch.load() gives a dict of tensors\n  {}  mean image [{}, {}, {}]\n  {}  "
+      "model, input shape, classes, preprocessing\n",
+      weights, w.model, state_dict(*w.module.ptr()).size(), files.state_dict.string(),
+      files.mean.string(), w.shape.channels, w.shape.height, w.shape.width, files.about.string());
 }
 
 }  // namespace mgpu::train

@@ -27,8 +27,8 @@ ExportFiles export_files(const std::filesystem::path& to);
 
 /// Writes w's state_dict as a dict of CPU tensors (what torch::pickle_save writes, less its
 /// type tags, so that Python's torch.load reads it with weights_only=True), the mean image
-/// [C, H, W] float as a tensor, and JSON naming the model, input shape, classes and preprocessing. Each file is written
-/// atomically; if one fails, none is left.
+/// [C, H, W] float as a tensor, and JSON naming the model, input shape, classes and preprocessing.
+/// Each file is written atomically; if one fails, none is left.
 ExportFiles export_weights(const Weights& w, const std::filesystem::path& to);
 
 /// The whole command: loads weights (a file or run directory), exports to `to`, and prints

@@ -2,6 +2,7 @@
 #include "train/Weights.h"
 
 #include <fmt/core.h>
+
 #include <nlohmann/json.hpp>
 
 #include "data/InputError.h"  // defines: InputError
@@ -11,11 +12,10 @@ namespace mgpu::train {
 namespace fs = std::filesystem;
 
 void save_weights(const Weights& w, const fs::path& path) {
-  const nlohmann::json about = {
-      {"model", w.model},
-      {"shape", {w.shape.channels, w.shape.height, w.shape.width}},
-      {"classes", w.class_names},
-      {"dataset", w.dataset}};
+  const nlohmann::json about = {{"model", w.model},
+                                {"shape", {w.shape.channels, w.shape.height, w.shape.width}},
+                                {"classes", w.class_names},
+                                {"dataset", w.dataset}};
   torch::serialize::OutputArchive archive, module;
   archive.write("about", c10::IValue(about.dump()));
   archive.write("mean", w.mean.to(torch::kCPU, torch::kFloat32));
@@ -40,13 +40,13 @@ Weights load_weights(const fs::path& path, const torch::Device& device) {
     w.shape = {shape[0], shape[1], shape[2], static_cast<int64_t>(w.class_names.size())};
     archive.read("mean", w.mean);
   } catch (const std::exception& e) {
-    throw data::InputError(
-        fmt::format("weights file {}: its description cannot be read ({})", file.string(), e.what()));
+    throw data::InputError(fmt::format("weights file {}: its description cannot be read ({})",
+                                       file.string(), e.what()));
   }
   if (w.mean.sizes() != torch::IntArrayRef{w.shape.channels, w.shape.height, w.shape.width}) {
-    throw data::InputError(fmt::format("weights file {}: its mean image is {}, expected [{}, {}, {}]",
-                                       file.string(), c10::str(w.mean.sizes()), w.shape.channels,
-                                       w.shape.height, w.shape.width));
+    throw data::InputError(
+        fmt::format("weights file {}: its mean image is {}, expected [{}, {}, {}]", file.string(),
+                    c10::str(w.mean.sizes()), w.shape.channels, w.shape.height, w.shape.width));
   }
   try {
     w.module = models::make_model(w.model, w.shape);
@@ -55,7 +55,8 @@ Weights load_weights(const fs::path& path, const torch::Device& device) {
   }
   // LibTorch's loader replaces a tensor of another shape without a word: compare after it.
   std::vector<std::vector<int64_t>> shapes;
-  for (const auto& t : w.module.ptr()->named_parameters()) shapes.push_back(t.value().sizes().vec());
+  for (const auto& t : w.module.ptr()->named_parameters())
+    shapes.push_back(t.value().sizes().vec());
   std::string misfit;
   try {
     torch::serialize::InputArchive module;
