@@ -16,7 +16,6 @@
 #include "train/Predict.h"
 #include "train/Weights.h"
 
-#define STB_IMAGE_WRITE_IMPLEMENTATION
 #include <stb_image_write.h>
 
 using namespace mgpu;

@@ -6,8 +6,7 @@
 #include "Fixtures.h"
 #include "data/Image.h"
 
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#include <stb_image_write.h>  // the tests write their own images
+#include <stb_image_write.h>  // the tests write their own images (StbWrite.cpp)
 
 using mgpu::testing::TempDir;
 namespace fs = std::filesystem;
