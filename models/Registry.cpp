@@ -1,6 +1,9 @@
 // The registry's table, built from models/Models.def, and lookups by name.
 #include "models/Registry.h"
 
+#include <ATen/record_function.h>
+#include <torch/csrc/profiler/util.h>
+
 #include <fmt/core.h>
 
 #include "data/InputError.h"  // defines: InputError
@@ -51,6 +54,36 @@ std::string models_table(const ModelShape& shape) {
   }
   return text + fmt::format("(parameters for {}x{}x{} images and {} classes)\n", shape.channels,
                             shape.height, shape.width, shape.classes);
+}
+
+double forward_flops(torch::nn::AnyModule& model, const ModelShape& shape) {
+  // Counted from the operators' input shapes, as torch.profiler's with_flops does.
+  thread_local double flops = 0;
+  flops = 0;
+  const auto handle = at::addThreadLocalCallback(
+      at::RecordFunctionCallback([](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
+        const auto args = torch::profiler::impl::saveExtraArgs(fn);
+        if (!args.empty()) {
+          flops += static_cast<double>(torch::profiler::impl::computeFlops(fn.name(), args));
+        }
+        return nullptr;
+      }).needsInputs(true));
+  auto& module = *model.ptr();
+  const bool training = module.is_training();
+  const auto device = module.parameters().front().device();
+  try {
+    torch::NoGradGuard no_grad;
+    module.eval();
+    model.forward(torch::zeros({1, shape.channels, shape.height, shape.width},
+                               torch::TensorOptions().device(device)));
+  } catch (...) {
+    at::removeCallback(handle);
+    module.train(training);
+    throw;
+  }
+  at::removeCallback(handle);
+  module.train(training);
+  return flops;
 }
 
 int64_t count_parameters(const torch::nn::Module& module) {

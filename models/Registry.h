@@ -48,4 +48,9 @@ std::string models_table(const ModelShape& shape);
 /// Number of trainable parameter elements.
 int64_t count_parameters(const torch::nn::Module& module);
 
+/// Floating-point operations of one forward pass of one image of shape through model, in eval
+/// mode on the CPU, as PyTorch's profiler counts them (2 per multiply-add of convolutions and
+/// matrix products, 1 per element-wise multiply or add). A training step is about 3 times that.
+double forward_flops(torch::nn::AnyModule& model, const ModelShape& shape);
+
 }  // namespace mgpu::models

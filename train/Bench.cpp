@@ -1,8 +1,10 @@
 // The benchmark: one fresh model and trainer per configuration, warm-up, then timed steps.
 #include "train/Bench.h"
 
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <iostream>
@@ -11,7 +13,7 @@
 #include "data/InputError.h"      // defines: InputError
 #include "data/Preprocess.h"      // defines: mean_image
 #include "models/Registry.h"       // defines: make_model, count_parameters
-#include "train/Device.h"         // defines: select_devices, describe_device, set_threads
+#include "train/Device.h"         // defines: select_devices, describe_device, set_threads, configure_kernels
 #include "train/History.h"        // defines: write_text_atomically
 #include "train/LocalGroup.h"     // defines: make_local_group
 #include "train/NcclGroup.h"      // defines: make_nccl_group
@@ -79,6 +81,49 @@ std::vector<std::unique_ptr<Communicator>> bench_group(const TrainConfig& config
 
 }  // namespace
 
+const std::vector<std::string>& all_bench_levels() {
+  static const std::vector<std::string> levels{"fp32", "channels-last", "bf16", "fused-sgd",
+                                               "cuda-graphs"};
+  return levels;
+}
+
+std::vector<std::string> bench_levels(const std::string& text, bool gpus) {
+  const auto& all = all_bench_levels();
+  std::vector<bool> chosen(all.size(), text == "all");
+  if (text == "all" && !gpus) chosen.back() = false;
+  for (size_t start = 0; text != "all" && start <= text.size();) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    const std::string name = text.substr(start, comma - start);
+    const auto it = std::find(all.begin(), all.end(), name);
+    if (it == all.end()) {
+      throw data::InputError(fmt::format("--levels: unknown level '{}' (expected all, or some of "
+                                         "fp32, channels-last, bf16, fused-sgd, cuda-graphs)",
+                                         name));
+    }
+    if (name == "cuda-graphs" && !gpus) {
+      throw data::InputError("--levels cuda-graphs needs GPUs (mgpu bench --gpus N)");
+    }
+    chosen[static_cast<size_t>(it - all.begin())] = true;
+    start = comma + 1;
+  }
+  std::vector<std::string> levels;
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (chosen[i]) levels.push_back(all[i]);
+  }
+  return levels;
+}
+
+TrainConfig at_level(TrainConfig config, const std::string& level) {
+  const auto& all = all_bench_levels();
+  const auto rank = std::find(all.begin(), all.end(), level) - all.begin();
+  TORCH_CHECK(rank < static_cast<int64_t>(all.size()), "unknown bench level ", level);
+  config.channels_last = rank >= 1;
+  config.amp = rank >= 2 ? "bf16" : "off";
+  config.fused_sgd = rank >= 3;
+  config.cuda_graphs = rank >= 4;
+  return config;
+}
+
 std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
   // Refuse what this machine cannot run before spending time on the rest.
   std::vector<std::vector<torch::Device>> device_sets;
@@ -86,6 +131,7 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
     device_sets.push_back(config.gpus ? select_devices(n, 1) : select_devices(0, n));
   }
   const int64_t threads = set_threads(config.train.threads);
+  configure_kernels(config.train);
   const fs::path dir = bench_dir(config);
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -96,60 +142,89 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
   const data::Dataset images{torch::randint(0, 256, {4096, 3, 32, 32}, gen, torch::kUInt8),
                              torch::randint(0, 10, {4096}, gen, torch::kInt64)};
   const auto mean = data::mean_image(images.images);
+  auto probe = models::make_model(config.train.model, models::ModelShape{});
+  const double train_flops = 3 * models::forward_flops(probe, models::ModelShape{});
   out << fmt::format("mgpu bench: {}, 3x32x32, batch {} per replica, {} timed steps "
-                     "after {} warm-up steps; device {}, {} LibTorch threads\n",
+                     "after {} warm-up steps; device {}, {} LibTorch threads; cuDNN autotuning "
+                     "{}, TF32 {}; {:.3f} GFLOP per training image (3x the forward pass)\n",
                      config.train.model, config.train.batch_per_device, config.steps, config.warmup,
-                     describe_device(device_sets[0][0]), threads);
-  out << fmt::format("{:>8} {:>12} {:>10} {:>10} {:>14} {:>8} {:>10} {:>13}\n", "replicas",
-                     "global batch", "ms/step", "images/s", "s/epoch (proj)", "speedup",
-                     "efficiency", "allreduce ms")
+                     describe_device(device_sets[0][0]), threads,
+                     config.train.cudnn_benchmark ? "on" : "off", config.train.tf32 ? "on" : "off",
+                     train_flops / 1e9);
+  out << fmt::format("{:<14} {:>8} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8} {:>6} {:>9} {:>10}\n",
+                     "level", "replicas", "batch", "ms/step", "images/s", "s/epoch", "TFLOP/s",
+                     "peak MiB", "x", "scaling", "allreduce")
       << std::flush;
+  std::vector<std::string> levels = config.levels;
+  if (levels.empty()) levels.push_back("");
   std::vector<BenchRow> rows;
   for (size_t i = 0; i < device_sets.size(); ++i) {
     const auto& devices = device_sets[i];
-    torch::manual_seed(config.train.seed);
-    auto net = models::make_model(config.train.model, models::ModelShape{});
-    std::vector<std::unique_ptr<Communicator>> comms;
-    if (devices.size() > 1 && devices[0].is_cuda() && config.train.comm != "local") {
-      comms = make_nccl_group(devices, config.train.comm_timeout_s);
+    for (const auto& level : levels) {
+      const TrainConfig train = level.empty() ? config.train : at_level(config.train, level);
+      torch::manual_seed(config.train.seed);
+      auto net = models::make_model(train.model, models::ModelShape{});
+      std::vector<std::unique_ptr<Communicator>> comms;
+      if (devices.size() > 1 && devices[0].is_cuda() && train.comm != "local") {
+        comms = make_nccl_group(devices, train.comm_timeout_s);
+      }
+      Trainer trainer(train, net, devices, mean, std::move(comms));
+      trainer.train_steps(images, config.warmup);
+      for (const auto& d : devices) {
+        if (d.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(d.index());
+      }
+      const auto start = std::chrono::steady_clock::now();
+      trainer.train_steps(images, config.steps);
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      BenchRow row;
+      row.level = level;
+      row.replicas = static_cast<int64_t>(devices.size());
+      row.global_batch = trainer.global_batch();
+      row.ms_per_step = 1000 * seconds / static_cast<double>(config.steps);
+      row.images_per_second = static_cast<double>(config.steps * row.global_batch) / seconds;
+      row.seconds_per_epoch = kCifarTrainImages / row.images_per_second;
+      row.tflops = row.images_per_second * train_flops / 1e12;
+      if (devices[0].is_cuda()) {
+        const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(devices[0].index());
+        row.peak_memory_mib =
+            static_cast<double>(stats.allocated_bytes[0].peak) / (1024.0 * 1024.0);
+      }
+      const BenchRow& base = rows.empty() ? row : rows.front();
+      row.speedup = row.images_per_second / base.images_per_second;
+      row.efficiency =
+          row.speedup / (static_cast<double>(row.replicas) / static_cast<double>(base.replicas));
+      row.gradient_floats = models::count_parameters(*net.ptr());
+      row.all_reduce_ms =
+          time_all_reduce(bench_group(train, devices), devices, row.gradient_floats);
+      rows.push_back(row);
+      out << fmt::format(
+                 "{:<14} {:>8} {:>7} {:>9.2f} {:>9.1f} {:>8.2f} {:>8.3f} {:>8} {:>5.2f}x {:>9} "
+                 "{:>7.3f}ms\n",
+                 level.empty() ? "as flagged" : level, row.replicas, row.global_batch,
+                 row.ms_per_step, row.images_per_second, row.seconds_per_epoch, row.tflops,
+                 row.peak_memory_mib < 0 ? std::string("-")
+                                         : fmt::format("{:.0f}", row.peak_memory_mib),
+                 row.speedup,
+                 level.empty() ? fmt::format("{:.0f}%", 100 * row.efficiency) : std::string("-"),
+                 row.all_reduce_ms)
+          << std::flush;
     }
-    Trainer trainer(config.train, net, devices, mean, std::move(comms));
-    trainer.train_steps(images, config.warmup);
-    const auto start = std::chrono::steady_clock::now();
-    trainer.train_steps(images, config.steps);
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    BenchRow row;
-    row.replicas = static_cast<int64_t>(devices.size());
-    row.global_batch = trainer.global_batch();
-    row.ms_per_step = 1000 * seconds / static_cast<double>(config.steps);
-    row.images_per_second =
-        static_cast<double>(config.steps * row.global_batch) / seconds;
-    row.seconds_per_epoch = kCifarTrainImages / row.images_per_second;
-    const BenchRow& base = rows.empty() ? row : rows.front();
-    row.speedup = row.images_per_second / base.images_per_second;
-    row.efficiency =
-        row.speedup / (static_cast<double>(row.replicas) / static_cast<double>(base.replicas));
-    row.gradient_floats = models::count_parameters(*net.ptr());
-    row.all_reduce_ms =
-        time_all_reduce(bench_group(config.train, devices), devices, row.gradient_floats);
-    rows.push_back(row);
-    out << fmt::format("{:>8} {:>12} {:>10.2f} {:>10.1f} {:>14.1f} {:>7.2f}x {:>9.0f}% {:>13.3f}\n",
-                       row.replicas, row.global_batch, row.ms_per_step, row.images_per_second,
-                       row.seconds_per_epoch, row.speedup, 100 * row.efficiency,
-                       row.all_reduce_ms)
-        << std::flush;
   }
-  std::string csv = "replicas,global_batch,ms_per_step,images_per_second,seconds_per_epoch,"
-                    "speedup,efficiency,gradient_floats,allreduce_ms\n";
+  std::string csv = "level,replicas,global_batch,ms_per_step,images_per_second,seconds_per_epoch,"
+                    "tflops,peak_memory_mib,speedup,efficiency,gradient_floats,allreduce_ms\n";
   for (const auto& r : rows) {
-    csv += fmt::format("{},{},{:.3f},{:.2f},{:.2f},{:.4f},{:.4f},{},{:.4f}\n", r.replicas,
-                       r.global_batch, r.ms_per_step, r.images_per_second, r.seconds_per_epoch,
-                       r.speedup, r.efficiency, r.gradient_floats, r.all_reduce_ms);
+    csv += fmt::format("{},{},{},{:.3f},{:.2f},{:.2f},{:.4f},{:.1f},{:.4f},{:.4f},{},{:.4f}\n",
+                       r.level, r.replicas, r.global_batch, r.ms_per_step, r.images_per_second,
+                       r.seconds_per_epoch, r.tflops, r.peak_memory_mib, r.speedup, r.efficiency,
+                       r.gradient_floats, r.all_reduce_ms);
   }
-  out << fmt::format("allreduce ms: one sum all-reduce of the full gradient buffer ({} floats, "
+  out << "s/epoch: projected for 50,000 training images; x: images/s over the first row's; "
+         "scaling: x over the replica ratio (not with --levels);\n"
+      << fmt::format("allreduce: one sum all-reduce of the full gradient buffer ({} floats, "
                      "{:.1f} MB) with the configuration's communicator, mean of 50\n",
-                     rows.front().gradient_floats, 4e-6 * static_cast<double>(rows.front().gradient_floats));
+                     rows.front().gradient_floats,
+                     4e-6 * static_cast<double>(rows.front().gradient_floats));
   write_text_atomically(dir / "bench.csv", csv);
   out << "table: " << (dir / "bench.csv").string() << "\n";
   std::string why;

@@ -32,6 +32,15 @@ class Communicator {
   /// Wakes every rank blocked in (or later entering) a collective with a CommError carrying
   /// reason: how a failing replica stops its peers instead of leaving them waiting.
   virtual void abort(const std::string& reason) = 0;
+
+  /// CUDA graphs: whether all_reduce_sum may be called while the current CUDA stream is being
+  /// captured. It then only enqueues the collective, and after each replay the caller watches
+  /// the replayed collectives with wait_for_enqueued.
+  virtual bool can_capture() const { return false; }
+  /// Blocks until the work queued so far on the current CUDA stream (a replayed graph with its
+  /// collectives) has finished, failing with a CommError, as the collectives do, when a peer
+  /// fails or the group's deadline passes: a dead peer never leaves a replay hanging.
+  virtual void wait_for_enqueued(const char* /*what*/) {}
 };
 
 }  // namespace mgpu::train

@@ -42,6 +42,15 @@ void set_deterministic(bool on) {
   context.setDeterministicAlgorithms(on, /*warn_only=*/true);
 }
 
+void configure_kernels(const TrainConfig& config) {
+  set_deterministic(config.deterministic);
+  auto& context = at::globalContext();
+  context.setBenchmarkCuDNN(config.cudnn_benchmark && !config.deterministic);
+  const auto precision = config.tf32 ? at::Float32Precision::TF32 : at::Float32Precision::IEEE;
+  context.setFloat32Precision(at::Float32Backend::CUDA, at::Float32Op::CONV, precision);
+  context.setFloat32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL, precision);
+}
+
 int64_t set_threads(int64_t threads) {
   const int64_t n =
       threads > 0 ? threads : std::max<int64_t>(1, std::thread::hardware_concurrency());

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "train/TrainConfig.h"
+
 namespace mgpu::train {
 
 /// One device per replica: cuda:0 .. cuda:G-1 for --gpus G, else cpu_replicas times the CPU.
@@ -19,6 +21,11 @@ std::string describe_device(const torch::Device& device);
 /// deterministic implementations with a warning where one has none, cuBLAS's fixed workspace)
 /// or back to LibTorch's defaults. Call before the first CUDA work.
 void set_deterministic(bool on);
+
+/// A run's global kernel choices, before its first CUDA work: deterministic kernels if
+/// config.deterministic (set_deterministic), else cuDNN autotuning if config.cudnn_benchmark;
+/// TF32 tensor cores for float32 convolutions and matmuls if config.tf32.
+void configure_kernels(const TrainConfig& config);
 
 /// Sets LibTorch's intra-op thread count (0: all cores) and returns the count in force.
 int64_t set_threads(int64_t threads);

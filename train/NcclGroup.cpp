@@ -115,6 +115,14 @@ class NcclCommunicator : public Communicator {
     });
   }
 
+  bool can_capture() const override { return true; }
+
+  void wait_for_enqueued(const char* what) override {
+    c10::cuda::CUDAGuard guard(device_);
+    MGPU_CUDA_CHECK(cudaEventRecord(done_, c10::cuda::getCurrentCUDAStream(device_.index()).stream()));
+    wait(what);
+  }
+
   void abort(const std::string& reason) override {
     std::lock_guard<std::mutex> lock(state_->mutex);
     if (state_->abort_reason.empty()) state_->abort_reason = reason;
@@ -136,7 +144,10 @@ class NcclCommunicator : public Communicator {
     launch(stream_->stream());
     MGPU_CUDA_CHECK(cudaEventRecord(done_, stream_->stream()));
     MGPU_CUDA_CHECK(cudaStreamWaitEvent(compute, done_, 0));
-    wait(op);
+    // While a CUDA graph is captured nothing runs: its replays are watched by wait_for_enqueued.
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    MGPU_CUDA_CHECK(cudaStreamIsCapturing(compute, &capture));
+    if (capture == cudaStreamCaptureStatusNone) wait(op);
   }
 
   // Waits for done_ with a deadline, watching NCCL's asynchronous errors and aborts.

@@ -157,11 +157,15 @@ void plot_bench(const std::vector<BenchRow>& rows, const fs::path& png,
 #else
   std::vector<std::tuple<std::string, double, std::string>> bars;
   for (const auto& r : rows) {
-    bars.emplace_back(std::to_string(r.replicas), r.images_per_second,
-                      fmt::format("{:.2f}x", r.speedup));
+    const std::string label = r.level.empty() ? std::to_string(r.replicas)
+                              : r.replicas == 1 ? r.level
+                                                : fmt::format("{} x {}", r.replicas, r.level);
+    bars.emplace_back(label, r.images_per_second, fmt::format("{:.2f}x", r.speedup));
   }
-  draw_png(png, "800,550", "Training throughput by replica count\n" + subtitle, [&](Gnuplot& gp) {
-    gp << "set xlabel 'replicas'\nset ylabel 'images/s'\nset grid ytics\nset yrange [0:*]\n";
+  const bool levels = !rows.empty() && !rows.front().level.empty();
+  const std::string by = levels ? "configuration" : "replicas";
+  draw_png(png, "800,550", "Training throughput by " + by + "\n" + subtitle, [&](Gnuplot& gp) {
+    gp << "set xlabel '" << by << "'\nset ylabel 'images/s'\nset grid ytics\nset yrange [0:*]\n";
     gp << "set style fill solid 0.6\nset boxwidth 0.6\nunset key\nset offsets 0,0,graph 0.1,0\n";
     gp << "plot '-' using 0:2:xtic(1) with boxes, '-' using 0:2:3 with labels offset 0,1\n";
     gp.send1d(bars);

@@ -58,7 +58,13 @@ nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& da
                  {"global_batch", trainer.global_batch()},
                  {"gpus", config.gpus},
                  {"seed", config.seed},
-                 {"deterministic", config.deterministic}};
+                 {"deterministic", config.deterministic},
+                 {"amp", config.amp},
+                 {"channels_last", config.channels_last},
+                 {"fused_sgd", config.fused_sgd || config.cuda_graphs},
+                 {"cuda_graphs", config.cuda_graphs},
+                 {"cudnn_benchmark", config.cudnn_benchmark && !config.deterministic},
+                 {"tf32", config.tf32}};
   j["epochs_completed"] = history.size();
   j["seconds"] = seconds;
   j["train_images_per_second"] = trainer.images_per_second();
@@ -94,6 +100,8 @@ nlohmann::json run_fingerprint(const TrainConfig& config, const data::DataSplit&
           {"momentum", config.momentum},
           {"lr_scaling", config.lr_scaling},
           {"warmup_epochs", config.warmup_epochs},
+          {"amp", config.amp},
+          {"optimizer", config.fused_sgd || config.cuda_graphs ? "fused-sgd" : "sgd"},
           {"seed", config.seed}};
 }
 
@@ -141,7 +149,7 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
     devices = {torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(process.local_rank))};
   }
   const int64_t threads = set_threads(config.threads);
-  set_deterministic(config.deterministic);
+  configure_kernels(config);
 
   data::DataSplit data = data::load_data(config.data);
   RunResult result;

@@ -27,6 +27,15 @@ struct TrainConfig {
   int64_t eval_batch = 256;       // evaluation batch (no effect on results)
   uint64_t seed = 42;
   bool deterministic = false;     // deterministic cuDNN and LibTorch kernels (GPU runs repeat bit for bit)
+  // Speed (docs/benchmarks.md measures each on its own):
+  std::string amp = "off";        // "bf16": forward passes autocast to bfloat16 (weights and
+                                  // batch-norm statistics stay float32)
+  bool channels_last = false;     // 4-d weights and inputs in NHWC memory order
+  bool fused_sgd = false;         // SGD over one flat parameter buffer: 3 kernels a step
+  bool cuda_graphs = false;       // GPU: replay the whole training step from a CUDA graph
+                                  // (implies fused_sgd: the learning rate lives on the device)
+  bool cudnn_benchmark = true;    // cuDNN autotuning (off with deterministic)
+  bool tf32 = true;               // TF32 tensor cores for float32 convolutions and matmuls
   int verbose = 1;                // 0 silent, 1 progress bar, 2 one line per epoch
   std::string out_dir;            // empty: runs/<dataset>-<timestamp>
   int64_t checkpoint_every = 0;   // also checkpoint every N steps (0: at epoch ends only)

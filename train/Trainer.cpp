@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <thread>
 
 #include "data/Augment.h"      // defines: shift_and_flip, Augmenter::Draw
@@ -16,8 +17,10 @@
 #include "train/History.h"     // defines: EpochStats
 #include "train/LocalGroup.h"  // defines: make_local_group
 #include "train/LrSchedule.h"  // defines: poly_decay
+#include "train/Precision.h"   // defines: AutocastGuard, in_memory_format
 #include "train/Sharding.h"    // defines: shard_batch
 #include "train/Signals.h"     // defines: stop_signal, StopRequested
+#include "train/StepGraph.h"   // defines: StepGraph
 
 namespace mgpu::train {
 
@@ -26,6 +29,11 @@ namespace {
 // Seeds for the independent random streams of a run, all derived from --seed.
 constexpr uint64_t kShuffleStream = 1;
 constexpr uint64_t kAugmentStream = 2;
+// With --cuda-graphs, the steps run eagerly before the capture (cuDNN autotuning, lazy
+// initialisation and the allocator settle first).
+constexpr int64_t kEagerStepsBeforeCapture = 3;
+// Columns of an epoch plan: one row per image of the epoch's batches.
+enum PlanColumn : int64_t { kIndex = 0, kShiftX, kShiftY, kFlip, kPlanColumns };
 
 std::string message_of(const std::exception_ptr& error) {
   try {
@@ -66,20 +74,30 @@ struct Trainer::Replica {
   torch::Tensor mean;   // [C, H, W] float on device
   torch::Tensor grads;  // flat gradient buffer; every parameter's .grad is a view into it
   torch::Tensor control;    // its last 2 entries, summed with it: stop requests, faults
+  torch::Tensor params;     // fused SGD: flat buffer; every parameter is a view into it
+  torch::Tensor momentum;   // fused SGD: the momentum buffer, flat like params
+  // 0-dim device tensors the step reads, set before it: rate, step number, stop request.
+  torch::Tensor lr, step_number, stop_flag;
   torch::Tensor first_bad;  // int64 on device: first step whose loss or gradient was not finite
-  std::unique_ptr<torch::optim::SGD> optimizer;
+  std::unique_ptr<torch::optim::SGD> optimizer;  // without fused SGD
   std::unique_ptr<Communicator> comm;
   data::Dataset train, test;        // uint8 images and labels on device
   torch::Tensor loss_sum, correct;  // epoch totals over all replicas, on device
   Metrics val;                      // last evaluation
+  // --cuda-graphs: the captured step, its static input (one global batch's plan rows), and
+  // the steps run eagerly so far.
+  std::unique_ptr<StepGraph> graph;
+  torch::Tensor graph_batch;
+  int64_t eager_steps = 0;
 };
 
 struct Trainer::EpochPlan {
   int64_t epoch = 0;  // 0-based
   int64_t steps = 0;
   double lr = 0;  // at the first step (with warm-up, it changes every step)
-  torch::Tensor order;    // [steps * global batch] image indices, CPU
-  data::Augmenter::Draw draw;  // one offset pair and flip per entry of order
+  // [steps * global batch, kPlanColumns] int64 on the CPU: per image of the epoch's batches,
+  // its index in the training set, its shifts and its flip.
+  torch::Tensor rows;
 };
 
 Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model, torch::Device device,
@@ -105,6 +123,23 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
   }
   TORCH_CHECK(comms.empty() || static_cast<int>(comms.size()) == n,
               "Trainer: one communicator per replica expected");
+  if (config.cuda_graphs) {
+    config_.fused_sgd = true;  // the captured step reads its rate from the device
+    for (const auto& d : devices) {
+      if (!d.is_cuda()) {
+        throw data::InputError("--cuda-graphs needs GPUs (--gpus 1 or more): CPU training has "
+                               "no CUDA graphs");
+      }
+    }
+    for (const auto& c : comms) {
+      if (!c->can_capture()) {
+        throw data::InputError(fmt::format(
+            "--cuda-graphs cannot capture the {} communicator's all-reduce; use NCCL (--comm "
+            "nccl or auto)",
+            c->backend()));
+      }
+    }
+  }
   model.ptr()->to(devices[0]);
   for (int r = 0; r < n; ++r) {
     auto replica = std::make_unique<Replica>();
@@ -113,20 +148,20 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
     replica->model = r == 0 ? model : model.clone(devices[r]);  // all start from replica 0
     replica->mean = mean.to(devices[r]);
     if (!comms.empty()) replica->comm = std::move(comms[r]);
-    // Gradients live in one flat buffer so that one all-reduce moves them all; two more
-    // entries carry each replica's stop request and fault flag along with them.
-    auto params = replica->model.ptr()->parameters();
-    int64_t total = 0;
-    for (const auto& p : params) total += p.numel();
-    replica->grads = torch::zeros({total + 2}, params.front().options().requires_grad(false));
-    replica->control = replica->grads.narrow(0, total, 2);
-    int64_t offset = 0;
-    for (auto& p : params) {
-      p.mutable_grad() = replica->grads.narrow(0, offset, p.numel()).view_as(p);
-      offset += p.numel();
+    const auto on_device = torch::TensorOptions().device(devices[r]);
+    replica->lr = torch::full({}, config.lr, on_device);
+    replica->step_number = torch::zeros({}, on_device.dtype(torch::kInt64));
+    replica->stop_flag = torch::zeros({}, on_device);
+    replica->first_bad = torch::full({}, -1, on_device.dtype(torch::kInt64));
+    replica->loss_sum = torch::zeros({}, on_device);
+    replica->correct = torch::zeros({}, on_device.dtype(torch::kInt64));
+    bind_parameters(*replica);
+    if (!config_.fused_sgd) {
+      replica->optimizer = std::make_unique<torch::optim::SGD>(
+          replica->model.ptr()->parameters(),
+          torch::optim::SGDOptions(config.lr).momentum(config.momentum));
     }
-    replica->optimizer = std::make_unique<torch::optim::SGD>(
-        params, torch::optim::SGDOptions(config.lr).momentum(config.momentum));
+    if (config_.cuda_graphs) replica->graph = std::make_unique<StepGraph>(devices[r]);
     replicas_.push_back(std::move(replica));
   }
   if (config.lr_scaling == "linear") {
@@ -134,12 +169,62 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
   }
 }
 
+void Trainer::bind_parameters(Replica& replica) {
+  torch::NoGradGuard no_grad;
+  auto params = replica.model.ptr()->parameters();
+  int64_t total = 0;
+  for (const auto& p : params) total += p.numel();
+  const auto options = params.front().options().requires_grad(false);
+  // Gradients live in one flat buffer so that one all-reduce moves them all; two more
+  // entries carry each replica's stop request and fault flag along with them.
+  if (!replica.grads.defined()) {
+    replica.grads = torch::zeros({total + 2}, options);
+    replica.control = replica.grads.narrow(0, total, 2);
+  }
+  if (config_.fused_sgd && !replica.params.defined()) {
+    replica.params = torch::empty({total}, options);
+    replica.momentum = torch::zeros({total}, options);
+  }
+  int64_t offset = 0;
+  for (auto& p : params) {
+    const auto value = in_memory_format(p.detach(), config_.channels_last);
+    if (config_.fused_sgd) {
+      auto view = replica.params.narrow(0, offset, p.numel()).as_strided(p.sizes(), value.strides());
+      view.copy_(value);
+      p.set_data(view);
+    } else if (!value.is_same(p)) {
+      p.set_data(value);
+    }
+    p.mutable_grad() =
+        replica.grads.narrow(0, offset, p.numel()).as_strided(p.sizes(), value.strides());
+    offset += p.numel();
+  }
+}
+
+void Trainer::optimizer_step(Replica& replica) {
+  if (!config_.fused_sgd) {
+    replica.optimizer->step();
+    return;
+  }
+  // SGD with momentum as torch.optim.SGD computes it (the first buffer is the gradient), over
+  // all parameters at once.
+  torch::NoGradGuard no_grad;
+  const auto grads = replica.grads.narrow(0, 0, replica.params.numel());
+  replica.momentum.mul_(config_.momentum).add_(grads);
+  replica.params.addcmul_(replica.momentum, replica.lr, -1.0);
+}
+
 void Trainer::broadcast_weights(Replica& replica) {
   // Replicas start from rank 0's weights, also those in other processes.
   if (!replica.comm) return;
   torch::NoGradGuard no_grad;
-  for (auto& p : replica.model.ptr()->parameters()) replica.comm->broadcast(p, 0);
-  for (auto& b : replica.model.ptr()->buffers()) replica.comm->broadcast(b, 0);
+  auto broadcast = [&](torch::Tensor& t) {  // collectives move contiguous tensors
+    auto dense = t.contiguous();
+    replica.comm->broadcast(dense, 0);
+    if (!dense.is_same(t)) t.copy_(dense);
+  };
+  for (auto& p : replica.model.ptr()->parameters()) broadcast(p);
+  for (auto& b : replica.model.ptr()->buffers()) broadcast(b);
 }
 
 Trainer::~Trainer() = default;
@@ -179,59 +264,94 @@ void Trainer::for_each_replica(const std::function<void(Replica&)>& f) {
   }
 }
 
+std::vector<Shard> Trainer::local_shards(const Replica& replica) const {
+  // Micro-batch k of replica r is shard k * world + r: one replica with --accumulate N sees
+  // exactly the micro-batches that N replicas see in one step.
+  const int64_t world = world_size(), rank = replica.comm ? replica.comm->rank() : 0;
+  const auto shards = shard_batch(global_batch(), world * config_.accumulate);
+  std::vector<Shard> local;
+  for (int64_t k = 0; k < config_.accumulate; ++k) local.push_back(shards[k * world + rank]);
+  return local;
+}
+
+void Trainer::train_step(Replica& replica, const torch::Tensor& batch_plan) {
+  const auto dev = replica.device;
+  const double batch = static_cast<double>(global_batch());
+  const auto params_grads = replica.grads.narrow(0, 0, replica.grads.numel() - 2);
+  replica.grads.zero_();
+  auto step_loss = torch::zeros({}, torch::TensorOptions().device(dev));
+  for (const Shard& shard : local_shards(replica)) {
+    const auto rows = batch_plan.narrow(0, shard.offset, shard.size);
+    const auto idx = rows.select(1, kIndex);
+    auto x = data::shift_and_flip(
+        data::subtract_mean(replica.train.images.index_select(0, idx), replica.mean),
+        rows.select(1, kShiftX), rows.select(1, kShiftY),
+        rows.select(1, kFlip).to(torch::kBool));  // [b, C, H, W]
+    const auto labels = replica.train.labels.index_select(0, idx);
+    torch::Tensor logits, loss;
+    {
+      AutocastGuard amp(dev.type(), config_.amp == "bf16");
+      logits = replica.model.forward(in_memory_format(x, config_.channels_last));  // [b, classes]
+      loss = torch::nn::functional::cross_entropy(logits, labels);
+    }
+    // Weighted by the shard's share, the summed gradients are the whole batch's gradient.
+    (loss * (static_cast<double>(shard.size) / batch)).backward();
+    step_loss += loss.detach();
+    replica.loss_sum += loss.detach().to(torch::kFloat) * static_cast<double>(shard.size);
+    replica.correct += logits.detach().argmax(1).eq(labels).sum();
+  }
+  // Flags ride with the gradients, so every replica learns of any replica's stop request or
+  // non-finite loss or gradient in the same step, without a collective of their own.
+  replica.control[0].copy_(replica.stop_flag);
+  replica.control[1].copy_(torch::isfinite(step_loss + params_grads.sum()).logical_not());
+  if (replica.comm) replica.comm->all_reduce_sum(replica.grads);
+  replica.first_bad.copy_(torch::where(replica.first_bad.lt(0) & replica.control[1].gt(0),
+                                       replica.step_number, replica.first_bad));
+  optimizer_step(replica);
+}
+
 void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progress,
                         int64_t first_step) {
   auto& module = *replica.model.ptr();
   module.train();
   const auto dev = replica.device;
-  const auto order = plan.order.to(dev);
-  const auto dx = plan.draw.dx.to(dev), dy = plan.draw.dy.to(dev), flip = plan.draw.flip.to(dev);
-  const int64_t world = world_size(), k_micro = config_.accumulate, batch = global_batch();
-  const int64_t rank = replica.comm ? replica.comm->rank() : 0;
-  // Micro-batch k of replica r is shard k * world + r: one replica with --accumulate N sees
-  // exactly the micro-batches that N replicas see in one step.
-  const auto shards = shard_batch(batch, world * k_micro);
+  const int64_t batch = global_batch();
+  const auto rows = plan.rows.to(dev);
   int64_t local_per_step = 0;
-  for (int64_t k = 0; k < k_micro; ++k) local_per_step += shards[k * world + rank].size;
-  const auto params_grads = replica.grads.narrow(0, 0, replica.grads.numel() - 2);
+  for (const Shard& shard : local_shards(replica)) local_per_step += shard.size;
 
   if (first_step == 1) {  // else resume() restored the sums of the steps before
-    replica.loss_sum = torch::zeros({}, torch::TensorOptions().device(dev));
-    replica.correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(dev));
+    replica.loss_sum.zero_();
+    replica.correct.zero_();
   }
-  replica.first_bad = torch::full({}, -1, torch::TensorOptions().dtype(torch::kInt64).device(dev));
+  replica.first_bad.fill_(-1);
+  std::optional<StepGraph::Scope> on_graph_stream;
+  if (replica.graph) on_graph_stream.emplace(*replica.graph);
   for (int64_t step = first_step; step <= plan.steps; ++step) {
     const double lr = schedule_.at(plan.epoch, static_cast<double>(step - 1) / plan.steps);
-    for (auto& group : replica.optimizer->param_groups()) {
-      static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
+    replica.lr.fill_(lr);
+    replica.step_number.fill_(step);
+    replica.stop_flag.fill_(stop_signal() != 0 ? 1.0 : 0.0);
+    if (replica.optimizer) {
+      for (auto& group : replica.optimizer->param_groups()) {
+        static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
+      }
     }
-    replica.grads.zero_();
-    auto step_loss = torch::zeros({}, torch::TensorOptions().device(dev));
-    for (int64_t k = 0; k < k_micro; ++k) {
-      const Shard& shard = shards[k * world + rank];
-      const int64_t begin = (step - 1) * batch + shard.offset;
-      const auto idx = order.narrow(0, begin, shard.size);
-      auto x = data::shift_and_flip(
-          data::subtract_mean(replica.train.images.index_select(0, idx), replica.mean),
-          dx.narrow(0, begin, shard.size), dy.narrow(0, begin, shard.size),
-          flip.narrow(0, begin, shard.size));  // [b, C, H, W]
-      const auto labels = replica.train.labels.index_select(0, idx);
-      const auto logits = replica.model.forward(x);  // [b, classes]
-      const auto loss = torch::nn::functional::cross_entropy(logits, labels);
-      // Weighted by the shard's share, the summed gradients are the whole batch's gradient.
-      (loss * (static_cast<double>(shard.size) / static_cast<double>(batch))).backward();
-      step_loss += loss.detach();
-      replica.loss_sum += loss.detach() * static_cast<double>(shard.size);
-      replica.correct += logits.detach().argmax(1).eq(labels).sum();
+    const auto batch_plan = rows.narrow(0, (step - 1) * batch, batch);
+    if (!replica.graph) {
+      train_step(replica, batch_plan);
+    } else if (replica.graph->captured()) {
+      replica.graph_batch.copy_(batch_plan);
+      replica.graph->replay();
+      if (replica.comm) replica.comm->wait_for_enqueued("all_reduce (CUDA graph replay)");
+    } else if (++replica.eager_steps <= kEagerStepsBeforeCapture) {
+      train_step(replica, batch_plan);
+    } else {  // capture this step (capturing runs nothing), then replay it
+      replica.graph_batch = batch_plan.clone();
+      replica.graph->capture([&] { train_step(replica, replica.graph_batch); });
+      replica.graph->replay();
+      if (replica.comm) replica.comm->wait_for_enqueued("all_reduce (CUDA graph replay)");
     }
-    // Flags ride with the gradients, so every replica learns of any replica's stop request or
-    // non-finite loss or gradient in the same step, without a collective of their own.
-    replica.control[0].fill_(stop_signal() != 0 ? 1.0 : 0.0);
-    replica.control[1].copy_(torch::isfinite(step_loss + params_grads.sum()).logical_not());
-    if (replica.comm) replica.comm->all_reduce_sum(replica.grads);
-    replica.first_bad = torch::where(replica.first_bad.lt(0) & replica.control[1].gt(0),
-                                     torch::full_like(replica.first_bad, step), replica.first_bad);
-    replica.optimizer->step();
 
     const bool due = progress && progress->due(step);
     const int64_t global_step = plan.epoch * plan.steps + step;
@@ -267,6 +387,7 @@ void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progr
           last_checkpoint_.string()));
     }
   }
+  on_graph_stream.reset();
   if (replica.comm) {
     replica.comm->all_reduce_sum(replica.loss_sum);
     replica.comm->all_reduce_sum(replica.correct);
@@ -300,7 +421,14 @@ Metrics Trainer::evaluate_replica(Replica& replica, const data::Dataset& dataset
     const int64_t len = std::min(config_.eval_batch, part.offset + part.size - start);
     const auto images = dataset.images.narrow(0, start, len).to(dev);
     const auto labels = dataset.labels.narrow(0, start, len).to(dev);
-    const auto logits = replica.model.forward(data::subtract_mean(images, replica.mean));
+    torch::Tensor logits;
+    {
+      AutocastGuard amp(dev.type(), config_.amp == "bf16");
+      logits = replica.model
+                   .forward(in_memory_format(data::subtract_mean(images, replica.mean),
+                                             config_.channels_last))
+                   .to(torch::kFloat);
+    }
     loss_sum += torch::nn::functional::cross_entropy(
         logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
     correct += logits.argmax(1).eq(labels).sum();
@@ -344,8 +472,9 @@ Trainer::EpochPlan Trainer::plan_epoch(int64_t epoch, int64_t steps, const data:
   for (int64_t have = 0; have < n; have += train.size()) {
     orders.push_back(torch::randperm(train.size(), shuffle_));
   }
-  plan.order = torch::cat(orders).narrow(0, 0, n);
-  plan.draw = data::Augmenter::draw(data::AugmentOptions{}, augment_, n, shape[2], shape[3]);
+  const auto order = torch::cat(orders).narrow(0, 0, n);
+  const auto draw = data::Augmenter::draw(data::AugmentOptions{}, augment_, n, shape[2], shape[3]);
+  plan.rows = torch::stack({order, draw.dx, draw.dy, draw.flip.to(torch::kInt64)}, 1);
   return plan;
 }
 
@@ -403,7 +532,11 @@ void Trainer::write_checkpoint(Replica& replica, int64_t epoch, int64_t step) {
   archive.write("throughput", torch::tensor({train_seconds_, train_images_}, torch::kFloat64));
   torch::serialize::OutputArchive model, optimizer;
   replica.model.ptr()->save(model);
-  replica.optimizer->save(optimizer);
+  if (replica.optimizer) {
+    replica.optimizer->save(optimizer);
+  } else {
+    optimizer.write("momentum", replica.momentum);  // fused SGD's whole state
+  }
   archive.write("model", model);
   archive.write("optimizer", optimizer);
   const auto path = checkpoint_path(checkpoints_.dir, epoch, step);
@@ -421,7 +554,18 @@ void Trainer::load_checkpoint(Replica& replica, const std::filesystem::path& fil
   archive.read("model", model);
   archive.read("optimizer", optimizer);
   replica.model.ptr()->load(model);
-  replica.optimizer->load(optimizer);
+  bind_parameters(replica);  // loading replaced the parameters' storage
+  if (replica.optimizer) {
+    replica.optimizer->load(optimizer);
+  } else {
+    torch::Tensor momentum;
+    optimizer.read("momentum", momentum);
+    if (!momentum.sizes().equals(replica.momentum.sizes())) {
+      throw data::InputError(fmt::format("checkpoint {}: momentum buffer of {} values, expected {}",
+                                         file.string(), momentum.numel(), replica.momentum.numel()));
+    }
+    replica.momentum.copy_(momentum);
+  }
   torch::Tensor float_rows, int_rows, rng_rows;
   archive.read("rank_floats", float_rows);
   archive.read("rank_ints", int_rows);
@@ -433,8 +577,8 @@ void Trainer::load_checkpoint(Replica& replica, const std::filesystem::path& fil
     b.copy_(floats.narrow(0, offset, b.numel()).view_as(b));
     offset += b.numel();
   }
-  replica.loss_sum = floats[offset].clone();
-  replica.correct = int_rows[row][0].clone();
+  replica.loss_sum.copy_(floats[offset]);
+  replica.correct.copy_(int_rows[row][0]);
   set_generator_states(replica.device, rng_rows[row].cpu());
 }
 

@@ -15,6 +15,7 @@
 #include "train/History.h"
 #include "train/LrSchedule.h"
 #include "train/Progress.h"
+#include "train/Sharding.h"
 #include "train/TrainConfig.h"
 
 namespace mgpu::train {
@@ -81,6 +82,14 @@ class Trainer {
   struct EpochPlan;
   /// Steps first_step..plan.steps (1-based) of an epoch.
   void run_epoch(Replica& replica, const EpochPlan& plan, Progress* progress, int64_t first_step);
+  /// One optimizer step on this replica's shards of a global batch (rows of image index, dx,
+  /// dy, flip), reading the rate, step number and stop flag from the replica's device
+  /// tensors: device work only, nothing read back, so that a CUDA graph can capture it.
+  void train_step(Replica& replica, const torch::Tensor& batch_plan);
+  /// Every parameter in the configured memory format, a view into one flat buffer with the
+  /// fused optimizer, and its gradient a view of the same layout into the gradient buffer.
+  void bind_parameters(Replica& replica);
+  void optimizer_step(Replica& replica);
   /// A collective: every replica gives its own state, the writer's replica 0 writes the file.
   void write_checkpoint(Replica& replica, int64_t epoch, int64_t step);
   void load_checkpoint(Replica& replica, const std::filesystem::path& file);
@@ -90,6 +99,8 @@ class Trainer {
   /// Copies the data sets to every replica's device (once per device).
   void place_data(const data::Dataset& train, const data::Dataset& test);
   EpochPlan plan_epoch(int64_t epoch, int64_t steps, const data::Dataset& train);
+  /// The shards of each global batch this replica trains on, in micro-batch order.
+  std::vector<Shard> local_shards(const Replica& replica) const;
   /// Runs f(replica) for every replica, each in its own thread (replica 0 in this one);
   /// a failure in one aborts the group so the others stop too, and is rethrown here.
   void for_each_replica(const std::function<void(Replica&)>& f);
