@@ -33,24 +33,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 convert_pid=$!
 
 step "build"
-for f in .deps/*.deb; do dpkg -x "$f" /tmp/deps; done
-zlib_flags=()
-if [[ ! -e /usr/include/zlib.h ]]; then  # headers from the .deb, the system's shared library
-  libz=$(ldconfig -p | awk '/libz\.so\.1 .*x86-64/ {print $NF; exit}')
-  zlib_flags=(-DZLIB_INCLUDE_DIR=/tmp/deps/usr/include "-DZLIB_LIBRARY=$libz")
-fi
-cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMGPU_PYTHON="$(command -v python3)" \
-  -DMGPU_WITH_PLOT=OFF -DMGPU_WITH_DOWNLOAD=OFF -DCMAKE_PREFIX_PATH=/tmp/deps/usr -DTORCH_CUDA_ARCH_LIST=9.0 \
-  -DGTest_DIR=/tmp/deps/usr/lib/x86_64-linux-gnu/cmake/GTest "${zlib_flags[@]}" \
-  > "$OUT/configure.log" 2>&1 || { tail -40 "$OUT/configure.log"; exit 1; }
-grep -i "nccl\|libtorch from" "$OUT/configure.log"
-cmake --build build-gpu -j 16 > "$OUT/build.log" 2>&1 ||
-  { grep -m10 -B2 -A10 "error" "$OUT/build.log"; exit 1; }
+scripts/gpu-build.sh "$OUT" || exit 1
 step "built"
-# Which library std:: symbols bind to (docs/architecture.md, PyPI LibTorch and std::filesystem).
-{ readelf -d build-gpu/tests/test_history | grep NEEDED | head -4
-  ninja -C build-gpu -t commands tests/test_history | tail -1 | cut -c1-600; } > "$OUT/link.txt" 2>&1
-head -4 "$OUT/link.txt"
 
 step "tests"
 (cd build-gpu && timeout 150 ctest -j 8 --timeout 120 --output-on-failure > "$OUT/ctest.log" 2>&1) ||

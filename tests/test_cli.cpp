@@ -27,18 +27,20 @@ std::string refusal(std::vector<std::string> args) {
 struct Run {
   int code;
   std::string err;
+  std::string out;
 };
 
-// Runs the real binary; returns its exit code and standard error.
+// Runs the real binary; returns its exit code, standard error and standard output.
 Run run_mgpu(const std::string& args, const std::string& prefix = "") {
   TempDir tmp;
-  const auto err_file = tmp.path() / "stderr";
-  const std::string cmd =
-      prefix + std::string(MGPU_BINARY) + " " + args + " > /dev/null 2> " + err_file.string();
+  const auto err_file = tmp.path() / "stderr", out_file = tmp.path() / "stdout";
+  const std::string cmd = prefix + std::string(MGPU_BINARY) + " " + args + " > " +
+                          out_file.string() + " 2> " + err_file.string();
   const int status = std::system(cmd.c_str());
-  std::ifstream in(err_file);
+  std::ifstream err(err_file), out(out_file);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-          {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()}};
+          {std::istreambuf_iterator<char>(err), std::istreambuf_iterator<char>()},
+          {std::istreambuf_iterator<char>(out), std::istreambuf_iterator<char>()}};
 }
 
 }  // namespace
@@ -116,6 +118,11 @@ TEST(Cli, RefusalsNameTheFlag) {
       {{"bench", "--cpu-replicas", "2,x"}, "--cpu-replicas '2,x'"},
       {{"bench", "--gpus", "1", "--cpu-replicas", "1"}, "not both"},
       {{"bench", "--steps", "0"}, "--steps 0"},
+      {{"train", "--amp", "fp16"}, "--amp 'fp16': expected off or bf16"},
+      {{"train", "--gpus", "0", "--cuda-graphs"}, "--cuda-graphs needs a GPU"},
+      {{"bench", "--cuda-graphs"}, "--cuda-graphs needs GPUs"},
+      {{"bench", "--levels", "fp32,turbo"}, "unknown level 'turbo'"},
+      {{"bench", "--levels", "cuda-graphs"}, "--levels cuda-graphs needs GPUs"},
   };
   for (const auto& [args, needle] : cases) {
     const std::string msg = refusal(args);
@@ -251,6 +258,25 @@ TEST(Cli, BenchLists) {
   cmd = parse_command_line({"mgpu", "bench"});
   EXPECT_FALSE(cmd.bench.gpus);
   EXPECT_EQ(cmd.bench.replicas, (std::vector<int64_t>{1, 2}));
+  EXPECT_TRUE(cmd.bench.levels.empty());
+  cmd = parse_command_line({"mgpu", "bench", "--levels", "all"});  // one replica by default
+  EXPECT_EQ(cmd.bench.replicas, (std::vector<int64_t>{1}));
+  EXPECT_EQ(cmd.bench.levels.size(), 4u);  // no cuda-graphs without --gpus
+}
+
+TEST(Cli, SpeedFlags) {
+  auto c = parse_command_line({"mgpu", "train", "--gpus", "0"}).train;
+  EXPECT_EQ(c.amp, "off");
+  EXPECT_FALSE(c.channels_last || c.fused_sgd || c.cuda_graphs);
+  EXPECT_TRUE(c.cudnn_benchmark && c.tf32);
+  c = parse_command_line({"mgpu", "train", "--gpus", "0", "--amp", "bf16", "--channels-last",
+                          "--fused-sgd", "--no-cudnn-benchmark", "--no-tf32"})
+          .train;
+  EXPECT_EQ(c.amp, "bf16");
+  EXPECT_TRUE(c.channels_last && c.fused_sgd);
+  EXPECT_FALSE(c.cudnn_benchmark || c.tf32);
+  auto b = parse_command_line({"mgpu", "bench", "--gpus", "1", "--cuda-graphs"}).bench;
+  EXPECT_TRUE(b.train.cuda_graphs && b.train.fused_sgd);  // graphs need the fused optimizer
 }
 
 TEST(CliBinary, BenchComparesReplicaCountsAndWritesATable) {
@@ -263,15 +289,39 @@ TEST(CliBinary, BenchComparesReplicaCountsAndWritesATable) {
   std::getline(csv, header);
   std::getline(csv, one);
   std::getline(csv, two);
-  EXPECT_EQ(header, "replicas,global_batch,ms_per_step,images_per_second,seconds_per_epoch,"
-                    "speedup,efficiency,gradient_floats,allreduce_ms");
-  EXPECT_EQ(one.rfind("1,4,", 0), 0u) << one;
-  EXPECT_EQ(two.rfind("2,8,", 0), 0u) << two;
+  EXPECT_EQ(header, "level,replicas,global_batch,ms_per_step,images_per_second,seconds_per_epoch,"
+                    "tflops,peak_memory_mib,speedup,efficiency,gradient_floats,allreduce_ms");
+  EXPECT_EQ(one.rfind(",1,4,", 0), 0u) << one;
+  EXPECT_EQ(two.rfind(",2,8,", 0), 0u) << two;
   // The all-reduce of MiniGoogLeNet's whole gradient buffer is timed for each configuration
   // (with one replica it moves nothing, so only two replicas must take measurable time).
   for (const auto& line : {one, two}) ASSERT_NE(line.find(",1651114,"), std::string::npos) << line;
   EXPECT_GT(std::stod(two.substr(two.find(",1651114,") + 9)), 0.0) << two;
   EXPECT_FALSE(std::getline(csv, extra));
+}
+
+TEST(CliBinary, BenchLevelsTimeEachSwitchInOneRun) {
+  TempDir tmp;
+  auto r = run_mgpu("bench --levels all --steps 1 --warmup 1 --batch-per-device 4 --threads 1 "
+                    "--out-dir " + tmp.path().string());
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("1.408 GFLOP per training image"), std::string::npos) << r.out;
+  std::ifstream csv(tmp.path() / "bench.csv");
+  std::string line;
+  std::getline(csv, line);
+  std::vector<std::string> levels;
+  while (std::getline(csv, line)) {
+    levels.push_back(line.substr(0, line.find(',')));
+    const auto fields = line.substr(line.find(',') + 1);
+    EXPECT_EQ(fields.rfind("1,4,", 0), 0u) << line;
+    // TFLOP/s is images/s times the training FLOPs; no GPU memory on the CPU.
+    double ms = 0, ips = 0, epoch = 0, tflops = 0, peak = 0;
+    ASSERT_EQ(std::sscanf(fields.c_str(), "1,4,%lf,%lf,%lf,%lf,%lf", &ms, &ips, &epoch, &tflops,
+                          &peak), 5) << line;
+    EXPECT_NEAR(tflops, ips * 1.408e9 / 1e12, 1e-3 * tflops + 1e-4) << line;
+    EXPECT_EQ(peak, -1.0);
+  }
+  EXPECT_EQ(levels, (std::vector<std::string>{"fp32", "channels-last", "bf16", "fused-sgd"}));
 }
 
 TEST(CliBinary, BenchRefusesMoreGpusThanVisible) {

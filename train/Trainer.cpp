@@ -644,7 +644,9 @@ History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Prog
     stats.acc = static_cast<double>(lead.correct.item<int64_t>()) / images;
     train_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
     train_images_ += static_cast<double>((steps - first_step + 1) * batch);
-    const Metrics val = evaluate(test);
+    // On the copy of the test set that place_data left on each device.
+    for_each_replica([&](Replica& r) { r.val = evaluate_replica(r, r.test); });
+    const Metrics val = replicas_[0]->val;
     stats.val_loss = val.loss;
     stats.val_acc = val.acc;
     stats.seconds = std::chrono::duration<double>(Clock::now() - start).count();
