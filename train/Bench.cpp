@@ -144,13 +144,16 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
   const auto mean = data::mean_image(images.images);
   auto probe = models::make_model(config.train.model, models::ModelShape{});
   const double train_flops = 3 * models::forward_flops(probe, models::ModelShape{});
+  const std::string kernels =
+      config.gpus ? fmt::format("; cuDNN autotuning {}, TF32 {}",
+                                config.train.cudnn_benchmark ? "on" : "off",
+                                config.train.tf32 ? "on" : "off")
+                  : "";
   out << fmt::format("mgpu bench: {}, 3x32x32, batch {} per replica, {} timed steps "
-                     "after {} warm-up steps; device {}, {} LibTorch threads; cuDNN autotuning "
-                     "{}, TF32 {}; {:.3f} GFLOP per training image (3x the forward pass)\n",
+                     "after {} warm-up steps; device {}, {} LibTorch threads{}; {:.3f} GFLOP per "
+                     "training image (3x the forward pass)\n",
                      config.train.model, config.train.batch_per_device, config.steps, config.warmup,
-                     describe_device(device_sets[0][0]), threads,
-                     config.train.cudnn_benchmark ? "on" : "off", config.train.tf32 ? "on" : "off",
-                     train_flops / 1e9);
+                     describe_device(device_sets[0][0]), threads, kernels, train_flops / 1e9);
   out << fmt::format("{:<14} {:>8} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8} {:>6} {:>9} {:>10}\n",
                      "level", "replicas", "batch", "ms/step", "images/s", "s/epoch", "TFLOP/s",
                      "peak MiB", "x", "scaling", "allreduce")
