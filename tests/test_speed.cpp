@@ -50,6 +50,19 @@ std::unique_ptr<train::Trainer> trained(const train::TrainConfig& c, int64_t ste
   return trainer;
 }
 
+// A fresh small MiniGoogLeNet (dropout as shipped) fitted for c.epochs epochs on the stripes.
+std::unique_ptr<train::Trainer> fitted(const train::TrainConfig& c, train::History* history,
+                                       torch::Device device = torch::kCPU) {
+  std::ostringstream out;
+  train::Progress quiet(0, out);
+  torch::manual_seed(c.seed);
+  models::MiniGoogLeNet net(models::MiniGoogLeNetOptions().in_channels(1).num_classes(2));
+  auto trainer = std::make_unique<train::Trainer>(c, torch::nn::AnyModule(net), device,
+                                                  data::mean_image(stripes().images));
+  *history = trainer->fit(stripes(), stripes(), quiet);
+  return trainer;
+}
+
 // Largest difference between the two models' parameters, relative to the largest value.
 double relative_difference(torch::nn::Module& a, torch::nn::Module& b) {
   double diff = 0, scale = 0;
@@ -135,17 +148,14 @@ TEST(Speed, Bf16AutocastTrainsKeepsFloat32WeightsAndEndsWithTheStep) {
   auto bf16 = plain;
   bf16.amp = "bf16";
   bf16.epochs = plain.epochs = 10;
-  std::ostringstream out;
-  train::Progress quiet(0, out);
-  torch::manual_seed(bf16.seed);
-  models::MiniGoogLeNet net(models::MiniGoogLeNetOptions().in_channels(1).num_classes(2));
-  train::Trainer trainer(bf16, torch::nn::AnyModule(net), torch::kCPU,
-                         data::mean_image(stripes().images));
-  const auto history = trainer.fit(stripes(), stripes(), quiet);
+  train::History history;
+  auto trainer = fitted(bf16, &history);
   EXPECT_LT(history.back().loss, 0.7 * history.front().loss);
   EXPECT_GT(history.back().acc, 0.9);  // training accuracy (running statistics lag behind)
-  for (const auto& p : trainer.model().ptr()->parameters()) EXPECT_EQ(p.scalar_type(), torch::kFloat);
-  for (const auto& b : trainer.model().ptr()->buffers()) {
+  for (const auto& p : trainer->model().ptr()->parameters()) {
+    EXPECT_EQ(p.scalar_type(), torch::kFloat);
+  }
+  for (const auto& b : trainer->model().ptr()->buffers()) {
     if (b.is_floating_point()) {
       EXPECT_EQ(b.scalar_type(), torch::kFloat);
     }
@@ -252,14 +262,9 @@ TEST(SpeedGpu, EveryLevelTrainsOnTheGpu) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "needs a GPU";
   for (const auto& level : train::bench_levels("all", true)) {
     auto c = train::at_level(base_config(), level);
-    c.epochs = 6;
-    std::ostringstream out;
-    train::Progress quiet(0, out);
-    torch::manual_seed(c.seed);
-    models::MiniGoogLeNet net(models::MiniGoogLeNetOptions().in_channels(1).num_classes(2));
-    train::Trainer trainer(c, torch::nn::AnyModule(net), torch::kCUDA,
-                           data::mean_image(stripes().images));
-    const auto history = trainer.fit(stripes(), stripes(), quiet);
+    c.epochs = 10;
+    train::History history;
+    fitted(c, &history, torch::kCUDA);
     EXPECT_GT(history.back().acc, 0.9) << level;
   }
 }
