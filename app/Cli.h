@@ -1,30 +1,18 @@
-// The command line: `mgpu train`, `plot`, `bench`, `models`, `evaluate`, `predict`, `export`,
-// help. Cli.cpp is the only file that knows cxxopts.
+// The command line: finds the command (app/commands/Commands.def) and parses its flags.
 #pragma once
 
 #include <string>
 #include <vector>
 
-#include "train/Bench.h"
-#include "train/Evaluate.h"
-#include "train/Predict.h"
-#include "train/TrainConfig.h"
+#include "app/commands/Command.h"  // defines: Command
 
 namespace mgpu::app {
 
-struct Command {
-  enum class Kind { kHelp, kTrain, kPlot, kBench, kModels, kEvaluate, kPredict, kExport };
-  Kind kind = Kind::kHelp;
-  std::string help;             // kHelp: the text to print
-  train::TrainConfig train;     // kTrain
-  std::string plot_csv;         // kPlot: history.csv to read
-  std::string plot_output;      // kPlot: PNG to write
-  train::BenchConfig bench;     // kBench
-  train::EvaluateConfig evaluate;  // kEvaluate
-  train::PredictConfig predict;    // kPredict
-  std::string export_weights;      // kExport: weights file or run directory
-  std::string export_to;           // kExport: the state_dict file to write
-};
+/// The commands, in the order of app/commands/Commands.def.
+const std::vector<CommandSpec>& command_table();
+
+/// `mgpu help`: what each command does, and the exit codes.
+std::string top_help();
 
 /// Parses argv (argv[0] is the program). Throws data::InputError with a message that names
 /// the flag for unknown commands, unknown flags, wrong types and out-of-range values.

@@ -16,10 +16,10 @@
 #include "Fixtures.h"
 #include "data/Preprocess.h"
 #include "models/MiniGoogLeNet.h"
-#include "train/Checkpoint.h"
+#include "train/files/Checkpoint.h"
 #include "train/Signals.h"
 #include "train/Trainer.h"
-#include "train/Weights.h"
+#include "train/files/Weights.h"
 
 using namespace mgpu;
 using mgpu::testing::TempDir;

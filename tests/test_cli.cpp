@@ -6,9 +6,18 @@
 
 #include "Fixtures.h"
 #include "app/Cli.h"
+#include "app/commands/Bench.h"
+#include "app/commands/Evaluate.h"
+#include "app/commands/Export.h"
+#include "app/commands/Predict.h"
 #include "data/InputError.h"
 
+using mgpu::app::BenchConfig;
 using mgpu::app::Command;
+using mgpu::app::EvaluateConfig;
+using mgpu::app::ExportConfig;
+using mgpu::app::PredictConfig;
+using mgpu::train::TrainConfig;
 using mgpu::app::parse_command_line;
 using mgpu::testing::TempDir;
 
@@ -47,14 +56,14 @@ Run run_mgpu(const std::string& args, const std::string& prefix = "") {
 
 TEST(Cli, TrainDefaultsAreTheTutorials) {
   const Command cmd = parse_command_line({"mgpu", "train", "--gpus", "0"});
-  ASSERT_EQ(cmd.kind, Command::Kind::kTrain);
-  EXPECT_EQ(cmd.train.epochs, 70);
-  EXPECT_DOUBLE_EQ(cmd.train.lr, 5e-3);
-  EXPECT_DOUBLE_EQ(cmd.train.momentum, 0.9);
-  EXPECT_DOUBLE_EQ(cmd.train.power, 1.0);
-  EXPECT_EQ(cmd.train.batch_per_device, 64);
-  EXPECT_EQ(cmd.train.gpus, 0);
-  EXPECT_EQ(cmd.train.data.dataset, "auto");
+  ASSERT_EQ(cmd.name, "train");
+  EXPECT_EQ(cmd.as<TrainConfig>().epochs, 70);
+  EXPECT_DOUBLE_EQ(cmd.as<TrainConfig>().lr, 5e-3);
+  EXPECT_DOUBLE_EQ(cmd.as<TrainConfig>().momentum, 0.9);
+  EXPECT_DOUBLE_EQ(cmd.as<TrainConfig>().power, 1.0);
+  EXPECT_EQ(cmd.as<TrainConfig>().batch_per_device, 64);
+  EXPECT_EQ(cmd.as<TrainConfig>().gpus, 0);
+  EXPECT_EQ(cmd.as<TrainConfig>().data.dataset, "auto");
 }
 
 TEST(Cli, TrainFlagsAreRead) {
@@ -63,9 +72,9 @@ TEST(Cli, TrainFlagsAreRead) {
        "d", "--epochs", "3", "--lr", "0.01", "--power", "2", "--momentum", "0.5",
        "--batch-per-device", "32", "--seed", "9", "--threads", "2", "--limit-train", "100",
        "--limit-test", "50", "--out-dir", "o", "--verbose", "0", "--deterministic"});
-  const auto& t = cmd.train;
+  const auto& t = cmd.as<TrainConfig>();
   EXPECT_TRUE(t.deterministic);
-  EXPECT_FALSE(parse_command_line({"mgpu", "train"}).train.deterministic);
+  EXPECT_FALSE(parse_command_line({"mgpu", "train"}).as<TrainConfig>().deterministic);
   EXPECT_EQ(t.plot_path, "p.png");
   EXPECT_EQ(t.data.dataset, "cifar10");
   EXPECT_EQ(t.data.data_dir, "d");
@@ -131,9 +140,28 @@ TEST(Cli, RefusalsNameTheFlag) {
   }
 }
 
+TEST(Cli, EveryCommandInTheTableHasItsUsageAndHelp) {
+  // A command is a file in app/commands/ and a line in Commands.def (docs/extending.md):
+  // the table alone must make it reachable, listed and explained.
+  const auto& table = mgpu::app::command_table();
+  ASSERT_EQ(table.size(), 7u);
+  const std::string top = mgpu::app::top_help();
+  for (const auto& spec : table) {
+    EXPECT_NE(top.find(spec.usage), std::string::npos) << spec.name;
+    EXPECT_EQ(top.find(spec.usage), top.find(std::string("  mgpu ") + spec.name)) << spec.name;
+    const Command help = parse_command_line({"mgpu", spec.name, "--help"});
+    ASSERT_TRUE(help.is_help()) << spec.name;
+    EXPECT_NE(help.help.find(std::string("mgpu ") + spec.name), std::string::npos) << help.help;
+  }
+  EXPECT_NE(refusal({"fly"}).find("expected train, plot, bench, models, evaluate, predict, "
+                                  "export or help"),
+            std::string::npos)
+      << refusal({"fly"});
+}
+
 TEST(Cli, HelpExplainsEveryFlag) {
   const Command cmd = parse_command_line({"mgpu", "train", "--help"});
-  ASSERT_EQ(cmd.kind, Command::Kind::kHelp);
+  ASSERT_TRUE(cmd.is_help());
   for (const char* flag : {"--output", "--gpus", "--dataset", "--data-dir", "--epochs", "--lr",
                            "--power", "--momentum", "--batch-per-device", "--seed", "--threads",
                            "--limit-train", "--limit-test", "--out-dir", "--verbose",
@@ -141,7 +169,7 @@ TEST(Cli, HelpExplainsEveryFlag) {
                            "--warmup-epochs", "--deterministic"}) {
     EXPECT_NE(cmd.help.find(flag), std::string::npos) << flag;
   }
-  EXPECT_EQ(parse_command_line({"mgpu"}).kind, Command::Kind::kHelp);
+  EXPECT_TRUE(parse_command_line({"mgpu"}).is_help());
 }
 
 TEST(CliBinary, BadUsageExitsWithTwoAndAMessage) {
@@ -251,31 +279,31 @@ TEST(CliBinary, TwoProcessesOnLocalhostTrainTogetherAndOnlyRankZeroWrites) {
 
 TEST(Cli, BenchLists) {
   auto cmd = parse_command_line({"mgpu", "bench", "--gpus", "1,2,4", "--steps", "7"});
-  ASSERT_EQ(cmd.kind, Command::Kind::kBench);
-  EXPECT_TRUE(cmd.bench.gpus);
-  EXPECT_EQ(cmd.bench.replicas, (std::vector<int64_t>{1, 2, 4}));
-  EXPECT_EQ(cmd.bench.steps, 7);
+  ASSERT_EQ(cmd.name, "bench");
+  EXPECT_TRUE(cmd.as<BenchConfig>().gpus);
+  EXPECT_EQ(cmd.as<BenchConfig>().replicas, (std::vector<int64_t>{1, 2, 4}));
+  EXPECT_EQ(cmd.as<BenchConfig>().steps, 7);
   cmd = parse_command_line({"mgpu", "bench"});
-  EXPECT_FALSE(cmd.bench.gpus);
-  EXPECT_EQ(cmd.bench.replicas, (std::vector<int64_t>{1, 2}));
-  EXPECT_TRUE(cmd.bench.levels.empty());
+  EXPECT_FALSE(cmd.as<BenchConfig>().gpus);
+  EXPECT_EQ(cmd.as<BenchConfig>().replicas, (std::vector<int64_t>{1, 2}));
+  EXPECT_TRUE(cmd.as<BenchConfig>().levels.empty());
   cmd = parse_command_line({"mgpu", "bench", "--levels", "all"});  // one replica by default
-  EXPECT_EQ(cmd.bench.replicas, (std::vector<int64_t>{1}));
-  EXPECT_EQ(cmd.bench.levels.size(), 4u);  // no cuda-graphs without --gpus
+  EXPECT_EQ(cmd.as<BenchConfig>().replicas, (std::vector<int64_t>{1}));
+  EXPECT_EQ(cmd.as<BenchConfig>().levels.size(), 4u);  // no cuda-graphs without --gpus
 }
 
 TEST(Cli, SpeedFlags) {
-  auto c = parse_command_line({"mgpu", "train", "--gpus", "0"}).train;
+  auto c = parse_command_line({"mgpu", "train", "--gpus", "0"}).as<TrainConfig>();
   EXPECT_EQ(c.amp, "off");
   EXPECT_FALSE(c.channels_last || c.fused_sgd || c.cuda_graphs);
   EXPECT_TRUE(c.cudnn_benchmark && c.tf32);
   c = parse_command_line({"mgpu", "train", "--gpus", "0", "--amp", "bf16", "--channels-last",
                           "--fused-sgd", "--no-cudnn-benchmark", "--no-tf32"})
-          .train;
+          .as<TrainConfig>();
   EXPECT_EQ(c.amp, "bf16");
   EXPECT_TRUE(c.channels_last && c.fused_sgd);
   EXPECT_FALSE(c.cudnn_benchmark || c.tf32);
-  auto b = parse_command_line({"mgpu", "bench", "--gpus", "1", "--cuda-graphs"}).bench;
+  auto b = parse_command_line({"mgpu", "bench", "--gpus", "1", "--cuda-graphs"}).as<BenchConfig>();
   EXPECT_TRUE(b.train.cuda_graphs && b.train.fused_sgd);  // graphs need the fused optimizer
 }
 
@@ -356,37 +384,37 @@ TEST(CliBinary, NcclWithoutAGpuIsRefused) {
 }
 
 TEST(Cli, ModelsEvaluatePredictAndExportAreRead) {
-  EXPECT_EQ(parse_command_line({"mgpu", "train", "--gpus", "0"}).train.model, "minigooglenet");
-  EXPECT_EQ(parse_command_line({"mgpu", "train", "--gpus", "0", "--model", "resnet20"}).train.model,
+  EXPECT_EQ(parse_command_line({"mgpu", "train", "--gpus", "0"}).as<TrainConfig>().model, "minigooglenet");
+  EXPECT_EQ(parse_command_line({"mgpu", "train", "--gpus", "0", "--model", "resnet20"}).as<TrainConfig>().model,
             "resnet20");
-  EXPECT_EQ(parse_command_line({"mgpu", "bench", "--model", "resnet20"}).bench.train.model,
+  EXPECT_EQ(parse_command_line({"mgpu", "bench", "--model", "resnet20"}).as<BenchConfig>().train.model,
             "resnet20");
-  EXPECT_EQ(parse_command_line({"mgpu", "models"}).kind, Command::Kind::kModels);
+  EXPECT_EQ(parse_command_line({"mgpu", "models"}).name, "models");
 
   const Command eval = parse_command_line({"mgpu", "evaluate", "--weights", "run", "--gpus", "0",
                                            "--limit-test", "100", "--batch", "50", "--out-dir",
                                            "e", "--dataset", "cifar10", "--no-download"});
-  ASSERT_EQ(eval.kind, Command::Kind::kEvaluate);
-  EXPECT_EQ(eval.evaluate.weights, "run");
-  EXPECT_EQ(eval.evaluate.data.limit_test, 100);
-  EXPECT_EQ(eval.evaluate.batch, 50);
-  EXPECT_EQ(eval.evaluate.out_dir, "e");
-  EXPECT_EQ(eval.evaluate.data.dataset, "cifar10");
-  EXPECT_FALSE(eval.evaluate.data.download);
+  ASSERT_EQ(eval.name, "evaluate");
+  EXPECT_EQ(eval.as<EvaluateConfig>().weights, "run");
+  EXPECT_EQ(eval.as<EvaluateConfig>().data.limit_test, 100);
+  EXPECT_EQ(eval.as<EvaluateConfig>().batch, 50);
+  EXPECT_EQ(eval.as<EvaluateConfig>().out_dir, "e");
+  EXPECT_EQ(eval.as<EvaluateConfig>().data.dataset, "cifar10");
+  EXPECT_FALSE(eval.as<EvaluateConfig>().data.download);
   EXPECT_EQ(parse_command_line({"mgpu", "evaluate", "--weights", "w", "--gpus", "0"})
-                .evaluate.data.dataset,
+                .as<EvaluateConfig>().data.dataset,
             "auto");
 
   const Command predict = parse_command_line(
       {"mgpu", "predict", "--weights", "w.pt", "--gpus", "0", "--top", "5", "a.png", "b.jpg"});
-  ASSERT_EQ(predict.kind, Command::Kind::kPredict);
-  EXPECT_EQ(predict.predict.top, 5);
-  EXPECT_EQ(predict.predict.images, (std::vector<std::string>{"a.png", "b.jpg"}));
+  ASSERT_EQ(predict.name, "predict");
+  EXPECT_EQ(predict.as<PredictConfig>().top, 5);
+  EXPECT_EQ(predict.as<PredictConfig>().images, (std::vector<std::string>{"a.png", "b.jpg"}));
 
   const Command exp = parse_command_line({"mgpu", "export", "--weights", "w.pt", "--to", "m.pt"});
-  ASSERT_EQ(exp.kind, Command::Kind::kExport);
-  EXPECT_EQ(exp.export_weights, "w.pt");
-  EXPECT_EQ(exp.export_to, "m.pt");
+  ASSERT_EQ(exp.name, "export");
+  EXPECT_EQ(exp.as<ExportConfig>().weights, "w.pt");
+  EXPECT_EQ(exp.as<ExportConfig>().to, "m.pt");
 }
 
 TEST(Cli, ModelsEvaluatePredictAndExportRefusalsNameTheProblem) {

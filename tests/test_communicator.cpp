@@ -5,8 +5,8 @@
 #include <thread>
 
 #include "data/InputError.h"
-#include "train/LocalGroup.h"
-#include "train/NcclGroup.h"
+#include "train/comm/LocalGroup.h"
+#include "train/comm/NcclGroup.h"
 #include "train/Sharding.h"
 
 using namespace mgpu::train;

@@ -11,10 +11,10 @@
 
 #include "Fixtures.h"
 #include "data/Datasets.h"
-#include "train/Evaluate.h"
-#include "train/Plot.h"
-#include "train/Predict.h"
-#include "train/Weights.h"
+#include "app/commands/Evaluate.h"
+#include "train/report/Plot.h"
+#include "app/commands/Predict.h"
+#include "train/files/Weights.h"
 
 #include <stb_image_write.h>
 
@@ -64,7 +64,7 @@ TEST(Evaluate, CountsEveryPairOfTrueAndPredictedClass) {
   const data::Dataset d{flat_images({50, 50, 150, 150, 250, 250}),
                         torch::tensor({0, 0, 1, 0, 2, 1})};
   torch::nn::AnyModule model(ByBrightness(4));
-  const auto e = train::evaluate_model(model, torch::zeros({3, 8, 8}), d, 4, /*batch=*/4);
+  const auto e = app::evaluate_model(model, torch::zeros({3, 8, 8}), d, 4, /*batch=*/4);
   const auto expected =
       torch::tensor({2, 1, 0, 0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0}).view({4, 4});
   EXPECT_TRUE(torch::equal(e.confusion, expected)) << e.confusion;
@@ -84,18 +84,18 @@ TEST(Evaluate, TheMeanImageIsSubtractedFirst) {
   const data::Dataset d{flat_images({150, 150}), torch::tensor({0, 0})};
   torch::nn::AnyModule model(ByBrightness(3));
   // 150 - 100 = 50: class 0 for both.
-  EXPECT_DOUBLE_EQ(train::evaluate_model(model, torch::full({3, 8, 8}, 100.0), d, 3, 256).acc, 1.0);
-  EXPECT_DOUBLE_EQ(train::evaluate_model(model, torch::zeros({3, 8, 8}), d, 3, 256).acc, 0.0);
+  EXPECT_DOUBLE_EQ(app::evaluate_model(model, torch::full({3, 8, 8}, 100.0), d, 3, 256).acc, 1.0);
+  EXPECT_DOUBLE_EQ(app::evaluate_model(model, torch::zeros({3, 8, 8}), d, 3, 256).acc, 0.0);
 }
 
 TEST(Evaluate, ReportAndCsvSpellOutTheMatrix) {
   const data::Dataset d{flat_images({50, 50, 150, 250}), torch::tensor({0, 1, 1, 2})};
   torch::nn::AnyModule model(ByBrightness(3));
-  const auto e = train::evaluate_model(model, torch::zeros({3, 8, 8}), d, 3, 256);
+  const auto e = app::evaluate_model(model, torch::zeros({3, 8, 8}), d, 3, 256);
   const std::vector<std::string> names = {"cat", "dog", "ship"};
-  EXPECT_EQ(train::confusion_csv(e, names),
+  EXPECT_EQ(app::confusion_csv(e, names),
             "true\\predicted,cat,dog,ship\ncat,1,0,0\ndog,1,1,0\nship,0,0,1\n");
-  const auto report = train::evaluation_report(e, names);
+  const auto report = app::evaluation_report(e, names);
   EXPECT_NE(report.find("accuracy 0.7500 (3 of 4 images)"), std::string::npos) << report;
   EXPECT_NE(report.find("dog      0.5000       2"), std::string::npos) << report;
   EXPECT_NE(report.find("dog        1     1     0"), std::string::npos) << report;
@@ -116,7 +116,7 @@ TEST(Predict, ImagesOfAnySizeGetTheirClassWithTheMeanApplied) {
     files.push_back((tmp.path() / fmt::format("v{}.png", value)).string());
     ASSERT_TRUE(stbi_write_png(files.back().c_str(), side, side, 3, px.data(), side * 3));
   }
-  const auto predictions = train::predict_files(w, files, 2);
+  const auto predictions = app::predict_files(w, files, 2);
   ASSERT_EQ(predictions.size(), 3u);
   const double p_top = std::exp(5.0) / (std::exp(5.0) + 2), p_other = 1 / (std::exp(5.0) + 2);
   for (int64_t k = 0; k < 3; ++k) {
@@ -127,12 +127,12 @@ TEST(Predict, ImagesOfAnySizeGetTheirClassWithTheMeanApplied) {
     EXPECT_NEAR(p.top[0].second, p_top, 1e-9);
     EXPECT_NEAR(p.top[1].second, p_other, 1e-9);
   }
-  EXPECT_EQ(train::predict_files(w, files, 10)[0].top.size(), 3u) << "at most every class";
+  EXPECT_EQ(app::predict_files(w, files, 10)[0].top.size(), 3u) << "at most every class";
   w.mean = torch::full({3, 8, 8}, 100.0);  // now 150 reads as 50
-  EXPECT_EQ(train::predict_files(w, {files[1]}, 1)[0].top[0].first, 0);
+  EXPECT_EQ(app::predict_files(w, {files[1]}, 1)[0].top[0].first, 0);
   // One bad file fails the whole command before any prediction.
   const auto error = mgpu::testing::error_of([&] {
-    train::predict_files(w, {files[0], (tmp.path() / "none.png").string()}, 1);
+    app::predict_files(w, {files[0], (tmp.path() / "none.png").string()}, 1);
   });
   EXPECT_NE(error.find("none.png"), std::string::npos) << error;
 }
@@ -165,15 +165,15 @@ TEST(EvaluateBinary, ATrainedRunIsEvaluatedPredictedAndDescribed) {
   dc.data_dir = (tmp.path() / "data").string();
   dc.download = false;
   const auto split = data::load_data(dc);
-  const auto here = train::evaluate_model(w.module, w.mean, split.test, 10, 256);
+  const auto here = app::evaluate_model(w.module, w.mean, split.test, 10, 256);
   const auto json = nlohmann::json::parse(read_file(eval_dir / "evaluation.json"));
   EXPECT_EQ(json["model"], "resnet20");
   EXPECT_EQ(json["images"], 40);
   EXPECT_NEAR(json["accuracy"].get<double>(), here.acc, 1e-12);
   EXPECT_NEAR(json["loss"].get<double>(), here.loss, 1e-5);
-  EXPECT_EQ(read_file(eval_dir / "confusion.csv"), train::confusion_csv(here, split.class_names));
+  EXPECT_EQ(read_file(eval_dir / "confusion.csv"), app::confusion_csv(here, split.class_names));
   const auto log = read_file(tmp.path() / "eval.log");
-  EXPECT_NE(log.find(train::evaluation_report(here, split.class_names)), std::string::npos) << log;
+  EXPECT_NE(log.find(app::evaluation_report(here, split.class_names)), std::string::npos) << log;
   std::string why;
   if (train::can_plot(&why)) {
     EXPECT_GT(fs::file_size(eval_dir / "confusion.png"), 1000u);
@@ -184,7 +184,7 @@ TEST(EvaluateBinary, ATrainedRunIsEvaluatedPredictedAndDescribed) {
   const auto hwc = image.permute({1, 2, 0}).contiguous();
   const auto png = tmp.path() / "seven.png";
   ASSERT_TRUE(stbi_write_png(png.c_str(), 32, 32, 3, hwc.data_ptr<uint8_t>(), 32 * 3));
-  const auto probs = train::class_probabilities(w, image.unsqueeze(0))[0];
+  const auto probs = app::class_probabilities(w, image.unsqueeze(0))[0];
   const auto best = probs.argmax().item<int64_t>();
   ASSERT_EQ(
       run(fmt::format("predict --weights {} --gpus 0 --top 1 {}", run_dir.string(), png.string()),

@@ -11,8 +11,8 @@
 
 #include "Fixtures.h"
 #include "models/Registry.h"
-#include "train/Export.h"
-#include "train/Weights.h"
+#include "app/commands/Export.h"
+#include "train/files/Weights.h"
 
 using namespace mgpu;
 using mgpu::testing::TempDir;
@@ -69,7 +69,7 @@ TEST_P(ExportEveryModel, PythonLoadsTheSameTensorsAndComputesTheSameLogits) {
   train::save_weights(w, tmp.path() / "run" / "model.pt");
 
   std::ostringstream printed;
-  train::run_export((tmp.path() / "run").string(), (tmp.path() / "out" / "net.pt").string(),
+  app::run_export((tmp.path() / "run").string(), (tmp.path() / "out" / "net.pt").string(),
                     printed);
   EXPECT_NE(printed.str().find("net.mean.pt"), std::string::npos) << printed.str();
 
@@ -79,7 +79,7 @@ TEST_P(ExportEveryModel, PythonLoadsTheSameTensorsAndComputesTheSameLogits) {
   fs::create_directories(ref);
   nlohmann::json index = {{"model", GetParam()}};
   int i = 0;
-  for (const auto& [name, tensor] : train::state_dict(*loaded.module.ptr())) {
+  for (const auto& [name, tensor] : app::state_dict(*loaded.module.ptr())) {
     index["tensors"].push_back(write_raw(ref, fmt::format("t{}.bin", i++), name, tensor));
   }
   index["mean"] = write_raw(ref, "mean.bin", "mean", loaded.mean);
@@ -102,12 +102,12 @@ TEST_P(ExportEveryModel, PythonLoadsTheSameTensorsAndComputesTheSameLogits) {
   EXPECT_TRUE(ported || (!shipped && out.find("no Python port") != std::string::npos)) << out;
 
   // The checker can fail: one changed byte of a tensor is found, and one changed logit.
-  auto first = train::state_dict(*loaded.module.ptr()).front().second.clone();
+  auto first = app::state_dict(*loaded.module.ptr()).front().second.clone();
   first.view(-1)[0] += 1;
   write_raw(ref, "t0.bin", "", first);
   EXPECT_EQ(check_from_python(tmp.path() / "out" / "net.pt", ref, &out), 1) << out;
   EXPECT_NE(out.find("differs from the C++ tensor"), std::string::npos) << out;
-  write_raw(ref, "t0.bin", "", train::state_dict(*loaded.module.ptr()).front().second);
+  write_raw(ref, "t0.bin", "", app::state_dict(*loaded.module.ptr()).front().second);
   if (ported) {
     auto changed = logits.clone();
     changed[0][0] += 0.5;
@@ -121,11 +121,11 @@ INSTANTIATE_TEST_SUITE_P(Models, ExportEveryModel, ::testing::ValuesIn(models::m
                          [](const auto& info) { return info.param; });
 
 TEST(Export, FileNamesFollowTheTarget) {
-  const auto files = train::export_files("dir/model.pt");
+  const auto files = app::export_files("dir/model.pt");
   EXPECT_EQ(files.state_dict, "dir/model.pt");
   EXPECT_EQ(files.mean, "dir/model.mean.pt");
   EXPECT_EQ(files.about, "dir/model.json");
-  EXPECT_EQ(train::export_files("weights").mean, "weights.mean.pt");
+  EXPECT_EQ(app::export_files("weights").mean, "weights.mean.pt");
 }
 
 TEST(Export, ATargetThatIsAFolderOrUnderAFileIsRefused) {
@@ -133,8 +133,8 @@ TEST(Export, ATargetThatIsAFolderOrUnderAFileIsRefused) {
   std::ostringstream out;
   std::ofstream(tmp.path() / "file") << "x";
   auto error = mgpu::testing::error_of(
-      [&] { train::run_export("none", (tmp.path() / "file" / "model.pt").string(), out); });
+      [&] { app::run_export("none", (tmp.path() / "file" / "model.pt").string(), out); });
   EXPECT_NE(error.find("--to " + (tmp.path() / "file").string()), std::string::npos) << error;
-  error = mgpu::testing::error_of([&] { train::run_export("none", tmp.path().string(), out); });
+  error = mgpu::testing::error_of([&] { app::run_export("none", tmp.path().string(), out); });
   EXPECT_NE(error.find("expected a file name"), std::string::npos) << error;
 }

@@ -8,8 +8,8 @@
 #include <fstream>
 
 #include "Fixtures.h"
-#include "train/GlooGroup.h"
-#include "train/StoreGroup.h"
+#include "train/comm/GlooGroup.h"
+#include "train/comm/StoreGroup.h"
 
 using namespace mgpu::train;
 using mgpu::testing::TempDir;

@@ -6,7 +6,8 @@
 
 #include "Fixtures.h"
 #include "data/InputError.h"
-#include "train/History.h"
+#include "train/files/AtomicFile.h"
+#include "train/report/History.h"
 
 using namespace mgpu::train;
 using mgpu::testing::TempDir;

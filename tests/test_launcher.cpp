@@ -4,7 +4,7 @@
 #include <map>
 
 #include "Fixtures.h"
-#include "train/Launcher.h"
+#include "train/comm/Launcher.h"
 
 using namespace mgpu::train;
 using mgpu::testing::error_of;

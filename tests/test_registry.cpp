@@ -12,9 +12,9 @@
 #include "Fixtures.h"
 #include "data/Preprocess.h"
 #include "models/Registry.h"
-#include "train/Export.h"
+#include "app/commands/Export.h"
 #include "train/Trainer.h"
-#include "train/Weights.h"
+#include "train/files/Weights.h"
 
 using namespace mgpu;
 using mgpu::testing::TempDir;
@@ -51,7 +51,7 @@ torch::nn::AnyModule without_dropout(const std::string& name, const models::Mode
 // Largest difference between same-named tensors: every parameter and buffer, or only the
 // parameters.
 double max_difference(torch::nn::Module& a, torch::nn::Module& b, bool buffers = true) {
-  auto sa = train::state_dict(a), sb = train::state_dict(b);
+  auto sa = app::state_dict(a), sb = app::state_dict(b);
   if (!buffers) {
     auto only_parameters = [](torch::nn::Module& m, decltype(sa)& entries) {
       const auto params = m.named_parameters();
@@ -244,7 +244,7 @@ TEST_P(EveryModel, AWeightsFileRoundTripsAndNamesEveryTensorOnce) {
   EXPECT_TRUE(torch::equal(back.module.forward(x), w.module.forward(x)));
 
   // state_dict covers every parameter and buffer exactly once, under unique names.
-  const auto entries = train::state_dict(*w.module.ptr());
+  const auto entries = app::state_dict(*w.module.ptr());
   std::set<std::string> names;
   for (const auto& [name, tensor] : entries) EXPECT_TRUE(names.insert(name).second) << name;
   EXPECT_EQ(entries.size(), w.module.ptr()->parameters().size() + w.module.ptr()->buffers().size());

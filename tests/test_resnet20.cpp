@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "models/Registry.h"
-#include "train/Export.h"
+#include "app/commands/Export.h"
 
 using namespace mgpu;
 
@@ -24,7 +24,7 @@ TEST(ResNet20, HasThePapersParameterCount) {
 }
 
 TEST(ResNet20, NamesItsTensorsAsThePyTorchPortDoes) {
-  const auto entries = train::state_dict(*resnet20().ptr());
+  const auto entries = app::state_dict(*resnet20().ptr());
   ASSERT_EQ(entries.size(), 116u);  // 19 conv weights, 19 x 5 batch-norm tensors, 2 linear
   EXPECT_EQ(entries.front().first, "conv1.weight");
   EXPECT_EQ(entries[1].first, "bn1.weight");
@@ -37,7 +37,7 @@ TEST(ResNet20, NamesItsTensorsAsThePyTorchPortDoes) {
 }
 
 TEST(ResNet20, StagesHaveSixteenThirtyTwoAndSixtyFourChannels) {
-  const auto entries = train::state_dict(*resnet20().ptr());
+  const auto entries = app::state_dict(*resnet20().ptr());
   auto shape_of = [&](const std::string& name) {
     for (const auto& [n, t] : entries) {
       if (n == name) return t.sizes().vec();
@@ -58,7 +58,7 @@ TEST(ResNet20, ShortcutsPassTheInputThroughAndZeroPadTheNewChannels) {
   auto net = resnet20();
   {
     torch::NoGradGuard no_grad;
-    for (const auto& [name, t] : train::state_dict(*net.ptr())) {
+    for (const auto& [name, t] : app::state_dict(*net.ptr())) {
       if (name != "conv1.weight" && name.find("conv") != std::string::npos) t.zero_();
     }
   }

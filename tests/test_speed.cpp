@@ -13,8 +13,8 @@
 #include "data/Preprocess.h"
 #include "models/MiniGoogLeNet.h"
 #include "models/Registry.h"
-#include "train/Bench.h"
-#include "train/Checkpoint.h"
+#include "app/commands/Bench.h"
+#include "train/files/Checkpoint.h"
 #include "train/Device.h"
 #include "train/Signals.h"
 #include "train/Trainer.h"
@@ -226,22 +226,22 @@ TEST(Speed, ForwardFlopsAreCountedFromTheOperators) {
 }
 
 TEST(Speed, BenchLevelsAddOneSwitchEach) {
-  EXPECT_EQ(train::bench_levels("all", false),
+  EXPECT_EQ(app::bench_levels("all", false),
             (std::vector<std::string>{"fp32", "channels-last", "bf16", "fused-sgd"}));
-  EXPECT_EQ(train::bench_levels("all", true).back(), "cuda-graphs");
-  EXPECT_EQ(train::bench_levels("bf16,fp32", false), (std::vector<std::string>{"fp32", "bf16"}));
-  auto c = train::at_level(train::TrainConfig{}, "bf16");
+  EXPECT_EQ(app::bench_levels("all", true).back(), "cuda-graphs");
+  EXPECT_EQ(app::bench_levels("bf16,fp32", false), (std::vector<std::string>{"fp32", "bf16"}));
+  auto c = app::at_level(train::TrainConfig{}, "bf16");
   EXPECT_TRUE(c.channels_last);
   EXPECT_EQ(c.amp, "bf16");
   EXPECT_FALSE(c.fused_sgd);
-  c = train::at_level(c, "fp32");
+  c = app::at_level(c, "fp32");
   EXPECT_FALSE(c.channels_last);
   EXPECT_EQ(c.amp, "off");
-  EXPECT_TRUE(train::at_level(c, "cuda-graphs").cuda_graphs);
-  EXPECT_NE(mgpu::testing::error_of([] { train::bench_levels("fp32,fast", false); })
+  EXPECT_TRUE(app::at_level(c, "cuda-graphs").cuda_graphs);
+  EXPECT_NE(mgpu::testing::error_of([] { app::bench_levels("fp32,fast", false); })
                 .find("unknown level 'fast'"),
             std::string::npos);
-  EXPECT_NE(mgpu::testing::error_of([] { train::bench_levels("cuda-graphs", false); })
+  EXPECT_NE(mgpu::testing::error_of([] { app::bench_levels("cuda-graphs", false); })
                 .find("needs GPUs"),
             std::string::npos);
 }
@@ -264,8 +264,8 @@ TEST(SpeedGpu, CudaGraphReplaysGiveTheEagerStepsWeights) {
 
 TEST(SpeedGpu, EveryLevelTrainsOnTheGpu) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "needs a GPU";
-  for (const auto& level : train::bench_levels("all", true)) {
-    auto c = train::at_level(base_config(), level);
+  for (const auto& level : app::bench_levels("all", true)) {
+    auto c = app::at_level(base_config(), level);
     c.epochs = 10;
     train::History history;
     fitted(c, &history, torch::kCUDA);

@@ -10,10 +10,10 @@
 #include "models/MiniGoogLeNet.h"
 #include "models/Registry.h"
 #include "train/Device.h"
-#include "train/Plot.h"
-#include "train/Run.h"
+#include "train/report/Plot.h"
+#include "app/commands/Train.h"
 #include "train/Trainer.h"
-#include "train/Weights.h"
+#include "train/files/Weights.h"
 
 using namespace mgpu;
 using mgpu::testing::TempDir;
@@ -128,7 +128,7 @@ TEST(Training, AWholeRunLeavesHistorySummaryWeightsAndPlot) {
   config.verbose = 2;
   config.out_dir = (tmp.path() / "run").string();
   std::ostringstream out;
-  const auto result = train::run_training(config, out);
+  const auto result = app::run_training(config, out);
   ASSERT_EQ(result.history.size(), 2u);
   for (const char* name : {"history.csv", "summary.json", "model.pt", "mean.pt"}) {
     EXPECT_TRUE(std::filesystem::is_regular_file(tmp.path() / "run" / name)) << name;

@@ -10,17 +10,18 @@
 #include <optional>
 #include <thread>
 
-#include "data/Augment.h"      // defines: shift_and_flip, Augmenter::Draw
-#include "data/InputError.h"   // defines: InputError
-#include "data/Preprocess.h"   // defines: subtract_mean
-#include "train/Archive.h"     // defines: save_archive, load_archive
-#include "train/History.h"     // defines: EpochStats
-#include "train/LocalGroup.h"  // defines: make_local_group
-#include "train/LrSchedule.h"  // defines: poly_decay
-#include "train/Precision.h"   // defines: AutocastGuard, in_memory_format
-#include "train/Sharding.h"    // defines: shard_batch
-#include "train/Signals.h"     // defines: stop_signal, StopRequested
-#include "train/StepGraph.h"   // defines: StepGraph
+#include "data/Augment.h"             // defines: shift_and_flip, Augmenter::draw
+#include "data/InputError.h"          // defines: InputError
+#include "data/Preprocess.h"          // defines: subtract_mean
+#include "train/LrSchedule.h"         // defines: LrSchedule
+#include "train/Precision.h"          // defines: AutocastGuard, in_memory_format
+#include "train/Replica.h"            // defines: Trainer::Replica, Trainer::EpochPlan
+#include "train/Sharding.h"           // defines: shard_batch
+#include "train/Signals.h"            // defines: stop_signal, StopRequested
+#include "train/StepGraph.h"          // defines: StepGraph
+#include "train/comm/LocalGroup.h"    // defines: make_local_group
+#include "train/files/Checkpoint.h"   // defines: generator_state
+#include "train/report/History.h"     // defines: EpochStats
 
 namespace mgpu::train {
 
@@ -45,16 +46,6 @@ std::string message_of(const std::exception_ptr& error) {
   }
 }
 
-torch::Tensor generator_state(torch::Generator& generator) {
-  std::lock_guard<std::mutex> lock(generator.mutex());
-  return generator.get_state();
-}
-
-void set_generator_state(torch::Generator& generator, const torch::Tensor& state) {
-  std::lock_guard<std::mutex> lock(generator.mutex());
-  generator.set_state(state);
-}
-
 bool is_comm_error(const std::exception_ptr& error) {
   try {
     std::rethrow_exception(error);
@@ -66,39 +57,6 @@ bool is_comm_error(const std::exception_ptr& error) {
 }
 
 }  // namespace
-
-struct Trainer::Replica {
-  int rank = 0;
-  torch::nn::AnyModule model;
-  torch::Device device = torch::kCPU;
-  torch::Tensor mean;   // [C, H, W] float on device
-  torch::Tensor grads;  // flat gradient buffer; every parameter's .grad is a view into it
-  torch::Tensor control;    // its last 2 entries, summed with it: stop requests, faults
-  torch::Tensor params;     // fused SGD: flat buffer; every parameter is a view into it
-  torch::Tensor momentum;   // fused SGD: the momentum buffer, flat like params
-  // 0-dim device tensors the step reads, set before it: rate, step number, stop request.
-  torch::Tensor lr, step_number, stop_flag;
-  torch::Tensor first_bad;  // int64 on device: first step whose loss or gradient was not finite
-  std::unique_ptr<torch::optim::SGD> optimizer;  // without fused SGD
-  std::unique_ptr<Communicator> comm;
-  data::Dataset train, test;        // uint8 images and labels on device
-  torch::Tensor loss_sum, correct;  // epoch totals over all replicas, on device
-  Metrics val;                      // last evaluation
-  // --cuda-graphs: the captured step, its static input (one global batch's plan rows), and
-  // the steps run eagerly so far.
-  std::unique_ptr<StepGraph> graph;
-  torch::Tensor graph_batch;
-  int64_t eager_steps = 0;
-};
-
-struct Trainer::EpochPlan {
-  int64_t epoch = 0;  // 0-based
-  int64_t steps = 0;
-  double lr = 0;  // at the first step (with warm-up, it changes every step)
-  // [steps * global batch, kPlanColumns] int64 on the CPU: per image of the epoch's batches,
-  // its index in the training set, its shifts and its flip.
-  torch::Tensor rows;
-};
 
 Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model, torch::Device device,
                  const torch::Tensor& mean)
@@ -168,65 +126,6 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
     schedule_.scale = static_cast<double>(world_size() * config.accumulate);
   }
 }
-
-void Trainer::bind_parameters(Replica& replica) {
-  torch::NoGradGuard no_grad;
-  auto params = replica.model.ptr()->parameters();
-  int64_t total = 0;
-  for (const auto& p : params) total += p.numel();
-  const auto options = params.front().options().requires_grad(false);
-  // Gradients live in one flat buffer so that one all-reduce moves them all; two more
-  // entries carry each replica's stop request and fault flag along with them.
-  if (!replica.grads.defined()) {
-    replica.grads = torch::zeros({total + 2}, options);
-    replica.control = replica.grads.narrow(0, total, 2);
-  }
-  if (config_.fused_sgd && !replica.params.defined()) {
-    replica.params = torch::empty({total}, options);
-    replica.momentum = torch::zeros({total}, options);
-  }
-  int64_t offset = 0;
-  for (auto& p : params) {
-    const auto value = in_memory_format(p.detach(), config_.channels_last);
-    if (config_.fused_sgd) {
-      auto view = replica.params.narrow(0, offset, p.numel()).as_strided(p.sizes(), value.strides());
-      view.copy_(value);
-      p.set_data(view);
-    } else if (!value.is_same(p)) {
-      p.set_data(value);
-    }
-    p.mutable_grad() =
-        replica.grads.narrow(0, offset, p.numel()).as_strided(p.sizes(), value.strides());
-    offset += p.numel();
-  }
-}
-
-void Trainer::optimizer_step(Replica& replica) {
-  if (!config_.fused_sgd) {
-    replica.optimizer->step();
-    return;
-  }
-  // SGD with momentum as torch.optim.SGD computes it (the first buffer is the gradient), over
-  // all parameters at once.
-  torch::NoGradGuard no_grad;
-  const auto grads = replica.grads.narrow(0, 0, replica.params.numel());
-  replica.momentum.mul_(config_.momentum).add_(grads);
-  replica.params.addcmul_(replica.momentum, replica.lr, -1.0);
-}
-
-void Trainer::broadcast_weights(Replica& replica) {
-  // Replicas start from rank 0's weights, also those in other processes.
-  if (!replica.comm) return;
-  torch::NoGradGuard no_grad;
-  auto broadcast = [&](torch::Tensor& t) {  // collectives move contiguous tensors
-    auto dense = t.contiguous();
-    replica.comm->broadcast(dense, 0);
-    if (!dense.is_same(t)) t.copy_(dense);
-  };
-  for (auto& p : replica.model.ptr()->parameters()) broadcast(p);
-  for (auto& b : replica.model.ptr()->buffers()) broadcast(b);
-}
-
 Trainer::~Trainer() = default;
 
 int64_t Trainer::world_size() const {
@@ -393,60 +292,6 @@ void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progr
     replica.comm->all_reduce_sum(replica.correct);
   }
 }
-
-void Trainer::average_batch_norm_stats(Replica& replica) {
-  // Each replica's running statistics saw only its own shards; their mean is the statistic a
-  // single model would hold (up to the order of updates). Keras' multi_gpu_model instead had
-  // every replica update one shared moving average.
-  if (!replica.comm) return;
-  torch::NoGradGuard no_grad;
-  for (auto& buffer : replica.model.ptr()->buffers()) {
-    if (!buffer.is_floating_point()) continue;  // num_batches_tracked is the same everywhere
-    replica.comm->all_reduce_sum(buffer);
-    buffer.div_(static_cast<double>(replica.comm->world_size()));
-  }
-}
-
-Metrics Trainer::evaluate_replica(Replica& replica, const data::Dataset& dataset) {
-  average_batch_norm_stats(replica);
-  torch::NoGradGuard no_grad;
-  auto& module = *replica.model.ptr();
-  module.eval();
-  const auto dev = replica.device;
-  auto loss_sum = torch::zeros({}, torch::TensorOptions().device(dev));
-  auto correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(dev));
-  const Shard part =
-      shard_batch(dataset.size(), world_size())[replica.comm ? replica.comm->rank() : 0];
-  for (int64_t start = part.offset; start < part.offset + part.size; start += config_.eval_batch) {
-    const int64_t len = std::min(config_.eval_batch, part.offset + part.size - start);
-    const auto images = dataset.images.narrow(0, start, len).to(dev);
-    const auto labels = dataset.labels.narrow(0, start, len).to(dev);
-    torch::Tensor logits;
-    {
-      AutocastGuard amp(dev.type(), config_.amp == "bf16");
-      logits = replica.model
-                   .forward(in_memory_format(data::subtract_mean(images, replica.mean),
-                                             config_.channels_last))
-                   .to(torch::kFloat);
-    }
-    loss_sum += torch::nn::functional::cross_entropy(
-        logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
-    correct += logits.argmax(1).eq(labels).sum();
-  }
-  if (replica.comm) {
-    replica.comm->all_reduce_sum(loss_sum);
-    replica.comm->all_reduce_sum(correct);
-  }
-  module.train();
-  const auto n = static_cast<double>(dataset.size());
-  return {loss_sum.item<double>() / n, static_cast<double>(correct.item<int64_t>()) / n};
-}
-
-Metrics Trainer::evaluate(const data::Dataset& dataset) {
-  for_each_replica([&](Replica& r) { r.val = evaluate_replica(r, dataset); });
-  return replicas_[0]->val;
-}
-
 void Trainer::place_data(const data::Dataset& train, const data::Dataset& test) {
   // The whole uint8 data set lives on each training device, copied there once.
   std::map<std::string, std::pair<data::Dataset, data::Dataset>> on_device;
@@ -487,130 +332,6 @@ void Trainer::train_steps(const data::Dataset& train, int64_t steps) {
     if (r.device.is_cuda()) torch::cuda::synchronize(r.device.index());
   });
 }
-
-namespace {
-
-std::vector<torch::Tensor> float_buffers(torch::nn::Module& module) {
-  std::vector<torch::Tensor> found;
-  for (auto& b : module.buffers()) {
-    if (b.is_floating_point()) found.push_back(b);
-  }
-  return found;
-}
-
-}  // namespace
-
-void Trainer::write_checkpoint(Replica& replica, int64_t epoch, int64_t step) {
-  if (checkpoints_.dir.empty()) return;
-  torch::NoGradGuard no_grad;
-  // What differs between replicas: batch-norm statistics, the epoch's partial sums, and the
-  // random generators. Every replica contributes its row, so one file holds the whole job.
-  std::vector<torch::Tensor> floats;
-  for (auto& b : float_buffers(*replica.model.ptr())) floats.push_back(b.flatten());
-  floats.push_back(replica.loss_sum.defined() ? replica.loss_sum.reshape({1})
-                                              : torch::zeros({1}, replica.grads.options()));
-  const auto dev = replica.device;
-  const auto ints = replica.correct.defined()
-                        ? replica.correct.reshape({1})
-                        : torch::zeros({1}, torch::TensorOptions().dtype(torch::kInt64).device(dev));
-  Communicator* comm = replica.comm.get();
-  const auto float_rows = gather_rows(comm, torch::cat(floats)).cpu();
-  const auto int_rows = gather_rows(comm, ints).cpu();
-  const auto rng_rows = gather_rows(comm, generator_states(dev).to(dev)).cpu();
-  if (replica.rank != 0 || !checkpoints_.writer) return;
-
-  torch::serialize::OutputArchive archive;
-  archive.write("fingerprint", c10::IValue(checkpoints_.fingerprint));
-  archive.write("position", torch::tensor({epoch, step}, torch::kInt64));
-  // The plan generators as they were before this epoch's plan (at an epoch's end: now).
-  archive.write("shuffle_state", step == 0 ? generator_state(shuffle_) : epoch_shuffle_state_);
-  archive.write("augment_state", step == 0 ? generator_state(augment_) : epoch_augment_state_);
-  archive.write("rank_floats", float_rows);
-  archive.write("rank_ints", int_rows);
-  archive.write("rank_generators", rng_rows);
-  archive.write("history", history_tensor(history_));
-  archive.write("throughput", torch::tensor({train_seconds_, train_images_}, torch::kFloat64));
-  torch::serialize::OutputArchive model, optimizer;
-  replica.model.ptr()->save(model);
-  if (replica.optimizer) {
-    replica.optimizer->save(optimizer);
-  } else {
-    optimizer.write("momentum", replica.momentum);  // fused SGD's whole state
-  }
-  archive.write("model", model);
-  archive.write("optimizer", optimizer);
-  const auto path = checkpoint_path(checkpoints_.dir, epoch, step);
-  std::error_code ec;
-  std::filesystem::create_directories(checkpoints_.dir, ec);
-  save_archive(archive, kCheckpointFormat, "checkpoint", path);
-  last_checkpoint_ = path;
-  prune_checkpoints(checkpoints_.dir, checkpoints_.keep);
-}
-
-void Trainer::load_checkpoint(Replica& replica, const std::filesystem::path& file) {
-  torch::NoGradGuard no_grad;
-  auto archive = load_archive(file, kCheckpointFormat, "checkpoint", replica.device);
-  torch::serialize::InputArchive model, optimizer;
-  archive.read("model", model);
-  archive.read("optimizer", optimizer);
-  replica.model.ptr()->load(model);
-  bind_parameters(replica);  // loading replaced the parameters' storage
-  if (replica.optimizer) {
-    replica.optimizer->load(optimizer);
-  } else {
-    torch::Tensor momentum;
-    optimizer.read("momentum", momentum);
-    if (!momentum.sizes().equals(replica.momentum.sizes())) {
-      throw data::InputError(fmt::format("checkpoint {}: momentum buffer of {} values, expected {}",
-                                         file.string(), momentum.numel(), replica.momentum.numel()));
-    }
-    replica.momentum.copy_(momentum);
-  }
-  torch::Tensor float_rows, int_rows, rng_rows;
-  archive.read("rank_floats", float_rows);
-  archive.read("rank_ints", int_rows);
-  archive.read("rank_generators", rng_rows);
-  const int64_t row = replica.comm ? replica.comm->rank() : 0;
-  auto floats = float_rows[row];
-  int64_t offset = 0;
-  for (auto& b : float_buffers(*replica.model.ptr())) {
-    b.copy_(floats.narrow(0, offset, b.numel()).view_as(b));
-    offset += b.numel();
-  }
-  replica.loss_sum.copy_(floats[offset]);
-  replica.correct.copy_(int_rows[row][0]);
-  set_generator_states(replica.device, rng_rows[row].cpu());
-}
-
-void Trainer::resume(const std::filesystem::path& file) {
-  auto archive = load_archive(file, kCheckpointFormat, "checkpoint", torch::kCPU);
-  c10::IValue fingerprint;
-  archive.read("fingerprint", fingerprint);
-  const std::string diff =
-      fingerprint_difference(fingerprint.toStringRef(), checkpoints_.fingerprint);
-  if (!diff.empty()) {
-    throw data::InputError(
-        fmt::format("checkpoint {} is from another run and cannot continue this one: {}",
-                    file.string(), diff));
-  }
-  torch::Tensor position, shuffle_state, augment_state, throughput;
-  archive.read("position", position);
-  archive.read("shuffle_state", shuffle_state);
-  archive.read("augment_state", augment_state);
-  archive.read("throughput", throughput);
-  torch::Tensor history;
-  archive.read("history", history);
-  history_ = history_from_tensor(history);
-  for_each_replica([&](Replica& r) { load_checkpoint(r, file); });
-  start_epoch_ = position[0].item<int64_t>();
-  start_step_ = position[1].item<int64_t>();
-  set_generator_state(shuffle_, shuffle_state);
-  set_generator_state(augment_, augment_state);
-  train_seconds_ = throughput[0].item<double>();
-  train_images_ = throughput[1].item<double>();
-  last_checkpoint_ = file;
-}
-
 History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Progress& progress,
                      const std::function<void(const History&)>& on_epoch) {
   using Clock = std::chrono::steady_clock;

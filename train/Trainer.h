@@ -10,11 +10,11 @@
 #include <vector>
 
 #include "data/Dataset.h"
-#include "train/Checkpoint.h"
-#include "train/Communicator.h"
-#include "train/History.h"
+#include "train/files/Checkpoint.h"
+#include "train/comm/Communicator.h"
+#include "train/report/History.h"
 #include "train/LrSchedule.h"
-#include "train/Progress.h"
+#include "train/report/Progress.h"
 #include "train/Sharding.h"
 #include "train/TrainConfig.h"
 

@@ -1,0 +1,327 @@
+// The benchmark: one fresh model and trainer per configuration, warm-up, then timed steps.
+#include "app/commands/Bench.h"
+
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <iostream>
+#include <thread>
+
+#include "app/commands/Command.h"  // defines: CommandSpec, make_command
+#include "app/commands/Flags.h"    // defines: get, int_at_least, ...
+#include "data/InputError.h"      // defines: InputError
+#include "data/Preprocess.h"      // defines: mean_image
+#include "models/Registry.h"       // defines: make_model, count_parameters
+#include "train/Device.h"         // defines: select_devices, describe_device, set_threads, configure_kernels
+#include "train/files/AtomicFile.h"     // defines: write_text_atomically
+#include "train/comm/LocalGroup.h"     // defines: make_local_group
+#include "train/comm/NcclGroup.h"      // defines: make_nccl_group
+#include "train/report/Plot.h"           // defines: can_plot, plot_bars
+#include "train/Trainer.h"        // defines: Trainer
+
+namespace mgpu::app {
+
+using namespace mgpu::train;  // a command is built from the training library's parts
+using data::InputError;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr double kCifarTrainImages = 50000;
+
+std::string bench_dir(const BenchConfig& config) {
+  if (!config.out_dir.empty()) return config.out_dir;
+  const std::time_t now = std::time(nullptr);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y%m%d-%H%M%S", std::localtime(&now));
+  return std::string("runs/bench-") + text;
+}
+
+// Milliseconds per sum all-reduce of a `numel`-float buffer (the model's flat gradient buffer),
+// every rank in its own thread as in training, after a few untimed calls; rank 0's mean.
+double time_all_reduce(std::vector<std::unique_ptr<Communicator>> comms,
+                       const std::vector<torch::Device>& devices, int64_t numel) {
+  constexpr int kWarmup = 5, kTimed = 50;
+  double ms = 0;
+  std::vector<std::exception_ptr> errors(comms.size());
+  auto rank_body = [&](size_t r) {
+    try {
+      c10::DeviceGuard guard(devices[r]);
+      auto buffer = torch::zeros({numel}, torch::TensorOptions().device(devices[r]));
+      for (int i = 0; i < kWarmup; ++i) comms[r]->all_reduce_sum(buffer);
+      if (devices[r].is_cuda()) torch::cuda::synchronize(devices[r].index());
+      const auto start = std::chrono::steady_clock::now();
+      for (int i = 0; i < kTimed; ++i) comms[r]->all_reduce_sum(buffer);
+      if (devices[r].is_cuda()) torch::cuda::synchronize(devices[r].index());
+      const std::chrono::duration<double, std::milli> took = std::chrono::steady_clock::now() - start;
+      if (r == 0) ms = took.count() / kTimed;
+    } catch (...) {
+      errors[r] = std::current_exception();
+      comms[r]->abort("all-reduce timing failed on another rank");
+    }
+  };
+  std::vector<std::thread> threads;
+  for (size_t r = 1; r < comms.size(); ++r) threads.emplace_back(rank_body, r);
+  rank_body(0);
+  for (auto& t : threads) t.join();
+  for (const auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+  return ms;
+}
+
+// The communicators a configuration trains with, also for one replica (where training needs
+// none): NCCL between GPUs unless --comm local, else the in-process group.
+std::vector<std::unique_ptr<Communicator>> bench_group(const TrainConfig& config,
+                                                      const std::vector<torch::Device>& devices) {
+  if (devices[0].is_cuda() && config.comm != "local") {
+    return make_nccl_group(devices, config.comm_timeout_s);
+  }
+  return make_local_group(static_cast<int>(devices.size()),
+                          std::chrono::milliseconds(static_cast<int64_t>(config.comm_timeout_s * 1000)));
+}
+
+}  // namespace
+
+const std::vector<std::string>& all_bench_levels() {
+  static const std::vector<std::string> levels{"fp32", "channels-last", "bf16", "fused-sgd",
+                                               "cuda-graphs"};
+  return levels;
+}
+
+std::vector<std::string> bench_levels(const std::string& text, bool gpus) {
+  const auto& all = all_bench_levels();
+  std::vector<bool> chosen(all.size(), text == "all");
+  if (text == "all" && !gpus) chosen.back() = false;
+  for (size_t start = 0; text != "all" && start <= text.size();) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    const std::string name = text.substr(start, comma - start);
+    const auto it = std::find(all.begin(), all.end(), name);
+    if (it == all.end()) {
+      throw data::InputError(fmt::format("--levels: unknown level '{}' (expected all, or some of "
+                                         "fp32, channels-last, bf16, fused-sgd, cuda-graphs)",
+                                         name));
+    }
+    if (name == "cuda-graphs" && !gpus) {
+      throw data::InputError("--levels cuda-graphs needs GPUs (mgpu bench --gpus N)");
+    }
+    chosen[static_cast<size_t>(it - all.begin())] = true;
+    start = comma + 1;
+  }
+  std::vector<std::string> levels;
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (chosen[i]) levels.push_back(all[i]);
+  }
+  return levels;
+}
+
+TrainConfig at_level(TrainConfig config, const std::string& level) {
+  const auto& all = all_bench_levels();
+  const auto rank = std::find(all.begin(), all.end(), level) - all.begin();
+  TORCH_CHECK(rank < static_cast<int64_t>(all.size()), "unknown bench level ", level);
+  config.channels_last = rank >= 1;
+  config.amp = rank >= 2 ? "bf16" : "off";
+  config.fused_sgd = rank >= 3;
+  config.cuda_graphs = rank >= 4;
+  return config;
+}
+
+std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
+  // Refuse what this machine cannot run before spending time on the rest.
+  std::vector<std::vector<torch::Device>> device_sets;
+  for (int64_t n : config.replicas) {
+    device_sets.push_back(config.gpus ? select_devices(n, 1) : select_devices(0, n));
+  }
+  const int64_t threads = set_threads(config.train.threads);
+  configure_kernels(config.train);
+  const fs::path dir = bench_dir(config);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw data::InputError(fmt::format("--out-dir {}: {}", dir.string(), ec.message()));
+
+  // Synthetic CIFAR-sized data: speed does not depend on what the pixels show.
+  auto gen = at::detail::createCPUGenerator(config.train.seed);
+  const data::Dataset images{torch::randint(0, 256, {4096, 3, 32, 32}, gen, torch::kUInt8),
+                             torch::randint(0, 10, {4096}, gen, torch::kInt64)};
+  const auto mean = data::mean_image(images.images);
+  auto probe = models::make_model(config.train.model, models::ModelShape{});
+  const double train_flops = 3 * models::forward_flops(probe, models::ModelShape{});
+  const std::string kernels =
+      config.gpus ? fmt::format("; cuDNN autotuning {}, TF32 {}",
+                                config.train.cudnn_benchmark ? "on" : "off",
+                                config.train.tf32 ? "on" : "off")
+                  : "";
+  out << fmt::format("mgpu bench: {}, 3x32x32, batch {} per replica, {} timed steps "
+                     "after {} warm-up steps; device {}, {} LibTorch threads{}; {:.3f} GFLOP per "
+                     "training image (3x the forward pass)\n",
+                     config.train.model, config.train.batch_per_device, config.steps, config.warmup,
+                     describe_device(device_sets[0][0]), threads, kernels, train_flops / 1e9);
+  out << fmt::format("{:<14} {:>8} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8} {:>6} {:>9} {:>10}\n",
+                     "level", "replicas", "batch", "ms/step", "images/s", "s/epoch", "TFLOP/s",
+                     "peak MiB", "x", "scaling", "allreduce")
+      << std::flush;
+  std::vector<std::string> levels = config.levels;
+  if (levels.empty()) levels.push_back("");
+  std::vector<BenchRow> rows;
+  for (size_t i = 0; i < device_sets.size(); ++i) {
+    const auto& devices = device_sets[i];
+    for (const auto& level : levels) {
+      const TrainConfig train = level.empty() ? config.train : at_level(config.train, level);
+      torch::manual_seed(config.train.seed);
+      auto net = models::make_model(train.model, models::ModelShape{});
+      std::vector<std::unique_ptr<Communicator>> comms;
+      if (devices.size() > 1 && devices[0].is_cuda() && train.comm != "local") {
+        comms = make_nccl_group(devices, train.comm_timeout_s);
+      }
+      Trainer trainer(train, net, devices, mean, std::move(comms));
+      trainer.train_steps(images, config.warmup);
+      for (const auto& d : devices) {
+        if (d.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(d.index());
+      }
+      const auto start = std::chrono::steady_clock::now();
+      trainer.train_steps(images, config.steps);
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      BenchRow row;
+      row.level = level;
+      row.replicas = static_cast<int64_t>(devices.size());
+      row.global_batch = trainer.global_batch();
+      row.ms_per_step = 1000 * seconds / static_cast<double>(config.steps);
+      row.images_per_second = static_cast<double>(config.steps * row.global_batch) / seconds;
+      row.seconds_per_epoch = kCifarTrainImages / row.images_per_second;
+      row.tflops = row.images_per_second * train_flops / 1e12;
+      if (devices[0].is_cuda()) {
+        const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(devices[0].index());
+        row.peak_memory_mib =
+            static_cast<double>(stats.allocated_bytes[0].peak) / (1024.0 * 1024.0);
+      }
+      const BenchRow& base = rows.empty() ? row : rows.front();
+      row.speedup = row.images_per_second / base.images_per_second;
+      row.efficiency =
+          row.speedup / (static_cast<double>(row.replicas) / static_cast<double>(base.replicas));
+      row.gradient_floats = models::count_parameters(*net.ptr());
+      row.all_reduce_ms =
+          time_all_reduce(bench_group(train, devices), devices, row.gradient_floats);
+      rows.push_back(row);
+      out << fmt::format(
+                 "{:<14} {:>8} {:>7} {:>9.2f} {:>9.1f} {:>8.2f} {:>8.3f} {:>8} {:>5.2f}x {:>9} "
+                 "{:>7.3f}ms\n",
+                 level.empty() ? "as flagged" : level, row.replicas, row.global_batch,
+                 row.ms_per_step, row.images_per_second, row.seconds_per_epoch, row.tflops,
+                 row.peak_memory_mib < 0 ? std::string("-")
+                                         : fmt::format("{:.0f}", row.peak_memory_mib),
+                 row.speedup,
+                 level.empty() ? fmt::format("{:.0f}%", 100 * row.efficiency) : std::string("-"),
+                 row.all_reduce_ms)
+          << std::flush;
+    }
+  }
+  std::string csv = "level,replicas,global_batch,ms_per_step,images_per_second,seconds_per_epoch,"
+                    "tflops,peak_memory_mib,speedup,efficiency,gradient_floats,allreduce_ms\n";
+  for (const auto& r : rows) {
+    csv += fmt::format("{},{},{},{:.3f},{:.2f},{:.2f},{:.4f},{:.1f},{:.4f},{:.4f},{},{:.4f}\n",
+                       r.level, r.replicas, r.global_batch, r.ms_per_step, r.images_per_second,
+                       r.seconds_per_epoch, r.tflops, r.peak_memory_mib, r.speedup, r.efficiency,
+                       r.gradient_floats, r.all_reduce_ms);
+  }
+  out << "s/epoch: projected for 50,000 training images; x: images/s over the first row's; "
+         "scaling: x over the replica ratio (not with --levels);\n"
+      << fmt::format("allreduce: one sum all-reduce of the full gradient buffer ({} floats, "
+                     "{:.1f} MB) with the configuration's communicator, mean of 50\n",
+                     rows.front().gradient_floats,
+                     4e-6 * static_cast<double>(rows.front().gradient_floats));
+  write_text_atomically(dir / "bench.csv", csv);
+  out << "table: " << (dir / "bench.csv").string() << "\n";
+  std::string why;
+  if (can_plot(&why)) {
+    std::vector<Bar> bars;
+    for (const auto& r : rows) {
+      const std::string label = r.level.empty() ? std::to_string(r.replicas)
+                                : r.replicas == 1 ? r.level
+                                                  : fmt::format("{} x {}", r.replicas, r.level);
+      bars.push_back({label, r.images_per_second, fmt::format("{:.2f}x", r.speedup)});
+    }
+    const std::string by = rows.front().level.empty() ? "replicas" : "configuration";
+    plot_bars(bars, by, "images/s", dir / "bench.png",
+              fmt::format("Training throughput by {}\n{} x {}", by, config.gpus ? "GPU" : "CPU replica",
+                          describe_device(device_sets[0][0])));
+    out << "chart: " << (dir / "bench.png").string() << "\n";
+  } else {
+    std::cerr << "warning: no chart will be drawn: " << why << "\n";
+  }
+  return rows;
+}
+
+namespace {
+
+cxxopts::Options bench_options() {
+  cxxopts::Options o("mgpu bench", "Time steady-state training steps for several replica counts.");
+  o.add_options()
+      ("model", "the model to time (see mgpu models)",
+       cxxopts::value<std::string>()->default_value("minigooglenet"))
+      ("gpus", "comma-separated GPU counts, e.g. 1,2,4", cxxopts::value<std::string>())
+      ("cpu-replicas", "comma-separated CPU replica counts, e.g. 1,2 (default 1,2)",
+       cxxopts::value<std::string>())
+      ("steps", "timed steps per configuration", cxxopts::value<std::string>()->default_value("20"))
+      ("warmup", "untimed steps first", cxxopts::value<std::string>()->default_value("3"))
+      ("batch-per-device", "images per step on each replica",
+       cxxopts::value<std::string>()->default_value("64"))
+      ("threads", "LibTorch CPU threads; 0: all cores", cxxopts::value<std::string>()->default_value("0"))
+      ("comm", "local or nccl between GPUs (auto: nccl)", cxxopts::value<std::string>()->default_value("auto"))
+      ("levels", "time the optimisation levels, each adding to the one before: fp32, "
+       "channels-last, bf16, fused-sgd, cuda-graphs (GPU only); 'all', or a comma-separated "
+       "choice (the speed flags are then ignored)", cxxopts::value<std::string>())
+      ("out-dir", "where bench.csv and bench.png go; default runs/bench-<time>",
+       cxxopts::value<std::string>()->default_value(""))
+      ("h,help", "show this help");
+  add_speed_flags(o);
+  return o;
+}
+
+BenchConfig parse_bench(const cxxopts::ParseResult& r) {
+  BenchConfig c;
+  if (r.count("gpus") && r.count("cpu-replicas")) {
+    throw InputError("mgpu bench: give --gpus or --cpu-replicas, not both");
+  }
+  c.gpus = r.count("gpus") > 0;
+  if (r.count("levels")) c.levels = bench_levels(get<std::string>(r, "levels"), c.gpus);
+  c.replicas = c.gpus ? count_list(r, "gpus")
+                      : r.count("cpu-replicas") ? count_list(r, "cpu-replicas")
+                      : c.levels.empty() ? std::vector<int64_t>{1, 2}
+                                         : std::vector<int64_t>{1};
+  speed_flags(r, c.train);
+  if (c.train.cuda_graphs && !c.gpus) {
+    throw InputError("--cuda-graphs needs GPUs (mgpu bench --gpus N): CPU training has no CUDA graphs");
+  }
+  c.train.model = models::find_model(get<std::string>(r, "model")).name;
+  c.steps = int_at_least(r, "steps", 1);
+  c.warmup = int_at_least(r, "warmup", 0);
+  c.train.batch_per_device = int_at_least(r, "batch-per-device", 1, kMaxBatch);
+  c.train.threads = int_at_least(r, "threads", 0, kMaxThreads);
+  c.train.comm = get<std::string>(r, "comm");
+  if (c.train.comm != "auto" && c.train.comm != "local" && c.train.comm != "nccl") {
+    throw InputError(fmt::format("--comm '{}': expected auto, local or nccl", c.train.comm));
+  }
+  c.out_dir = get<std::string>(r, "out-dir");
+  return c;
+}
+
+}  // namespace
+
+CommandSpec bench_command() {
+  return {"bench",
+          "  mgpu bench --gpus 1,2,4              compare steady-state step times of replica counts\n"
+          "  mgpu bench --cpu-replicas 1,2        the same with replicas on the CPU\n"
+          "  mgpu bench --gpus 1 --levels all     time each speed-up (channels-last, bf16, fused SGD,\n"
+          "                                       CUDA graphs) on its own, one above the other\n",
+          bench_options, [](const cxxopts::ParseResult& r) {
+            return make_command("bench", parse_bench(r), [](const BenchConfig& c, std::ostream& out) {
+              run_bench(c, out);
+            });
+          }};
+}
+
+}  // namespace mgpu::app

@@ -1,0 +1,148 @@
+// The flag parsing every command shares (app/commands/Flags.h).
+#include "app/commands/Flags.h"
+
+#include <fmt/core.h>
+#include <torch/cuda.h>
+
+#include <charconv>
+#include <cstdlib>
+
+#include "data/InputError.h"  // defines: InputError
+
+namespace mgpu::app {
+
+using data::InputError;
+
+void throw_flag_error(const std::string& flag, const std::string& what) {
+  throw InputError(fmt::format("--{}: {}", flag, what));
+}
+
+cxxopts::ParseResult parse(cxxopts::Options& options, const std::vector<std::string>& args) {
+  std::vector<const char*> argv;
+  for (const auto& a : args) argv.push_back(a.c_str());
+  try {
+    auto result = options.parse(static_cast<int>(argv.size()), argv.data());
+    if (!result.unmatched().empty()) {
+      throw InputError(fmt::format("{}: unexpected argument '{}'", options.program(),
+                                   result.unmatched().front()));
+    }
+    return result;
+  } catch (const cxxopts::exceptions::exception& e) {
+    throw InputError(fmt::format("{}: {} (see {} --help)", options.program(), e.what(),
+                                 options.program()));
+  }
+}
+
+int64_t int_at_least(const cxxopts::ParseResult& r, const std::string& flag, int64_t min,
+                     int64_t max) {
+  const auto text = get<std::string>(r, flag);
+  const std::string expected =
+      max == std::numeric_limits<int64_t>::max()
+          ? fmt::format("an integer >= {}", min)
+          : fmt::format("an integer from {} to {}", min, max);
+  int64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size()) {
+    throw InputError(fmt::format("--{} '{}': expected {}", flag, text, expected));
+  }
+  if (v < min || v > max) throw InputError(fmt::format("--{} {}: expected {}", flag, v, expected));
+  return v;
+}
+
+double number(const cxxopts::ParseResult& r, const std::string& flag) {
+  const auto text = get<std::string>(r, flag);
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size()) {
+    throw InputError(fmt::format("--{} '{}': expected a number", flag, text));
+  }
+  return v;
+}
+
+std::vector<int64_t> count_list(const cxxopts::ParseResult& r, const std::string& flag) {
+  const auto text = get<std::string>(r, flag);
+  std::vector<int64_t> counts;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, comma - start);
+    int64_t v = 0;
+    const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
+    if (item.empty() || ec != std::errc() || end != item.data() + item.size() || v < 1 ||
+        v > kMaxReplicas) {
+      throw InputError(fmt::format(
+          "--{} '{}': expected counts from 1 to {} separated by commas, e.g. 1,2,4", flag, text,
+          kMaxReplicas));
+    }
+    counts.push_back(v);
+    start = comma + 1;
+  }
+  return counts;
+}
+
+void add_speed_flags(cxxopts::Options& o) {
+  o.add_options("speed")
+      ("amp", "mixed precision: off, or bf16 (forward passes autocast to bfloat16; weights, "
+       "gradients and batch-norm statistics stay float32)",
+       cxxopts::value<std::string>()->default_value("off"))
+      ("channels-last", "weights and images in NHWC memory order (faster convolutions on "
+       "tensor cores and on CPUs)")
+      ("fused-sgd", "SGD with momentum over one flat buffer of all parameters: 3 kernels a step "
+       "instead of 3 per tensor")
+      ("cuda-graphs", "GPU: capture the whole training step (augmentation, forward, backward, "
+       "all-reduce, optimizer) once and replay it; implies --fused-sgd")
+      ("no-cudnn-benchmark", "do not let cuDNN time its algorithms for each shape (autotuning "
+       "is on unless --deterministic)")
+      ("no-tf32", "keep float32 convolutions and matmuls in full float32 (TF32 tensor cores "
+       "are allowed by default)");
+}
+
+void speed_flags(const cxxopts::ParseResult& r, train::TrainConfig& c) {
+  c.amp = get<std::string>(r, "amp");
+  if (c.amp != "off" && c.amp != "bf16") {
+    throw InputError(fmt::format("--amp '{}': expected off or bf16", c.amp));
+  }
+  c.channels_last = r.count("channels-last") > 0;
+  c.cuda_graphs = r.count("cuda-graphs") > 0;
+  c.fused_sgd = r.count("fused-sgd") > 0 || c.cuda_graphs;
+  c.cudnn_benchmark = r.count("no-cudnn-benchmark") == 0;
+  c.tf32 = r.count("no-tf32") == 0;
+}
+
+void add_weights_flags(cxxopts::Options& o) {
+  o.add_options()
+      ("weights", "a weights file (a run's model.pt) or a run directory",
+       cxxopts::value<std::string>())
+      ("gpus", "0: the CPU; 1: the first CUDA GPU; default 1 if a GPU is visible",
+       cxxopts::value<std::string>())
+      ("threads", "LibTorch CPU threads; 0: all cores", cxxopts::value<std::string>()->default_value("0"))
+      ("h,help", "show this help");
+}
+
+std::string weights_flag(const cxxopts::ParseResult& r, const std::string& command) {
+  if (!r.count("weights")) {
+    throw InputError(fmt::format("mgpu {}: give --weights (a run's model.pt or its directory)",
+                                 command));
+  }
+  return get<std::string>(r, "weights");
+}
+
+int64_t gpus_flag(const cxxopts::ParseResult& r, int64_t max) {
+  if (!r.count("gpus")) return torch::cuda::is_available() ? 1 : 0;
+  return int_at_least(r, "gpus", 0, max);
+}
+
+data::DataConfig data_flags(const cxxopts::ParseResult& r) {
+  data::DataConfig d;
+  d.dataset = get<std::string>(r, "dataset");
+  if (d.dataset != "cifar10" && d.dataset != "fashion-mnist" && d.dataset != "auto") {
+    throw InputError(
+        fmt::format("--dataset '{}': expected cifar10, fashion-mnist or auto", d.dataset));
+  }
+  d.data_dir = get<std::string>(r, "data-dir");
+  d.download = r.count("no-download") == 0;
+  d.limit_test = int_at_least(r, "limit-test", 0);
+  return d;
+}
+
+}  // namespace mgpu::app

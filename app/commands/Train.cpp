@@ -1,0 +1,365 @@
+// mgpu train: its flags, and run_training: data, model, trainer and every file a run leaves
+// behind.
+#include "app/commands/Train.h"
+
+#include <fmt/core.h>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include <chrono>
+#include <ctime>
+#include <optional>
+
+#include "app/commands/Command.h"      // defines: CommandSpec, make_command
+#include "app/commands/Flags.h"        // defines: int_at_least, number, data_flags, ...
+#include "data/Datasets.h"             // defines: load_data
+#include "data/InputError.h"           // defines: InputError
+#include "data/Preprocess.h"           // defines: mean_image
+#include "models/Registry.h"           // defines: make_model
+#include "train/Device.h"              // defines: select_devices, configure_kernels, set_threads
+#include "train/Signals.h"             // defines: StopHandlers
+#include "train/Trainer.h"             // defines: Trainer
+#include "train/comm/Groups.h"         // defines: make_communicators
+#include "train/comm/Launcher.h"       // defines: read_launcher_env
+#include "train/files/AtomicFile.h"    // defines: write_atomically, prepare_output_dir
+#include "train/files/Weights.h"       // defines: save_weights
+#include "train/report/Plot.h"         // defines: plot_history
+#include "train/report/Progress.h"     // defines: Progress
+
+namespace mgpu::app {
+
+using namespace mgpu::train;  // a command is built from the training library's parts
+using data::InputError;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string timestamp() {
+  const std::time_t now = std::time(nullptr);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y%m%d-%H%M%S", std::localtime(&now));
+  return text;
+}
+
+nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& data,
+                            const std::string& device, int64_t threads, int64_t parameters,
+                            const Trainer& trainer, const History& history, double seconds) {
+  nlohmann::json j;
+  j["model"] = config.model;
+  j["parameters"] = parameters;
+  j["dataset"] = data.name;
+  j["data_source"] = data.source;
+  j["train_images"] = data.train.size();
+  j["test_images"] = data.test.size();
+  j["image_shape"] = data.train.images.sizes().slice(1).vec();
+  j["device"] = device;
+  j["threads"] = threads;
+  j["config"] = {{"epochs", config.epochs},
+                 {"lr", config.lr},
+                 {"power", config.power},
+                 {"momentum", config.momentum},
+                 {"batch_per_device", config.batch_per_device},
+                 {"accumulate", config.accumulate},
+                 {"replicas", trainer.world_size()},
+                 {"global_batch", trainer.global_batch()},
+                 {"gpus", config.gpus},
+                 {"seed", config.seed},
+                 {"deterministic", config.deterministic},
+                 {"amp", config.amp},
+                 {"channels_last", config.channels_last},
+                 {"fused_sgd", config.fused_sgd || config.cuda_graphs},
+                 {"cuda_graphs", config.cuda_graphs},
+                 {"cudnn_benchmark", config.cudnn_benchmark && !config.deterministic},
+                 {"tf32", config.tf32}};
+  j["epochs_completed"] = history.size();
+  j["seconds"] = seconds;
+  j["train_images_per_second"] = trainer.images_per_second();
+  if (!history.empty()) {
+    const auto& last = history.back();
+    j["final"] = {{"loss", last.loss},
+                  {"acc", last.acc},
+                  {"val_loss", last.val_loss},
+                  {"val_acc", last.val_acc}};
+    double epoch_seconds = 0;
+    for (const auto& e : history) epoch_seconds += e.seconds;
+    j["seconds_per_epoch"] = epoch_seconds / static_cast<double>(history.size());
+  }
+  return j;
+}
+
+// What a checkpoint must match to continue this run: the model, the data, and everything that
+// shapes the trajectory.
+nlohmann::json run_fingerprint(const TrainConfig& config, const data::DataSplit& data,
+                               const Trainer& trainer) {
+  return {{"model", config.model},
+          {"dataset", data.name},
+          {"train_images", data.train.size()},
+          {"test_images", data.test.size()},
+          {"image_shape", data.train.images.sizes().slice(1).vec()},
+          {"classes", data.class_names.size()},
+          {"replicas", trainer.world_size()},
+          {"batch_per_device", config.batch_per_device},
+          {"accumulate", config.accumulate},
+          {"epochs", config.epochs},
+          {"lr", config.lr},
+          {"power", config.power},
+          {"momentum", config.momentum},
+          {"lr_scaling", config.lr_scaling},
+          {"warmup_epochs", config.warmup_epochs},
+          {"amp", config.amp},
+          {"optimizer", config.fused_sgd || config.cuda_graphs ? "fused-sgd" : "sgd"},
+          {"seed", config.seed}};
+}
+
+}  // namespace
+
+RunResult run_training(const TrainConfig& config, std::ostream& out) {
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  const ProcessInfo process = read_launcher_env();
+  const bool lead = process.rank == 0;  // only rank 0 prints and writes files
+  Progress progress(lead ? config.verbose : 0, out);
+  std::vector<torch::Device> devices = select_devices(config.gpus, config.cpu_replicas);
+  if (process.world_size > 1 && config.gpus == 1) {
+    devices = {torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(process.local_rank))};
+  }
+  const int64_t threads = set_threads(config.threads);
+  configure_kernels(config);
+
+  data::DataSplit data = data::load_data(config.data);
+  RunResult result;
+  result.out_dir = config.out_dir.empty()
+                       ? fs::path("runs") / fmt::format("{}-{}", data.name, timestamp())
+                       : fs::path(config.out_dir);
+  const fs::path plot_path =
+      config.plot_path.empty() ? result.out_dir / "plot.png" : fs::path(config.plot_path);
+  if (lead) {
+    prepare_output_dir(result.out_dir, "--out-dir");
+    if (plot_path.has_parent_path()) prepare_output_dir(plot_path.parent_path(), "--output");
+  }
+  std::string no_plot_reason;
+  const bool plotting = lead && can_plot(&no_plot_reason);
+
+  torch::manual_seed(config.seed);  // weight initialisation and dropout
+  const auto& shape = data.train.images.sizes();  // [N, C, H, W]
+  const models::ModelShape model_shape{shape[1], shape[2], shape[3],
+                                       static_cast<int64_t>(data.class_names.size())};
+  auto net = models::make_model(config.model, model_shape);
+  const int64_t parameters = models::count_parameters(*net.ptr());
+  const torch::Tensor mean = data::mean_image(data.train.images);
+  Trainer trainer(config, net, devices, mean,
+                  make_communicators(config.comm, config.comm_timeout_s, process, devices));
+
+  std::string device_text = describe_device(devices[0]);
+  if (devices.size() > 1) device_text = fmt::format("{} x {}", devices.size(), device_text);
+  progress.info(fmt::format("device: {}, LibTorch threads: {}", device_text, threads));
+  progress.info(fmt::format("data: {} from {}: {} train, {} test images of {}x{}x{}, {} classes",
+                            data.name, data.source, data.train.size(), data.test.size(), shape[1],
+                            shape[2], shape[3], data.class_names.size()));
+  progress.info(fmt::format("model: {} ({}), {} trainable parameters", config.model,
+                            models::find_model(config.model).description, parameters));
+  progress.info(fmt::format("training {} epochs, global batch {} ({} replica(s) x {} images x {} "
+                            "micro-batch(es)), lr {} (power {}), momentum {}; writing to {}",
+                            config.epochs, trainer.global_batch(), trainer.world_size(),
+                            config.batch_per_device, config.accumulate, config.lr, config.power,
+                            config.momentum, result.out_dir.string()));
+  if (process.world_size > 1) {
+    progress.info(fmt::format("processes: {} ({}), this is rank {} on {}:{}", process.world_size,
+                              process.launcher, process.rank, process.master_addr,
+                              process.master_port));
+  }
+  if (lead && !plotting) progress.warn(fmt::format("no plot will be drawn: {}", no_plot_reason));
+
+  CheckpointPolicy checkpoints;
+  checkpoints.dir = result.out_dir / "checkpoints";
+  checkpoints.every_steps = config.checkpoint_every;
+  checkpoints.keep = config.keep;
+  checkpoints.writer = lead;
+  checkpoints.fingerprint = run_fingerprint(config, data, trainer).dump();
+  trainer.set_checkpoints(checkpoints);
+  if (!config.resume.empty()) {
+    std::optional<fs::path> from;
+    if (config.resume == "auto") {
+      from = latest_checkpoint(checkpoints.dir);
+      if (!from) progress.info(fmt::format("no checkpoint in {}: starting afresh", checkpoints.dir.string()));
+    } else if (!fs::is_regular_file(config.resume)) {
+      throw data::InputError(fmt::format("--resume {}: no such checkpoint file", config.resume));
+    } else {
+      from = fs::path(config.resume);
+    }
+    if (from) {
+      trainer.resume(*from);
+      progress.info(fmt::format("resuming from {}", from->string()));
+    }
+  }
+  install_stop_handlers();
+
+  auto save_epoch = [&](const History& history) {
+    if (lead) write_text_atomically(result.out_dir / "history.csv", history_csv(history));
+  };
+  result.history = trainer.fit(data.train, data.test, progress, save_epoch);
+  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  if (!lead) return result;
+
+  save_weights({config.model, model_shape, data.name, data.class_names, mean,
+                trainer.model().clone(torch::kCPU)},
+               result.out_dir / "model.pt");
+  write_atomically(result.out_dir / "mean.pt",
+                   [&](const fs::path& tmp) { torch::save(mean, tmp.string()); });
+  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const auto summary = summary_json(config, data, device_text, threads, parameters, trainer,
+                                    result.history, result.seconds);
+  write_text_atomically(result.out_dir / "summary.json", summary.dump(2) + "\n");
+  if (plotting) {
+    plot_history(result.history, plot_path,
+                 fmt::format("{}, {}, {}", data.name, config.model, device_text));
+    progress.info(fmt::format("plot: {}", plot_path.string()));
+  }
+  progress.info(fmt::format("training throughput: {:.1f} images/s (training steps only)",
+                            trainer.images_per_second()));
+  progress.info(fmt::format("total wall time: {:.1f}s ({:.1f} min); final val_acc {:.4f}",
+                            result.seconds, result.seconds / 60, result.history.back().val_acc));
+  return result;
+}
+
+namespace {
+
+cxxopts::Options train_options() {
+  cxxopts::Options o("mgpu train", "Train a model (MiniGoogLeNet by default) with the tutorial's recipe.");
+  o.add_options()
+      ("model", "the model to train (see mgpu models)",
+       cxxopts::value<std::string>()->default_value("minigooglenet"))
+      ("output", "path of the loss/accuracy plot (PNG); default <out-dir>/plot.png",
+       cxxopts::value<std::string>()->default_value(""))
+      ("gpus", "0: train on the CPU; 1: on the first CUDA GPU; default 1 if a GPU is visible",
+       cxxopts::value<std::string>())
+      ("dataset", "cifar10, fashion-mnist, or auto (CIFAR-10 if its files are in --data-dir, "
+       "else Fashion-MNIST)", cxxopts::value<std::string>()->default_value("auto"))
+      ("data-dir", "folder with cifar-10-batches-bin/ (or its .bin files) or the Fashion-MNIST "
+       "IDX files; default ./data, and /usr/share/datasets/fashion-mnist for Fashion-MNIST",
+       cxxopts::value<std::string>()->default_value(""))
+      ("no-download", "with --dataset cifar10: never download the official archive when its "
+       "files are not in --data-dir")
+      ("epochs", "number of epochs", cxxopts::value<std::string>()->default_value("70"))
+      ("lr", "initial learning rate", cxxopts::value<std::string>()->default_value("5e-3"))
+      ("power", "lr decay power: lr * (1 - epoch/epochs)^power",
+       cxxopts::value<std::string>()->default_value("1.0"))
+      ("momentum", "SGD momentum, in [0, 1)", cxxopts::value<std::string>()->default_value("0.9"))
+      ("lr-scaling", "none (the tutorial), or linear: multiply --lr by the global batch over "
+       "--batch-per-device (Goyal et al., 2017)", cxxopts::value<std::string>()->default_value("none"))
+      ("warmup-epochs", "with --lr-scaling linear: raise the rate step by step from --lr to the "
+       "scaled rate over this many epochs", cxxopts::value<std::string>()->default_value("0"))
+      ("batch-per-device", "images per step on each device",
+       cxxopts::value<std::string>()->default_value("64"))
+      ("cpu-replicas", "with --gpus 0: data-parallel replicas on the CPU (threads of this "
+       "process, gradients summed every step)", cxxopts::value<std::string>()->default_value("1"))
+      ("accumulate", "micro-batches per optimizer step on each replica: one device with "
+       "--accumulate K reproduces K replicas", cxxopts::value<std::string>()->default_value("1"))
+      ("comm", "how replicas reduce gradients: local (threads of this process), nccl, or auto "
+       "(nccl for several GPUs, else local)", cxxopts::value<std::string>()->default_value("auto"))
+      ("comm-timeout", "seconds a replica waits for its peers in a collective before the run "
+       "fails", cxxopts::value<std::string>()->default_value("300"))
+      ("seed", "seed of weights, shuffling, augmentation and dropout",
+       cxxopts::value<std::string>()->default_value("42"))
+      ("deterministic", "deterministic cuDNN and LibTorch kernels, so that a GPU run repeats "
+       "bit for bit (slower; CPU runs repeat anyway)")
+      ("threads", "LibTorch CPU threads; 0: all cores", cxxopts::value<std::string>()->default_value("0"))
+      ("limit-train", "use only the first N training images (0: all)",
+       cxxopts::value<std::string>()->default_value("0"))
+      ("limit-test", "use only the first N test images (0: all)",
+       cxxopts::value<std::string>()->default_value("0"))
+      ("out-dir", "run directory for history.csv, summary.json, model.pt, mean.pt, plot.png "
+       "and checkpoints/; default runs/<dataset>-<time>",
+       cxxopts::value<std::string>()->default_value(""))
+      ("checkpoint-every", "also write a checkpoint every N steps (0: only at the end of each "
+       "epoch)", cxxopts::value<std::string>()->default_value("0"))
+      ("keep", "older checkpoints kept besides the newest",
+       cxxopts::value<std::string>()->default_value("1"))
+      ("resume", "continue a run: auto (the newest checkpoint in --out-dir/checkpoints, or a "
+       "fresh start if there is none) or a checkpoint file",
+       cxxopts::value<std::string>()->default_value(""))
+      ("verbose", "0 silent, 1 progress bar (default on a terminal), 2 one line per epoch "
+       "(default otherwise)", cxxopts::value<std::string>())
+      ("h,help", "show this help");
+  add_speed_flags(o);
+  return o;
+}
+
+TrainConfig parse_train(const cxxopts::ParseResult& r) {
+  TrainConfig c;
+  c.model = models::find_model(get<std::string>(r, "model")).name;
+  c.plot_path = get<std::string>(r, "output");
+  c.gpus = gpus_flag(r);
+  c.data = data_flags(r);
+  c.data.limit_train = int_at_least(r, "limit-train", 0);
+  c.epochs = int_at_least(r, "epochs", 1);
+  c.batch_per_device = int_at_least(r, "batch-per-device", 1, kMaxBatch);
+  c.cpu_replicas = int_at_least(r, "cpu-replicas", 1, kMaxReplicas);
+  if (c.cpu_replicas > 1 && c.gpus > 0) {
+    throw InputError(fmt::format("--cpu-replicas {} needs --gpus 0", c.cpu_replicas));
+  }
+  c.accumulate = int_at_least(r, "accumulate", 1, kMaxBatch);
+  c.comm = get<std::string>(r, "comm");
+  if (c.comm != "auto" && c.comm != "local" && c.comm != "nccl") {
+    throw InputError(fmt::format("--comm '{}': expected auto, local or nccl", c.comm));
+  }
+  c.comm_timeout_s = number(r, "comm-timeout");
+  if (!std::isfinite(c.comm_timeout_s) || c.comm_timeout_s <= 0 || c.comm_timeout_s > kMaxTimeout) {
+    throw InputError(fmt::format("--comm-timeout {}: expected seconds > 0 and at most {} (a week)",
+                                 c.comm_timeout_s, kMaxTimeout));
+  }
+  c.threads = int_at_least(r, "threads", 0, kMaxThreads);
+  c.seed = static_cast<uint64_t>(int_at_least(r, "seed", 0));
+  c.deterministic = r.count("deterministic") > 0;
+  speed_flags(r, c);
+  if (c.cuda_graphs && c.gpus == 0) {
+    throw InputError("--cuda-graphs needs a GPU (--gpus 1 or more): CPU training has no CUDA graphs");
+  }
+  c.lr = number(r, "lr");
+  if (!std::isfinite(c.lr) || c.lr <= 0) {
+    throw InputError(fmt::format("--lr {}: expected a finite number > 0", c.lr));
+  }
+  c.power = number(r, "power");
+  if (!std::isfinite(c.power) || c.power < 0) {
+    throw InputError(fmt::format("--power {}: expected a finite number >= 0", c.power));
+  }
+  c.momentum = number(r, "momentum");
+  if (!std::isfinite(c.momentum) || c.momentum < 0 || c.momentum >= 1) {
+    throw InputError(fmt::format("--momentum {}: expected a number in [0, 1)", c.momentum));
+  }
+  c.lr_scaling = get<std::string>(r, "lr-scaling");
+  if (c.lr_scaling != "none" && c.lr_scaling != "linear") {
+    throw InputError(fmt::format("--lr-scaling '{}': expected none or linear", c.lr_scaling));
+  }
+  c.warmup_epochs = number(r, "warmup-epochs");
+  if (!std::isfinite(c.warmup_epochs) || c.warmup_epochs < 0 ||
+      c.warmup_epochs > static_cast<double>(c.epochs)) {
+    throw InputError(fmt::format("--warmup-epochs {}: expected a number from 0 to --epochs ({})",
+                                 c.warmup_epochs, c.epochs));
+  }
+  c.verbose = r.count("verbose") ? static_cast<int>(int_at_least(r, "verbose", 0))
+                                 : (isatty(STDOUT_FILENO) ? 1 : 2);
+  if (c.verbose > 2) throw InputError(fmt::format("--verbose {}: expected 0, 1 or 2", c.verbose));
+  c.out_dir = get<std::string>(r, "out-dir");
+  c.checkpoint_every = int_at_least(r, "checkpoint-every", 0);
+  c.keep = int_at_least(r, "keep", 0);
+  c.resume = get<std::string>(r, "resume");
+  if (c.resume == "auto" && c.out_dir.empty()) {
+    throw InputError("--resume auto needs --out-dir: the run directory whose checkpoints/ to "
+                     "continue from");
+  }
+  return c;
+}
+
+}  // namespace
+
+CommandSpec train_command() {
+  return {"train", "  mgpu train [options]                 train and write history, summary, weights and plot\n", train_options,
+          [](const cxxopts::ParseResult& r) {
+            return make_command("train", parse_train(r), [](const TrainConfig& c, std::ostream& out) {
+              run_training(c, out);
+            });
+          }};
+}
+
+}  // namespace mgpu::app

@@ -1,0 +1,161 @@
+// The Trainer's checkpoints: which state goes into one (every replica's row of what differs
+// between replicas, the plan generators, the history, model and optimizer), and resuming from
+// one so that the run ends as the uninterrupted run would have (docs/reliability.md).
+#include <fmt/core.h>
+#include <torch/torch.h>
+
+#include "data/InputError.h"          // defines: InputError
+#include "train/Replica.h"            // defines: Trainer::Replica
+#include "train/comm/Communicator.h"  // defines: gather_rows
+#include "train/files/Archive.h"      // defines: save_archive, load_archive
+#include "train/files/Checkpoint.h"   // defines: checkpoint_path, generator_states, ...
+
+namespace mgpu::train {
+
+namespace {
+
+// The history at full precision (history.csv rounds), [epochs, 7] float64, and back.
+torch::Tensor history_tensor(const History& history) {
+  auto t = torch::zeros({static_cast<int64_t>(history.size()), 7}, torch::kFloat64);
+  for (size_t i = 0; i < history.size(); ++i) {
+    const auto& e = history[i];
+    const double row[7] = {
+        static_cast<double>(e.epoch), e.lr, e.seconds, e.loss, e.acc, e.val_loss, e.val_acc};
+    for (int64_t j = 0; j < 7; ++j) t[static_cast<int64_t>(i)][j] = row[j];
+  }
+  return t;
+}
+
+History history_from_tensor(const torch::Tensor& t) {
+  History history;
+  const auto rows = t.accessor<double, 2>();
+  for (int64_t i = 0; i < t.size(0); ++i) {
+    history.push_back({static_cast<int64_t>(rows[i][0]), rows[i][1], rows[i][2], rows[i][3],
+                       rows[i][4], rows[i][5], rows[i][6]});
+  }
+  return history;
+}
+
+std::vector<torch::Tensor> float_buffers(torch::nn::Module& module) {
+  std::vector<torch::Tensor> found;
+  for (auto& b : module.buffers()) {
+    if (b.is_floating_point()) found.push_back(b);
+  }
+  return found;
+}
+
+}  // namespace
+
+void Trainer::write_checkpoint(Replica& replica, int64_t epoch, int64_t step) {
+  if (checkpoints_.dir.empty()) return;
+  torch::NoGradGuard no_grad;
+  // What differs between replicas: batch-norm statistics, the epoch's partial sums, and the
+  // random generators. Every replica contributes its row, so one file holds the whole job.
+  std::vector<torch::Tensor> floats;
+  for (auto& b : float_buffers(*replica.model.ptr())) floats.push_back(b.flatten());
+  floats.push_back(replica.loss_sum.defined() ? replica.loss_sum.reshape({1})
+                                              : torch::zeros({1}, replica.grads.options()));
+  const auto dev = replica.device;
+  const auto ints =
+      replica.correct.defined()
+          ? replica.correct.reshape({1})
+          : torch::zeros({1}, torch::TensorOptions().dtype(torch::kInt64).device(dev));
+  Communicator* comm = replica.comm.get();
+  const auto float_rows = gather_rows(comm, torch::cat(floats)).cpu();
+  const auto int_rows = gather_rows(comm, ints).cpu();
+  const auto rng_rows = gather_rows(comm, generator_states(dev).to(dev)).cpu();
+  if (replica.rank != 0 || !checkpoints_.writer) return;
+
+  torch::serialize::OutputArchive archive;
+  archive.write("fingerprint", c10::IValue(checkpoints_.fingerprint));
+  archive.write("position", torch::tensor({epoch, step}, torch::kInt64));
+  // The plan generators as they were before this epoch's plan (at an epoch's end: now).
+  archive.write("shuffle_state", step == 0 ? generator_state(shuffle_) : epoch_shuffle_state_);
+  archive.write("augment_state", step == 0 ? generator_state(augment_) : epoch_augment_state_);
+  archive.write("rank_floats", float_rows);
+  archive.write("rank_ints", int_rows);
+  archive.write("rank_generators", rng_rows);
+  archive.write("history", history_tensor(history_));
+  archive.write("throughput", torch::tensor({train_seconds_, train_images_}, torch::kFloat64));
+  torch::serialize::OutputArchive model, optimizer;
+  replica.model.ptr()->save(model);
+  if (replica.optimizer) {
+    replica.optimizer->save(optimizer);
+  } else {
+    optimizer.write("momentum", replica.momentum);  // fused SGD's whole state
+  }
+  archive.write("model", model);
+  archive.write("optimizer", optimizer);
+  const auto path = checkpoint_path(checkpoints_.dir, epoch, step);
+  std::error_code ec;
+  std::filesystem::create_directories(checkpoints_.dir, ec);
+  save_archive(archive, kCheckpointFormat, "checkpoint", path);
+  last_checkpoint_ = path;
+  prune_checkpoints(checkpoints_.dir, checkpoints_.keep);
+}
+
+void Trainer::load_checkpoint(Replica& replica, const std::filesystem::path& file) {
+  torch::NoGradGuard no_grad;
+  auto archive = load_archive(file, kCheckpointFormat, "checkpoint", replica.device);
+  torch::serialize::InputArchive model, optimizer;
+  archive.read("model", model);
+  archive.read("optimizer", optimizer);
+  replica.model.ptr()->load(model);
+  bind_parameters(replica);  // loading replaced the parameters' storage
+  if (replica.optimizer) {
+    replica.optimizer->load(optimizer);
+  } else {
+    torch::Tensor momentum;
+    optimizer.read("momentum", momentum);
+    if (!momentum.sizes().equals(replica.momentum.sizes())) {
+      throw data::InputError(fmt::format("checkpoint {}: momentum buffer of {} values, expected {}",
+                                         file.string(), momentum.numel(),
+                                         replica.momentum.numel()));
+    }
+    replica.momentum.copy_(momentum);
+  }
+  torch::Tensor float_rows, int_rows, rng_rows;
+  archive.read("rank_floats", float_rows);
+  archive.read("rank_ints", int_rows);
+  archive.read("rank_generators", rng_rows);
+  const int64_t row = replica.comm ? replica.comm->rank() : 0;
+  auto floats = float_rows[row];
+  int64_t offset = 0;
+  for (auto& b : float_buffers(*replica.model.ptr())) {
+    b.copy_(floats.narrow(0, offset, b.numel()).view_as(b));
+    offset += b.numel();
+  }
+  replica.loss_sum.copy_(floats[offset]);
+  replica.correct.copy_(int_rows[row][0]);
+  set_generator_states(replica.device, rng_rows[row].cpu());
+}
+
+void Trainer::resume(const std::filesystem::path& file) {
+  auto archive = load_archive(file, kCheckpointFormat, "checkpoint", torch::kCPU);
+  c10::IValue fingerprint;
+  archive.read("fingerprint", fingerprint);
+  const std::string diff =
+      fingerprint_difference(fingerprint.toStringRef(), checkpoints_.fingerprint);
+  if (!diff.empty()) {
+    throw data::InputError(fmt::format(
+        "checkpoint {} is from another run and cannot continue this one: {}", file.string(), diff));
+  }
+  torch::Tensor position, shuffle_state, augment_state, throughput;
+  archive.read("position", position);
+  archive.read("shuffle_state", shuffle_state);
+  archive.read("augment_state", augment_state);
+  archive.read("throughput", throughput);
+  torch::Tensor history;
+  archive.read("history", history);
+  history_ = history_from_tensor(history);
+  for_each_replica([&](Replica& r) { load_checkpoint(r, file); });
+  start_epoch_ = position[0].item<int64_t>();
+  start_step_ = position[1].item<int64_t>();
+  set_generator_state(shuffle_, shuffle_state);
+  set_generator_state(augment_, augment_state);
+  train_seconds_ = throughput[0].item<double>();
+  train_images_ = throughput[1].item<double>();
+  last_checkpoint_ = file;
+}
+
+}  // namespace mgpu::train

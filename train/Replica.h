@@ -1,0 +1,50 @@
+// Trainer's internals shared by its source files (Trainer.cpp: the loop and the step;
+// Parameters.cpp; Evaluation.cpp; Checkpointing.cpp): one replica's state and an epoch's plan.
+// Not for use outside train/.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+
+#include "data/Dataset.h"
+#include "train/StepGraph.h"  // defines: StepGraph
+#include "train/Trainer.h"
+#include "train/comm/Communicator.h"
+
+namespace mgpu::train {
+
+struct Trainer::Replica {
+  int rank = 0;
+  torch::nn::AnyModule model;
+  torch::Device device = torch::kCPU;
+  torch::Tensor mean;      // [C, H, W] float on device
+  torch::Tensor grads;     // flat gradient buffer; every parameter's .grad is a view into it
+  torch::Tensor control;   // its last 2 entries, summed with it: stop requests, faults
+  torch::Tensor params;    // fused SGD: flat buffer; every parameter is a view into it
+  torch::Tensor momentum;  // fused SGD: the momentum buffer, flat like params
+  // 0-dim device tensors the step reads, set before it: rate, step number, stop request.
+  torch::Tensor lr, step_number, stop_flag;
+  torch::Tensor first_bad;  // int64 on device: first step whose loss or gradient was not finite
+  std::unique_ptr<torch::optim::SGD> optimizer;  // without fused SGD
+  std::unique_ptr<Communicator> comm;
+  data::Dataset train, test;        // uint8 images and labels on device
+  torch::Tensor loss_sum, correct;  // epoch totals over all replicas, on device
+  Metrics val;                      // last evaluation
+  // --cuda-graphs: the captured step, its static input (one global batch's plan rows), and
+  // the steps run eagerly so far.
+  std::unique_ptr<StepGraph> graph;
+  torch::Tensor graph_batch;
+  int64_t eager_steps = 0;
+};
+
+struct Trainer::EpochPlan {
+  int64_t epoch = 0;  // 0-based
+  int64_t steps = 0;
+  double lr = 0;  // at the first step (with warm-up, it changes every step)
+  // [steps * global batch, kPlanColumns] int64 on the CPU: per image of the epoch's batches,
+  // its index in the training set, its shifts and its flip.
+  torch::Tensor rows;
+};
+
+}  // namespace mgpu::train

@@ -1,0 +1,118 @@
+// c10d's ProcessGroupGloo behind the Communicator interface.
+#include "train/comm/GlooGroup.h"
+
+#include <fmt/core.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <sstream>
+
+#include "data/InputError.h"
+
+namespace mgpu::train {
+
+namespace {
+
+std::string first_line(const std::exception& e) {
+  const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
+  const std::string text = c10_error ? c10_error->what_without_backtrace() : e.what();
+  return text.substr(0, text.find('\n'));
+}
+
+class GlooCommunicator : public Communicator {
+ public:
+  GlooCommunicator(c10::intrusive_ptr<c10d::ProcessGroupGloo> group, int rank, int world,
+                   double timeout_s)
+      : group_(std::move(group)), rank_(rank), world_(world), timeout_s_(timeout_s) {}
+
+  // The ranks leave together: rank 0 hosts the job's store, and a rank that closed its
+  // connections while a peer still finished its last collective would fail that peer. After a
+  // failure there is no farewell: the peers learn of it from the closed connections.
+  ~GlooCommunicator() override {
+    if (!failure_.empty()) return;
+    try {
+      group_->barrier()->wait();
+    } catch (const std::exception&) {
+      // Destructors must not throw; a peer that is gone needs no goodbye.
+    }
+  }
+
+  int rank() const override { return rank_; }
+  int world_size() const override { return world_; }
+  std::string backend() const override { return "gloo"; }
+
+  void all_reduce_sum(torch::Tensor& tensor) override {
+    std::vector<at::Tensor> tensors{tensor};
+    run("all_reduce", tensor, [&] { return group_->allreduce(tensors); });
+  }
+
+  void broadcast(torch::Tensor& tensor, int root) override {
+    std::vector<at::Tensor> tensors{tensor};
+    c10d::BroadcastOptions options;
+    options.rootRank = root;
+    run("broadcast", tensor, [&] { return group_->broadcast(tensors, options); });
+  }
+
+  void abort(const std::string& reason) override {
+    if (failure_.empty()) failure_ = reason;
+  }
+
+ private:
+  template <typename Start>
+  void run(const char* op, const torch::Tensor& tensor, Start start) {
+    TORCH_CHECK(tensor.device().is_cpu() && tensor.is_contiguous(), "Gloo ", op, ": rank ", rank_,
+                " needs a contiguous CPU tensor");
+    if (!failure_.empty()) {
+      throw CommError(fmt::format("rank {}: {} after an earlier failure: {}", rank_, op, failure_));
+    }
+    try {
+      start()->wait();
+    } catch (const std::exception& e) {
+      failure_ = fmt::format("rank {}: Gloo {} failed (a peer died, or did not take part within "
+                             "{:.1f} s): {}",
+                             rank_, op, timeout_s_, first_line(e));
+      throw CommError(failure_);
+    }
+  }
+
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;
+  int rank_, world_;
+  double timeout_s_;
+  std::string failure_;  // set by the first failure or abort; later calls fail at once
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_gloo_communicator(const c10::intrusive_ptr<c10d::Store>& store,
+                                                     int rank, int world, double timeout_s) {
+  const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+  auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+  if (const char* names = std::getenv("GLOO_SOCKET_IFNAME"); names && *names) {
+    std::stringstream list(names);
+    for (std::string name; std::getline(list, name, ',');) {
+      try {
+        options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(name));
+      } catch (const std::exception& e) {
+        throw data::InputError(fmt::format("rank {}: GLOO_SOCKET_IFNAME names '{}', which Gloo "
+                                           "cannot use: {}",
+                                           rank, name, first_line(e)));
+      }
+    }
+  } else {
+    options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+  }
+  // Gloo's keys live under their own prefix, apart from the NCCL id and anything else.
+  auto prefixed = c10::make_intrusive<c10d::PrefixStore>("mgpu/gloo", store);
+  try {
+    auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, rank, world, options);
+    return std::make_unique<GlooCommunicator>(std::move(group), rank, world, timeout_s);
+  } catch (const std::exception& e) {
+    throw CommError(fmt::format("rank {}: the Gloo group of {} processes did not form within "
+                                "{:.1f} s: {}",
+                                rank, world, timeout_s, first_line(e)));
+  }
+}
+
+}  // namespace mgpu::train

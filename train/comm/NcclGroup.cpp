@@ -1,0 +1,271 @@
+// The hand-rolled NCCL all-reduce: events order the NCCL stream after the compute stream and
+// back, every NCCL and CUDA call is checked, and a stuck peer ends in an abort, not a hang.
+#include "train/comm/NcclGroup.h"
+
+#include <fmt/core.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "data/InputError.h"
+
+#ifdef MGPU_WITH_NCCL
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime.h>
+#include <nccl.h>
+#endif
+
+namespace mgpu::train {
+
+#ifndef MGPU_WITH_NCCL
+
+std::vector<std::unique_ptr<Communicator>> make_nccl_group(const std::vector<torch::Device>&,
+                                                           double) {
+  throw data::InputError("this mgpu was built with MGPU_WITH_NCCL=OFF: no NCCL backend");
+}
+
+std::vector<std::unique_ptr<Communicator>> make_nccl_ranks(const std::vector<torch::Device>&,
+                                                           c10d::Store&, int, int, double) {
+  throw data::InputError("this mgpu was built with MGPU_WITH_NCCL=OFF: no NCCL backend");
+}
+
+#else
+
+namespace {
+
+#define MGPU_CUDA_CHECK(expr)                                                               \
+  do {                                                                                      \
+    const cudaError_t err_ = (expr);                                                        \
+    if (err_ != cudaSuccess) {                                                              \
+      throw CommError(fmt::format("{} failed at {}:{}: {}", #expr, __FILE__, __LINE__,      \
+                                  cudaGetErrorString(err_)));                               \
+    }                                                                                       \
+  } while (0)
+
+#define MGPU_NCCL_CHECK(expr, comm)                                                         \
+  do {                                                                                      \
+    const ncclResult_t res_ = (expr);                                                       \
+    if (res_ != ncclSuccess) {                                                              \
+      throw CommError(fmt::format("{} failed at {}:{}: {} ({})", #expr, __FILE__, __LINE__, \
+                                  ncclGetErrorString(res_), ncclGetLastError(comm)));       \
+    }                                                                                       \
+  } while (0)
+
+ncclDataType_t nccl_type(const torch::Tensor& t) {
+  switch (t.scalar_type()) {
+    case torch::kFloat32: return ncclFloat32;
+    case torch::kFloat64: return ncclFloat64;
+    case torch::kFloat16: return ncclFloat16;
+    case torch::kBFloat16: return ncclBfloat16;
+    case torch::kInt64: return ncclInt64;
+    case torch::kInt32: return ncclInt32;
+    case torch::kUInt8: return ncclUint8;
+    default: throw CommError(fmt::format("NCCL: unsupported dtype {}", c10::toString(t.scalar_type())));
+  }
+}
+
+// What the ranks of one process share: the reason of the first abort.
+struct GroupState {
+  std::mutex mutex;
+  std::string abort_reason;
+  std::atomic<bool> aborted{false};
+};
+
+class NcclCommunicator : public Communicator {
+ public:
+  NcclCommunicator(ncclComm_t comm, int rank, int world, torch::Device device, double timeout_s,
+                   std::shared_ptr<GroupState> state)
+      : comm_(comm), rank_(rank), world_(world), device_(device), timeout_s_(timeout_s),
+        state_(std::move(state)) {
+    c10::cuda::CUDAGuard guard(device_);
+    stream_ = std::make_unique<c10::cuda::CUDAStream>(
+        c10::cuda::getStreamFromPool(/*isHighPriority=*/true, device_.index()));
+    MGPU_CUDA_CHECK(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
+    MGPU_CUDA_CHECK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
+  }
+
+  ~NcclCommunicator() override {
+    cudaEventDestroy(ready_);
+    cudaEventDestroy(done_);
+    if (comm_) ncclCommDestroy(comm_);  // destructors must not throw: results ignored
+  }
+
+  int rank() const override { return rank_; }
+  int world_size() const override { return world_; }
+  std::string backend() const override { return "nccl"; }
+
+  void all_reduce_sum(torch::Tensor& tensor) override {
+    run("all_reduce", tensor, [&](cudaStream_t s) {
+      MGPU_NCCL_CHECK(ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(),
+                                    nccl_type(tensor), ncclSum, comm_, s),
+                      comm_);
+    });
+  }
+
+  void broadcast(torch::Tensor& tensor, int root) override {
+    run("broadcast", tensor, [&](cudaStream_t s) {
+      MGPU_NCCL_CHECK(ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(),
+                                    nccl_type(tensor), root, comm_, s),
+                      comm_);
+    });
+  }
+
+  bool can_capture() const override { return true; }
+
+  void wait_for_enqueued(const char* what) override {
+    c10::cuda::CUDAGuard guard(device_);
+    MGPU_CUDA_CHECK(cudaEventRecord(done_, c10::cuda::getCurrentCUDAStream(device_.index()).stream()));
+    wait(what);
+  }
+
+  void abort(const std::string& reason) override {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    if (state_->abort_reason.empty()) state_->abort_reason = reason;
+    state_->aborted = true;
+  }
+
+ private:
+  template <typename Launch>
+  void run(const char* op, torch::Tensor& tensor, Launch launch) {
+    TORCH_CHECK(tensor.is_cuda() && tensor.device() == device_ && tensor.is_contiguous(),
+                "NCCL ", op, ": rank ", rank_, " needs a contiguous tensor on ", device_.str());
+    check_aborted(op);
+    c10::cuda::CUDAGuard guard(device_);
+    const cudaStream_t compute = c10::cuda::getCurrentCUDAStream(device_.index()).stream();
+    // The NCCL stream waits for the backward pass; the compute stream waits for the reduce.
+    MGPU_CUDA_CHECK(cudaEventRecord(ready_, compute));
+    MGPU_CUDA_CHECK(cudaStreamWaitEvent(stream_->stream(), ready_, 0));
+    c10::cuda::CUDACachingAllocator::recordStream(tensor.storage().data_ptr(), *stream_);
+    launch(stream_->stream());
+    MGPU_CUDA_CHECK(cudaEventRecord(done_, stream_->stream()));
+    MGPU_CUDA_CHECK(cudaStreamWaitEvent(compute, done_, 0));
+    // While a CUDA graph is captured nothing runs: its replays are watched by wait_for_enqueued.
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    MGPU_CUDA_CHECK(cudaStreamIsCapturing(compute, &capture));
+    if (capture == cudaStreamCaptureStatusNone) wait(op);
+  }
+
+  // Waits for done_ with a deadline, watching NCCL's asynchronous errors and aborts.
+  void wait(const char* op) {
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s_);
+    while (true) {
+      const cudaError_t q = cudaEventQuery(done_);
+      if (q == cudaSuccess) return;
+      if (q != cudaErrorNotReady) MGPU_CUDA_CHECK(q);
+      ncclResult_t async = ncclSuccess;
+      MGPU_NCCL_CHECK(ncclCommGetAsyncError(comm_, &async), comm_);
+      if (async != ncclSuccess) {
+        fail(op, fmt::format("NCCL reported {} ({})", ncclGetErrorString(async),
+                             ncclGetLastError(comm_)));
+      }
+      if (state_->aborted) fail(op, "aborted: " + reason());
+      if (std::chrono::steady_clock::now() > deadline) {
+        fail(op, fmt::format("timed out after {:.1f} s waiting for its peers", timeout_s_));
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+
+  void check_aborted(const char* op) {
+    if (state_->aborted) fail(op, "aborted: " + reason());
+  }
+
+  [[noreturn]] void fail(const char* op, const std::string& why) {
+    const std::string message = fmt::format("rank {}: NCCL {} {}", rank_, op, why);
+    abort(message);  // the other local ranks stop too
+    ncclCommAbort(comm_);
+    comm_ = nullptr;
+    throw CommError(message);
+  }
+
+  std::string reason() {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    return state_->abort_reason;
+  }
+
+  ncclComm_t comm_;
+  int rank_, world_;
+  torch::Device device_;
+  double timeout_s_;
+  std::shared_ptr<GroupState> state_;
+  std::unique_ptr<c10::cuda::CUDAStream> stream_;
+  cudaEvent_t ready_ = nullptr, done_ = nullptr;
+};
+
+void require_visible(const torch::Device& d) {
+  const int64_t visible = torch::cuda::is_available() ? torch::cuda::device_count() : 0;
+  if (!d.is_cuda() || d.index() < 0 || d.index() >= visible) {
+    throw data::InputError(fmt::format(
+        "the NCCL backend needs CUDA GPUs: {} is not one of the {} visible to this process",
+        d.str(), visible));
+  }
+}
+
+}  // namespace
+
+std::vector<std::unique_ptr<Communicator>> make_nccl_group(const std::vector<torch::Device>& devices,
+                                                           double timeout_s) {
+  std::vector<int> ids;
+  for (const auto& d : devices) {
+    require_visible(d);
+    ids.push_back(d.index());
+  }
+  const int n = static_cast<int>(ids.size());
+  std::vector<ncclComm_t> comms(static_cast<size_t>(n));
+  MGPU_NCCL_CHECK(ncclCommInitAll(comms.data(), n, ids.data()), nullptr);
+  auto state = std::make_shared<GroupState>();
+  std::vector<std::unique_ptr<Communicator>> group;
+  for (int r = 0; r < n; ++r) {
+    group.push_back(std::make_unique<NcclCommunicator>(comms[static_cast<size_t>(r)], r, n,
+                                                       devices[static_cast<size_t>(r)],
+                                                       timeout_s, state));
+  }
+  return group;
+}
+
+std::vector<std::unique_ptr<Communicator>> make_nccl_ranks(
+    const std::vector<torch::Device>& devices, c10d::Store& store, int first_rank, int world,
+    double timeout_s) {
+  for (const auto& d : devices) require_visible(d);
+  ncclUniqueId id;
+  const std::string key = "mgpu/nccl_unique_id";
+  if (first_rank == 0) {
+    MGPU_NCCL_CHECK(ncclGetUniqueId(&id), nullptr);
+    const auto* bytes = reinterpret_cast<const uint8_t*>(&id);
+    store.set(key, std::vector<uint8_t>(bytes, bytes + sizeof id));
+  } else {
+    const auto bytes = store.get(key);  // waits up to the store's timeout
+    if (bytes.size() != sizeof id) {
+      throw CommError(fmt::format("rank {}: the NCCL unique id in the store has {} bytes, not {}",
+                                  first_rank, bytes.size(), sizeof id));
+    }
+    std::memcpy(&id, bytes.data(), sizeof id);
+  }
+  // Several devices of one process must join inside one group, or the first init would wait
+  // for the others forever.
+  std::vector<ncclComm_t> comms(devices.size());
+  MGPU_NCCL_CHECK(ncclGroupStart(), nullptr);
+  for (size_t i = 0; i < devices.size(); ++i) {
+    MGPU_CUDA_CHECK(cudaSetDevice(devices[i].index()));
+    MGPU_NCCL_CHECK(ncclCommInitRank(&comms[i], world, id, first_rank + static_cast<int>(i)),
+                    nullptr);
+  }
+  MGPU_NCCL_CHECK(ncclGroupEnd(), nullptr);
+  auto state = std::make_shared<GroupState>();
+  std::vector<std::unique_ptr<Communicator>> group;
+  for (size_t i = 0; i < devices.size(); ++i) {
+    group.push_back(std::make_unique<NcclCommunicator>(
+        comms[i], first_rank + static_cast<int>(i), world, devices[i], timeout_s, state));
+  }
+  return group;
+}
+
+#endif
+
+}  // namespace mgpu::train

@@ -1,0 +1,31 @@
+// NcclGroup: a Communicator per local GPU over raw NCCL calls (no c10d ProcessGroupNCCL).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <vector>
+
+#include <torch/csrc/distributed/c10d/Store.hpp>
+
+#include "train/comm/Communicator.h"
+
+namespace mgpu::train {
+
+/// One NCCL communicator per device in `devices` (CUDA devices of this process, one replica
+/// each), created together with ncclCommInitAll. Collectives are queued on a per-device NCCL
+/// stream ordered after the device's current stream by events; each call then waits for its
+/// completion, polling ncclCommGetAsyncError, and aborts the communicator and throws
+/// CommError (naming the rank and the operation) once timeout_s has passed.
+/// Throws data::InputError when a device is not a visible CUDA GPU or the build has no NCCL.
+std::vector<std::unique_ptr<Communicator>> make_nccl_group(const std::vector<torch::Device>& devices,
+                                                           double timeout_s);
+
+/// This process's ranks of a multi-process NCCL job: one per device, ranks first_rank,
+/// first_rank + 1, ... of world. Global rank 0 creates the NCCL unique id and publishes it
+/// through the job's store; every process then joins with ncclCommInitRank inside one group.
+std::vector<std::unique_ptr<Communicator>> make_nccl_ranks(
+    const std::vector<torch::Device>& devices, c10d::Store& store, int first_rank, int world,
+    double timeout_s);
+
+}  // namespace mgpu::train

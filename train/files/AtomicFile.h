@@ -1,0 +1,22 @@
+// Atomic, durable file writes for everything a run leaves, and the early check that an
+// output directory is writable.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <string>
+
+namespace mgpu::train {
+
+/// Writes via path + ".tmp", fsyncs it, renames it into place and fsyncs the directory, so a
+/// reader never sees a half-written file and a failure or crash at any moment leaves the
+/// previous version in place. Throws std::runtime_error naming the path.
+void write_atomically(const std::filesystem::path& path,
+                      const std::function<void(const std::filesystem::path& tmp)>& write);
+void write_text_atomically(const std::filesystem::path& path, const std::string& text);
+
+/// Creates dir (and its parents) and proves it writable now, before work that depends on it;
+/// throws data::InputError naming flag and dir otherwise.
+void prepare_output_dir(const std::filesystem::path& dir, const std::string& flag);
+
+}  // namespace mgpu::train

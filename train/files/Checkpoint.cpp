@@ -1,0 +1,109 @@
+// Checkpoint names, listing and pruning, fingerprint comparison, and the pieces of state
+// (generators) a checkpoint holds.
+#include "train/files/Checkpoint.h"
+
+#include <dirent.h>
+#include <fmt/core.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <regex>
+#include <vector>
+
+namespace mgpu::train {
+namespace fs = std::filesystem;
+
+namespace {
+
+// Checkpoints in dir, oldest first (their names sort in training order). Listed with POSIX
+// calls, not a directory_iterator: see docs/architecture.md on LibTorch's std::filesystem.
+std::vector<fs::path> list_checkpoints(const fs::path& dir) {
+  static const std::regex kName(R"(ckpt-e\d{4,}-s\d{6,}\.pt)");
+  std::vector<std::string> names;
+  if (DIR* d = opendir(dir.c_str())) {
+    while (const dirent* entry = readdir(d)) {
+      if (std::regex_match(entry->d_name, kName)) names.emplace_back(entry->d_name);
+    }
+    closedir(d);
+  }
+  std::sort(names.begin(), names.end());
+  std::vector<fs::path> paths;
+  for (const auto& name : names) paths.push_back(dir / name);
+  return paths;
+}
+
+}  // namespace
+
+fs::path checkpoint_path(const fs::path& dir, int64_t epoch, int64_t step) {
+  return dir / fmt::format("ckpt-e{:04d}-s{:06d}.pt", epoch, step);
+}
+
+std::optional<fs::path> latest_checkpoint(const fs::path& dir) {
+  const auto all = list_checkpoints(dir);
+  if (all.empty()) return std::nullopt;
+  return all.back();
+}
+
+void prune_checkpoints(const fs::path& dir, int64_t keep) {
+  const auto all = list_checkpoints(dir);
+  const auto keep_count = static_cast<size_t>(std::max<int64_t>(0, keep) + 1);
+  for (size_t i = 0; i + keep_count < all.size(); ++i) {
+    std::error_code ec;
+    fs::remove(all[i], ec);  // one left behind costs disk space, not correctness
+  }
+}
+
+std::string fingerprint_difference(const std::string& checkpoint, const std::string& run) {
+  const auto a = nlohmann::json::parse(checkpoint, nullptr, /*allow_exceptions=*/false);
+  const auto b = nlohmann::json::parse(run);
+  if (!a.is_object()) return "its description of the run cannot be read";
+  std::string diff;
+  for (const auto& [key, value] : b.items()) {
+    const auto there = a.find(key);
+    const std::string had = there == a.end() ? "nothing" : there->dump();
+    if (there == a.end() || *there != value) {
+      diff += fmt::format("{}{}: the checkpoint has {}, this run {}", diff.empty() ? "" : "; ",
+                          key, had, value.dump());
+    }
+  }
+  return diff;
+}
+
+torch::Tensor generator_states(const torch::Device& device) {
+  auto cpu = at::globalContext().defaultGenerator(torch::kCPU);
+  std::vector<torch::Tensor> parts;
+  {
+    std::lock_guard<std::mutex> lock(cpu.mutex());
+    parts.push_back(cpu.get_state());
+  }
+  if (device.is_cuda()) {
+    auto gpu = at::globalContext().defaultGenerator(device);
+    std::lock_guard<std::mutex> lock(gpu.mutex());
+    parts.push_back(gpu.get_state());
+  }
+  return torch::cat(parts);
+}
+
+void set_generator_states(const torch::Device& device, const torch::Tensor& states) {
+  auto cpu = at::globalContext().defaultGenerator(torch::kCPU);
+  std::lock_guard<std::mutex> lock(cpu.mutex());
+  const int64_t cpu_bytes = cpu.get_state().numel();
+  cpu.set_state(states.narrow(0, 0, cpu_bytes).clone());
+  if (device.is_cuda()) {
+    auto gpu = at::globalContext().defaultGenerator(device);
+    std::lock_guard<std::mutex> gpu_lock(gpu.mutex());
+    gpu.set_state(states.narrow(0, cpu_bytes, states.numel() - cpu_bytes).clone());
+  }
+}
+
+torch::Tensor generator_state(torch::Generator& generator) {
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  return generator.get_state();
+}
+
+void set_generator_state(torch::Generator& generator, const torch::Tensor& state) {
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_state(state);
+}
+
+}  // namespace mgpu::train
