@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 TORCH_VERSION=2.11.0
 VENV="${MGPU_VENV:-$HOME/.cache/mgpu/venv}"
-APT_PACKAGES=(build-essential cmake ninja-build python3 python3-venv zlib1g-dev libcxxopts-dev
+APT_PACKAGES=(build-essential cmake ninja-build ccache python3 python3-venv zlib1g-dev libcxxopts-dev
   nlohmann-json3-dev libgtest-dev libgloo-dev libcurl4-openssl-dev libarchive-dev libssl-dev
   libstb-dev libgnuplot-iostream-dev libboost-iostreams-dev
   libboost-filesystem-dev libboost-system-dev gnuplot-nox dataset-fashion-mnist)

@@ -1,0 +1,55 @@
+# Build speed on a small machine (figures and commands: docs/benchmarks.md, "Build time").
+# Almost all of a translation unit's time goes to LibTorch's headers: parsing torch/torch.h
+# (~200,000 lines) and, at the end of every unit, instantiating the templates those headers
+# use (~6 s with GCC even for an empty file). So:
+# - one precompiled header of torch/torch.h, built once by mgpu_pch and reused by every
+#   target (mgpu_use_pch): the parsing is done once per build. GCC only; clang (the fuzz
+#   build) checks a PCH's command-line macros strictly, so it builds without one. Nothing else
+#   goes into it: {fmt} and nlohmann/json made every unit ~4 s slower to load it;
+# - unity builds (MGPU_UNITY): the sources of each library compiled a few at a time in one
+#   unit, so the fixed per-unit cost is paid once per batch;
+# - ccache, when installed, in front of the compiler, with paths hashed relative to the
+#   source tree so that another clone (CI's) hits the same cache; the sloppiness settings are
+#   what ccache needs to cache units that use a PCH;
+# - -O2 rather than CMake's -O3 for Release: mgpu's own code is glue around LibTorch's
+#   kernels, and -O3 only made each unit slower to compile.
+option(MGPU_CCACHE "Compile through ccache when it is installed" ON)
+option(MGPU_PCH "Precompile LibTorch's headers once for all targets (GCC)" ON)
+option(MGPU_UNITY "Compile each library's sources a few at a time in one unit" ON)
+set(MGPU_UNITY_BATCH 4 CACHE STRING "Sources per unity unit")
+
+find_program(MGPU_CCACHE_PROGRAM ccache)
+if(MGPU_CCACHE AND MGPU_CCACHE_PROGRAM AND NOT CMAKE_CXX_COMPILER_LAUNCHER)
+  set(CMAKE_CXX_COMPILER_LAUNCHER
+      ${CMAKE_COMMAND} -E env CCACHE_BASEDIR=${PROJECT_SOURCE_DIR} CCACHE_NOHASHDIR=1
+      CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
+      ${MGPU_CCACHE_PROGRAM})
+  message(STATUS "ccache: ${MGPU_CCACHE_PROGRAM}")
+endif()
+
+if(CMAKE_BUILD_TYPE STREQUAL "Release")
+  add_compile_options(-O2)  # after CMAKE_CXX_FLAGS_RELEASE's -O3, so it wins
+endif()
+
+if(MGPU_PCH AND NOT CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+  message(STATUS "PCH: off for ${CMAKE_CXX_COMPILER_ID} (GCC only)")
+  set(MGPU_PCH OFF)
+endif()
+if(MGPU_PCH)
+  add_library(mgpu_pch OBJECT ${PROJECT_SOURCE_DIR}/cmake/Pch.cpp)
+  # The same flags as every user of the PCH (mgpu_warnings: -Wpedantic changes predefined
+  # macros, and GCC ignores a PCH built with other ones).
+  target_link_libraries(mgpu_pch PRIVATE torch mgpu::fmt mgpu_warnings)
+  target_precompile_headers(mgpu_pch PRIVATE <torch/torch.h>)
+endif()
+
+# Gives target the shared precompiled header and unity batches (each a no-op when off).
+function(mgpu_use_pch target)
+  if(MGPU_PCH)
+    target_precompile_headers(${target} REUSE_FROM mgpu_pch)
+  endif()
+  if(MGPU_UNITY)
+    set_target_properties(${target} PROPERTIES UNITY_BUILD ON
+                          UNITY_BUILD_BATCH_SIZE ${MGPU_UNITY_BATCH})
+  endif()
+endfunction()
