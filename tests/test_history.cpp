@@ -1,5 +1,4 @@
 // history.csv round trip, its refusals, and atomic writes.
-#include <dlfcn.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -75,18 +74,4 @@ TEST(History, UnwritablePathThrowsNamingIt) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("sub.csv"), std::string::npos) << e.what();
   }
-}
-
-TEST(Toolchain, StdFilesystemBindsToLibstdcxx) {
-  // PyPI's LibTorch exports a private copy of std::filesystem (pytorch/pytorch#133437) whose
-  // remove_all crashes; the build puts libstdc++ first so that ours binds to the real one.
-  // On a toolchain where that fails, this says so instead of a segfault somewhere else.
-  using RemoveAll = std::uintmax_t (*)(const std::filesystem::path&, std::error_code&);
-  const RemoveAll remove_all = &std::filesystem::remove_all;
-  Dl_info info{};
-  ASSERT_NE(dladdr(reinterpret_cast<void*>(remove_all), &info), 0);
-  ASSERT_NE(info.dli_fname, nullptr);
-  EXPECT_NE(std::string(info.dli_fname).find("libstdc++"), std::string::npos)
-      << "std::filesystem::remove_all binds to " << info.dli_fname
-      << ", not libstdc++: see docs/architecture.md on PyPI LibTorch and std::filesystem";
 }
