@@ -3,7 +3,7 @@
 # (~200,000 lines) and, at the end of every unit, instantiating the templates those headers
 # use (~6 s with GCC even for an empty file). So:
 # - one precompiled header of torch/torch.h, built once by mgpu_pch and reused by every
-#   target (mgpu_use_pch): the parsing is done once per build. GCC only; clang (the fuzz
+#   target (mgpu_build_fast): the parsing is done once per build. GCC only; clang (the fuzz
 #   build) checks a PCH's command-line macros strictly, so it builds without one. Nothing else
 #   goes into it: {fmt} and nlohmann/json made every unit ~4 s slower to load it;
 # - unity builds (MGPU_UNITY): the sources of each library compiled a few at a time in one
@@ -44,7 +44,7 @@ if(MGPU_PCH)
 endif()
 
 # Gives target the shared precompiled header and unity batches (each a no-op when off).
-function(mgpu_use_pch target)
+function(mgpu_build_fast target)
   if(MGPU_PCH)
     target_precompile_headers(${target} REUSE_FROM mgpu_pch)
   endif()
