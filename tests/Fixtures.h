@@ -23,9 +23,17 @@
 
 namespace mgpu::testing {
 
+/// Paths this build knows: the mgpu binary, the Python with torch, the source tree. Defined in
+/// a file CMake generates in the build folder (tests/CMakeLists.txt), so that the test files
+/// themselves compile the same in every clone and ccache can reuse their objects.
+extern const char* const kMgpuBinary;
+extern const char* const kPython;
+extern const char* const kSourceDir;
+
 // The fixtures walk folders with POSIX calls, not std::filesystem::remove_all or directory
-// iterators: where a binary's std::filesystem binds to PyPI LibTorch's private copy (seen with
-// Ubuntu 24.04's toolchain; docs/architecture.md), those two crash. Toolchain.* tests say so.
+// iterators: those two crashed where a binary's std::filesystem bound to PyPI LibTorch's
+// private copy (Ubuntu 24.04's toolchain; docs/architecture.md). std::filesystem is now linked
+// into every binary, which Toolchain.* checks; the fixtures stay independent of it.
 
 /// Deletes a folder and everything in it; a missing folder is no error.
 inline void remove_tree(const std::filesystem::path& dir) {

@@ -85,8 +85,8 @@ fs::path donor() {
   static TempDir dir;
   static const bool made = [&] {
     mgpu::testing::write_cifar_dir(dir.path() / "data", 40);
-    const std::string cmd =
-        std::string(MGPU_BINARY) + " " + expand(kCifar, dir.path()) + " > /dev/null 2>&1";
+    const std::string cmd = std::string(mgpu::testing::kMgpuBinary) + " " +
+                            expand(kCifar, dir.path()) + " > /dev/null 2>&1";
     return std::system(cmd.c_str()) == 0;
   }();
   EXPECT_TRUE(made);
@@ -221,8 +221,9 @@ TEST(BadInputs, EveryOneIsAClearErrorWithNothingHalfWritten) {
   for (const auto& c : corpus()) {
     TempDir tmp;
     c.setup(tmp.path());
-    const std::string cmd = fmt::format("{}{} {} > /dev/null 2> {}", c.shell_prefix, MGPU_BINARY,
-                                        expand(c.args, tmp.path()), (tmp.path() / "stderr").string());
+    const std::string cmd =
+        fmt::format("{}{} {} > /dev/null 2> {}", c.shell_prefix, mgpu::testing::kMgpuBinary,
+                    expand(c.args, tmp.path()), (tmp.path() / "stderr").string());
     const int status = std::system(fmt::format("bash -c '{}'", cmd).c_str());
     const std::string err = read_file(tmp.path() / "stderr");
     ASSERT_TRUE(WIFEXITED(status)) << c.name;

@@ -198,7 +198,7 @@ pid_t start_training(const fs::path& data, const fs::path& out, const fs::path& 
   const std::string cmd = fmt::format(
       "exec {} train --gpus 0 --threads 1 --dataset cifar10 --data-dir {} --epochs 2 "
       "--batch-per-device 16 --verbose 2 --checkpoint-every 5 --out-dir {} {} > {} 2>&1",
-      MGPU_BINARY, data.string(), out.string(), extra, log.string());
+      mgpu::testing::kMgpuBinary, data.string(), out.string(), extra, log.string());
   const char* argv[] = {"/bin/sh", "-c", cmd.c_str(), nullptr};
   pid_t pid = 0;
   EXPECT_EQ(posix_spawn(&pid, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ), 0);

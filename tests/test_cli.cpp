@@ -43,7 +43,7 @@ struct Run {
 Run run_mgpu(const std::string& args, const std::string& prefix = "") {
   TempDir tmp;
   const auto err_file = tmp.path() / "stderr", out_file = tmp.path() / "stdout";
-  const std::string cmd = prefix + std::string(MGPU_BINARY) + " " + args + " > " +
+  const std::string cmd = prefix + std::string(mgpu::testing::kMgpuBinary) + " " + args + " > " +
                           out_file.string() + " 2> " + err_file.string();
   const int status = std::system(cmd.c_str());
   std::ifstream err(err_file), out(out_file);
@@ -257,12 +257,12 @@ TEST(CliBinary, TwoProcessesOnLocalhostTrainTogetherAndOnlyRankZeroWrites) {
                            (tmp.path() / "data").string();
   const std::string env = "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
                           std::to_string(mgpu::testing::free_port());
-  const std::string cmd = "(RANK=1 " + env + " " + MGPU_BINARY + " " + args + " --out-dir " +
-                          (tmp.path() / "r1").string() + " > " + (tmp.path() / "log1").string() +
-                          " 2>&1; echo $? > " + (tmp.path() / "rc1").string() + ") & RANK=0 " +
-                          env + " " + MGPU_BINARY + " " + args + " --out-dir " +
-                          (tmp.path() / "r0").string() + " > " + (tmp.path() / "log0").string() +
-                          " 2>&1; rc=$?; wait; exit $rc";
+  const std::string cmd =
+      "(RANK=1 " + env + " " + mgpu::testing::kMgpuBinary + " " + args + " --out-dir " +
+      (tmp.path() / "r1").string() + " > " + (tmp.path() / "log1").string() + " 2>&1; echo $? > " +
+      (tmp.path() / "rc1").string() + ") & RANK=0 " + env + " " + mgpu::testing::kMgpuBinary + " " +
+      args + " --out-dir " + (tmp.path() / "r0").string() + " > " + (tmp.path() / "log0").string() +
+      " 2>&1; rc=$?; wait; exit $rc";
   const int status = std::system(cmd.c_str());
   std::ifstream log0(tmp.path() / "log0"), rc1(tmp.path() / "rc1");
   const std::string text{std::istreambuf_iterator<char>(log0), std::istreambuf_iterator<char>()};
@@ -440,7 +440,8 @@ TEST(Cli, ModelsEvaluatePredictAndExportRefusalsNameTheProblem) {
 
 TEST(CliBinary, ModelsListsEveryRegisteredModel) {
   TempDir tmp;
-  const std::string cmd = std::string(MGPU_BINARY) + " models > " + (tmp.path() / "out").string();
+  const std::string cmd =
+      std::string(mgpu::testing::kMgpuBinary) + " models > " + (tmp.path() / "out").string();
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   std::ifstream in(tmp.path() / "out");
   const std::string out{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};

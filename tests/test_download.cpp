@@ -243,8 +243,8 @@ TEST(DownloadBinary, TrainFetchesMissingCifarUnlessForbidden) {
     const std::string cmd = fmt::format(
         "MGPU_CIFAR10_URL={} MGPU_CIFAR10_MD5={} {} train --gpus 0 --threads 1 --dataset cifar10 "
         "--epochs 1 --batch-per-device 5 --verbose 0 --out-dir {} {} 2> {}",
-        server.url(), md5_of(archive), MGPU_BINARY, (tmp.path() / "run").string(), flags,
-        (tmp.path() / "err").string());
+        server.url(), md5_of(archive), mgpu::testing::kMgpuBinary, (tmp.path() / "run").string(),
+        flags, (tmp.path() / "err").string());
     const int status = std::system(cmd.c_str());
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   };

@@ -52,8 +52,8 @@ std::string read_file(const fs::path& p) {
 }
 
 int run(const std::string& args, const fs::path& log) {
-  const int status =
-      std::system(fmt::format("{} {} > {} 2>&1", MGPU_BINARY, args, log.string()).c_str());
+  const int status = std::system(
+      fmt::format("{} {} > {} 2>&1", mgpu::testing::kMgpuBinary, args, log.string()).c_str());
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 

@@ -35,8 +35,9 @@ nlohmann::json write_raw(const fs::path& dir, const std::string& file, const std
 // Runs check_export.py; its exit code, and its output in *out.
 int check_from_python(const fs::path& exported, const fs::path& ref, std::string* out) {
   const fs::path log = ref / "check.log";
-  const auto cmd = fmt::format("{} {}/tests/check_export.py {} {} > {} 2>&1", MGPU_PYTHON,
-                               MGPU_SOURCE_DIR, exported.string(), ref.string(), log.string());
+  const auto cmd =
+      fmt::format("{} {}/tests/check_export.py {} {} > {} 2>&1", mgpu::testing::kPython,
+                  mgpu::testing::kSourceDir, exported.string(), ref.string(), log.string());
   const int status = std::system(cmd.c_str());
   std::ifstream in(log);
   *out = std::string{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
