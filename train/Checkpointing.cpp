@@ -64,7 +64,13 @@ void Trainer::write_checkpoint(Replica& replica, int64_t epoch, int64_t step) {
   const auto float_rows = gather_rows(comm, torch::cat(floats)).cpu();
   const auto int_rows = gather_rows(comm, ints).cpu();
   const auto rng_rows = gather_rows(comm, generator_states(dev).to(dev)).cpu();
-  if (replica.rank != 0 || !checkpoints_.writer) return;
+  if (replica.rank != 0) return;
+  const auto path = checkpoint_path(checkpoints_.dir, epoch, step);
+  if (!checkpoints_.writer) {  // rank 0's process writes it; the others can name it
+    last_checkpoint_ = path;
+    last_checkpoint_elsewhere_ = true;
+    return;
+  }
 
   torch::serialize::OutputArchive archive;
   archive.write("fingerprint", c10::IValue(checkpoints_.fingerprint));
@@ -86,11 +92,11 @@ void Trainer::write_checkpoint(Replica& replica, int64_t epoch, int64_t step) {
   }
   archive.write("model", model);
   archive.write("optimizer", optimizer);
-  const auto path = checkpoint_path(checkpoints_.dir, epoch, step);
   std::error_code ec;
   std::filesystem::create_directories(checkpoints_.dir, ec);
   save_archive(archive, kCheckpointFormat, "checkpoint", path);
   last_checkpoint_ = path;
+  last_checkpoint_elsewhere_ = false;
   prune_checkpoints(checkpoints_.dir, checkpoints_.keep);
 }
 
@@ -130,6 +136,12 @@ void Trainer::load_checkpoint(Replica& replica, const std::filesystem::path& fil
   set_generator_states(replica.device, rng_rows[row].cpu());
 }
 
+std::string Trainer::last_checkpoint_text() const {
+  if (!last_checkpoint_elsewhere_) return last_checkpoint_.string();
+  return fmt::format("{} (written by the rank 0 process into its --out-dir's checkpoints/)",
+                     last_checkpoint_.filename().string());
+}
+
 void Trainer::resume(const std::filesystem::path& file) {
   auto archive = load_archive(file, kCheckpointFormat, "checkpoint", torch::kCPU);
   c10::IValue fingerprint;
@@ -156,6 +168,8 @@ void Trainer::resume(const std::filesystem::path& file) {
   train_seconds_ = throughput[0].item<double>();
   train_images_ = throughput[1].item<double>();
   last_checkpoint_ = file;
+  last_checkpoint_elsewhere_ = false;
+  resumed_ = true;
 }
 
 }  // namespace mgpu::train

@@ -267,7 +267,7 @@ void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progr
             "{}",
             plan.epoch + 1, bad,
             last_checkpoint_.empty() ? "No checkpoint was written before it."
-                                     : "The last good checkpoint is " + last_checkpoint_.string() +
+                                     : "The last good checkpoint is " + last_checkpoint_text() +
                                            " (--resume it, with a lower --lr)."));
       }
     }
@@ -282,8 +282,7 @@ void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progr
           "stopped by {} in epoch {} after step {}; checkpoint {} (continue with --resume auto "
           "and the same --out-dir)",
           stop_signal() ? signal_name(stop_signal()) : "another process's stop request",
-          plan.epoch + 1, step,
-          last_checkpoint_.string()));
+          plan.epoch + 1, step, last_checkpoint_text()));
     }
   }
   on_graph_stream.reset();
@@ -344,7 +343,9 @@ History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Prog
         train.size(), batch));
   }
   place_data(train, test);
-  for_each_replica([&](Replica& r) { broadcast_weights(r); });
+  // A fresh run starts every replica from rank 0's weights; a resumed one has restored each
+  // replica's own state (its batch-norm statistics differ from the others' mid-epoch).
+  if (!resumed_) for_each_replica([&](Replica& r) { broadcast_weights(r); });
   for (int64_t epoch = start_epoch_; epoch < config_.epochs; ++epoch) {
     const auto start = Clock::now();
     const int64_t first_step = epoch == start_epoch_ ? start_step_ + 1 : 1;

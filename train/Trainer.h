@@ -53,7 +53,8 @@ class Trainer {
   /// continues after its epoch and step and ends as the uninterrupted run would have. Throws
   /// data::InputError naming the file and what differs or is damaged.
   void resume(const std::filesystem::path& file);
-  /// The last checkpoint written or resumed from (empty if none).
+  /// The last checkpoint written or resumed from (empty if none); in a process other than
+  /// rank 0's, the one rank 0 wrote, at the same place under this process's --out-dir.
   const std::filesystem::path& last_checkpoint() const { return last_checkpoint_; }
 
   /// Runs `steps` training steps (no evaluation) on random batches of train and waits for the
@@ -96,6 +97,8 @@ class Trainer {
   Metrics evaluate_replica(Replica& replica, const data::Dataset& dataset);
   void average_batch_norm_stats(Replica& replica);
   void broadcast_weights(Replica& replica);
+  /// last_checkpoint() for messages: the path, or in another process its name and writer.
+  std::string last_checkpoint_text() const;
   /// Copies the data sets to every replica's device (once per device).
   void place_data(const data::Dataset& train, const data::Dataset& test);
   EpochPlan plan_epoch(int64_t epoch, int64_t steps, const data::Dataset& train);
@@ -115,7 +118,9 @@ class Trainer {
   History history_;
   CheckpointPolicy checkpoints_;
   std::filesystem::path last_checkpoint_;
+  bool last_checkpoint_elsewhere_ = false;  // written by rank 0's process, not this one
   int64_t start_epoch_ = 0, start_step_ = 0;  // where fit() begins (after resume())
+  bool resumed_ = false;                       // resume() restored every replica's state
 };
 
 }  // namespace mgpu::train
