@@ -12,7 +12,10 @@
 #include <csignal>
 #include <fstream>
 #include <random>
+#include <regex>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "Fixtures.h"
 #include "data/Preprocess.h"
@@ -206,8 +209,10 @@ TEST(Checkpoint, ANonFiniteLossStopsAtItsStepAndKeepsTheLastGoodCheckpoint) {
   } catch (const std::runtime_error& e) {
     const std::string what = e.what();
     EXPECT_NE(what.find("non-finite in epoch 1 at step 2"), std::string::npos) << what;
-    EXPECT_NE(what.find("last good checkpoint is " +
-                        train::checkpoint_path(tmp.path(), 0, 1).string()),
+    // Step 1's checkpoint holds the weights that gave step 2's loss: no use resuming it.
+    EXPECT_NE(what.find("The newest checkpoint, " +
+                        train::checkpoint_path(tmp.path(), 0, 1).string() +
+                        ", holds the weights that gave it"),
               std::string::npos)
         << what;
   }
@@ -397,4 +402,57 @@ TEST(CheckpointBinary, TwoProcessesStoppedMidEpochAndResumedEndAsTheUninterrupte
   EXPECT_EQ(csv_without_seconds(parts / "history.csv"),
             csv_without_seconds(tmp.path() / "whole" / "history.csv"));
   EXPECT_TRUE(same_model_files(parts / "model.pt", tmp.path() / "whole" / "model.pt"));
+}
+
+// The advice after a non-finite loss works, on two processes: both name the last good
+// checkpoint (not the one just before the bad step, whose weights gave it), and a resume from
+// it with a lower --lr (never a higher one) finishes the run and records the change.
+TEST(CheckpointBinary, ANonFiniteLossIsResumedWithALowerRateAsItsMessageAdvises) {
+  TempDir tmp;
+  const auto data = mgpu::testing::write_cifar_dir(tmp.path() / "data", 40).parent_path();
+  const auto run = tmp.path() / "run";
+  auto logs = [&] { return read_file(tmp.path() / "log0") + read_file(tmp.path() / "log1"); };
+  // At 1e5 the loss of this data and model becomes non-finite a few steps in.
+  for (pid_t pid : start_two_ranks(data, run, tmp.path(), "--lr 1e5 --checkpoint-every 1")) {
+    EXPECT_EQ(wait_exit_code(pid), 1) << logs();
+  }
+  std::smatch m;
+  const auto log0 = read_file(tmp.path() / "log0"), log1 = read_file(tmp.path() / "log1");
+  ASSERT_TRUE(std::regex_search(log0, m, std::regex("non-finite in epoch 1 at step (\\d+)"))) << logs();
+  const int bad = std::stoi(m[1]);
+  ASSERT_GE(bad, 3) << "no checkpoint two steps before the bad one: choose a lower --lr";
+  const auto good = train::checkpoint_path(run / "checkpoints", 0, bad - 2);
+  EXPECT_NE(log0.find("The last good checkpoint is " + good.string() +
+                      ": continue from it with a lower learning rate (--resume it with --lr "
+                      "10000, say)."),
+            std::string::npos)
+      << logs();
+  EXPECT_NE(log1.find("The last good checkpoint is " + good.filename().string() +
+                      " (written by the rank 0 process"),
+            std::string::npos)
+      << logs();
+
+  for (pid_t pid : start_two_ranks(data, run, tmp.path(), "--lr 2e5 --resume " + good.string())) {
+    EXPECT_EQ(wait_exit_code(pid), 2) << logs();
+  }
+  EXPECT_NE(read_file(tmp.path() / "log0").find("--lr 200000 is higher than the checkpoint's 100000"),
+            std::string::npos)
+      << logs();
+  EXPECT_FALSE(fs::exists(run / "summary.json"));
+
+  for (pid_t pid : start_two_ranks(data, run, tmp.path(), "--lr 0.001 --resume " + good.string())) {
+    EXPECT_EQ(wait_exit_code(pid), 0) << logs();
+  }
+  EXPECT_NE(read_file(tmp.path() / "log0")
+                .find("learning rate lowered from --lr 100000 to 0.001 from here on"),
+            std::string::npos)
+      << logs();
+  const auto summary = nlohmann::json::parse(read_file(run / "summary.json"));
+  EXPECT_EQ(summary["lr_changes"].dump(),
+            fmt::format(R"([{{"after_step":{},"epoch":1,"from":100000.0,"to":0.001}}])", bad - 2));
+  // The history's rate is each epoch's first step's: epoch 1 began at 1e5, epoch 2 at half
+  // the lowered rate.
+  const auto csv = read_file(run / "history.csv");
+  EXPECT_NE(csv.find("\n1,100000,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\n2,0.0005,"), std::string::npos) << csv;
 }

@@ -8,7 +8,7 @@
 #include "train/Replica.h"            // defines: Trainer::Replica
 #include "train/comm/Communicator.h"  // defines: gather_rows
 #include "train/files/Archive.h"      // defines: save_archive, load_archive
-#include "train/files/Checkpoint.h"   // defines: checkpoint_path, generator_states, ...
+#include "train/files/Checkpoint.h"   // defines: checkpoint_path, fingerprint_number, ...
 
 namespace mgpu::train {
 
@@ -34,6 +34,27 @@ History history_from_tensor(const torch::Tensor& t) {
                        rows[i][4], rows[i][5], rows[i][6]});
   }
   return history;
+}
+
+// Rows of epoch, step, from, to (float64), and back.
+torch::Tensor lr_changes_tensor(const std::vector<LrChange>& changes) {
+  auto t = torch::zeros({static_cast<int64_t>(changes.size()), 4}, torch::kFloat64);
+  for (size_t i = 0; i < changes.size(); ++i) {
+    const auto& c = changes[i];
+    t[static_cast<int64_t>(i)] = torch::tensor(
+        {static_cast<double>(c.epoch), static_cast<double>(c.step), c.from, c.to}, torch::kFloat64);
+  }
+  return t;
+}
+
+std::vector<LrChange> lr_changes_from_tensor(const torch::Tensor& t) {
+  std::vector<LrChange> changes;
+  const auto rows = t.accessor<double, 2>();
+  for (int64_t i = 0; i < t.size(0); ++i) {
+    changes.push_back({static_cast<int64_t>(rows[i][0]), static_cast<int64_t>(rows[i][1]),
+                       rows[i][2], rows[i][3]});
+  }
+  return changes;
 }
 
 std::vector<torch::Tensor> float_buffers(torch::nn::Module& module) {
@@ -67,8 +88,7 @@ void Trainer::write_checkpoint(Replica& replica, int64_t epoch, int64_t step) {
   if (replica.rank != 0) return;
   const auto path = checkpoint_path(checkpoints_.dir, epoch, step);
   if (!checkpoints_.writer) {  // rank 0's process writes it; the others can name it
-    last_checkpoint_ = path;
-    last_checkpoint_elsewhere_ = true;
+    remember({epoch, step, path, /*elsewhere=*/true});
     return;
   }
 
@@ -83,6 +103,8 @@ void Trainer::write_checkpoint(Replica& replica, int64_t epoch, int64_t step) {
   archive.write("rank_generators", rng_rows);
   archive.write("history", history_tensor(history_));
   archive.write("throughput", torch::tensor({train_seconds_, train_images_}, torch::kFloat64));
+  archive.write("lr", torch::tensor(config_.lr, torch::kFloat64));
+  archive.write("lr_changes", lr_changes_tensor(lr_changes_));
   torch::serialize::OutputArchive model, optimizer;
   replica.model.ptr()->save(model);
   if (replica.optimizer) {
@@ -95,9 +117,8 @@ void Trainer::write_checkpoint(Replica& replica, int64_t epoch, int64_t step) {
   std::error_code ec;
   std::filesystem::create_directories(checkpoints_.dir, ec);
   save_archive(archive, kCheckpointFormat, "checkpoint", path);
-  last_checkpoint_ = path;
-  last_checkpoint_elsewhere_ = false;
   prune_checkpoints(checkpoints_.dir, checkpoints_.keep);
+  remember({epoch, step, path, /*elsewhere=*/false});
 }
 
 void Trainer::load_checkpoint(Replica& replica, const std::filesystem::path& file) {
@@ -136,13 +157,45 @@ void Trainer::load_checkpoint(Replica& replica, const std::filesystem::path& fil
   set_generator_states(replica.device, rng_rows[row].cpu());
 }
 
-std::string Trainer::last_checkpoint_text() const {
-  if (!last_checkpoint_elsewhere_) return last_checkpoint_.string();
-  return fmt::format("{} (written by the rank 0 process into its --out-dir's checkpoints/)",
-                     last_checkpoint_.filename().string());
+void Trainer::remember(Saved saved) {
+  saved_.push_back(std::move(saved));  // and forget those pruned, as prune_checkpoints does
+  const auto keep = static_cast<size_t>(std::max<int64_t>(0, checkpoints_.keep) + 1);
+  if (saved_.size() > keep) saved_.erase(saved_.begin(), saved_.end() - keep);
 }
 
-void Trainer::resume(const std::filesystem::path& file) {
+std::filesystem::path Trainer::last_checkpoint() const {
+  return saved_.empty() ? std::filesystem::path() : saved_.back().file;
+}
+
+std::string Trainer::describe(const Saved& saved) {
+  if (!saved.elsewhere) return saved.file.string();
+  return fmt::format("{} (written by the rank 0 process into its --out-dir's checkpoints/)",
+                     saved.file.filename().string());
+}
+
+std::string Trainer::non_finite_advice(int64_t bad_step, int64_t steps) const {
+  // The checkpoint just before the bad step holds the weights that gave it: resumed, it gives
+  // it again whatever the rate. One at least a step older led to a finite step.
+  const Saved* good = nullptr;
+  for (const auto& s : saved_) {
+    if (s.epoch * steps + s.step <= bad_step - 2) good = &s;
+  }
+  if (good) {
+    return fmt::format(
+        "The last good checkpoint is {}: continue from it with a lower learning rate "
+        "(--resume it with --lr {:g}, say).",
+        describe(*good), config_.lr / 10);
+  }
+  if (saved_.empty()) {
+    return "No checkpoint was written before it: start again with a lower --lr.";
+  }
+  return fmt::format(
+      "The newest checkpoint, {}, holds the weights that gave it, and no older one is kept "
+      "(--keep): start again with a lower --lr.",
+      describe(saved_.back()));
+}
+
+std::optional<LrChange> Trainer::resume(const std::filesystem::path& file) {
   auto archive = load_archive(file, kCheckpointFormat, "checkpoint", torch::kCPU);
   c10::IValue fingerprint;
   archive.read("fingerprint", fingerprint);
@@ -151,6 +204,17 @@ void Trainer::resume(const std::filesystem::path& file) {
   if (!diff.empty()) {
     throw data::InputError(fmt::format(
         "checkpoint {} is from another run and cannot continue this one: {}", file.string(), diff));
+  }
+  // The rate may be lowered (after a non-finite loss), not raised.
+  torch::Tensor saved_lr, saved_changes;
+  const double had = archive.try_read("lr", saved_lr)
+                         ? saved_lr.item<double>()
+                         : fingerprint_number(fingerprint.toStringRef(), "lr").value_or(config_.lr);
+  if (config_.lr > had) {
+    throw data::InputError(fmt::format(
+        "checkpoint {}: --lr {} is higher than the checkpoint's {}; a resume may keep the "
+        "learning rate or lower it, not raise it",
+        file.string(), config_.lr, had));
   }
   torch::Tensor position, shuffle_state, augment_state, throughput;
   archive.read("position", position);
@@ -167,9 +231,22 @@ void Trainer::resume(const std::filesystem::path& file) {
   set_generator_state(augment_, augment_state);
   train_seconds_ = throughput[0].item<double>();
   train_images_ = throughput[1].item<double>();
-  last_checkpoint_ = file;
-  last_checkpoint_elsewhere_ = false;
+  saved_ = {{start_epoch_, start_step_, file, /*elsewhere=*/false}};
   resumed_ = true;
+  lr_changes_ = archive.try_read("lr_changes", saved_changes)
+                    ? lr_changes_from_tensor(saved_changes)
+                    : std::vector<LrChange>{};
+  if (config_.lr == had) return std::nullopt;
+  lr_changes_.push_back({start_epoch_, start_step_, had, config_.lr});
+  return lr_changes_.back();
+}
+
+double Trainer::rate_at_epoch_start(int64_t epoch) const {
+  LrSchedule then = schedule_;
+  for (auto c = lr_changes_.rbegin(); c != lr_changes_.rend(); ++c) {
+    if (c->epoch > epoch || (c->epoch == epoch && c->step > 0)) then.base_lr = c->from;
+  }
+  return then.at(epoch, 0.0);
 }
 
 }  // namespace mgpu::train

@@ -265,10 +265,7 @@ void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progr
         throw std::runtime_error(fmt::format(
             "the training loss or gradient became non-finite in epoch {} at step {}; stopping. "
             "{}",
-            plan.epoch + 1, bad,
-            last_checkpoint_.empty() ? "No checkpoint was written before it."
-                                     : "The last good checkpoint is " + last_checkpoint_text() +
-                                           " (--resume it, with a lower --lr)."));
+            plan.epoch + 1, bad, non_finite_advice(plan.epoch * plan.steps + bad, plan.steps)));
       }
     }
     if (due) {  // this replica's running figures, read at most 10/s
@@ -282,7 +279,8 @@ void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progr
           "stopped by {} in epoch {} after step {}; checkpoint {} (continue with --resume auto "
           "and the same --out-dir)",
           stop_signal() ? signal_name(stop_signal()) : "another process's stop request",
-          plan.epoch + 1, step, last_checkpoint_text()));
+          plan.epoch + 1, step,
+          saved_.empty() ? "none (this run writes none)" : describe(saved_.back())));
     }
   }
   on_graph_stream.reset();
@@ -361,7 +359,7 @@ History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Prog
     const double images = static_cast<double>(steps * batch);
     EpochStats stats;
     stats.epoch = epoch + 1;
-    stats.lr = plan.lr;
+    stats.lr = first_step > 1 ? rate_at_epoch_start(epoch) : plan.lr;
     stats.loss = lead.loss_sum.item<double>() / images;  // the same on every replica
     stats.acc = static_cast<double>(lead.correct.item<int64_t>()) / images;
     train_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "data/Dataset.h"
@@ -23,6 +24,14 @@ namespace mgpu::train {
 struct Metrics {
   double loss = 0;  // mean cross-entropy per image
   double acc = 0;   // fraction correct
+};
+
+/// A resume that lowered the learning rate (the remedy for a non-finite loss): from the
+/// position of the checkpoint on (epochs completed, steps of the next one), the schedule
+/// follows the new base rate.
+struct LrChange {
+  int64_t epoch = 0, step = 0;
+  double from = 0, to = 0;  // --lr before and after
 };
 
 class Trainer {
@@ -50,12 +59,16 @@ class Trainer {
   /// steps, written by the writer process only, durably (train/History.h).
   void set_checkpoints(const CheckpointPolicy& policy) { checkpoints_ = policy; }
   /// Loads a checkpoint written with the same fingerprint (set_checkpoints first); fit() then
-  /// continues after its epoch and step and ends as the uninterrupted run would have. Throws
-  /// data::InputError naming the file and what differs or is damaged.
-  void resume(const std::filesystem::path& file);
+  /// continues after its epoch and step and ends as the uninterrupted run would have. The
+  /// learning rate (config.lr) may be lower than the checkpoint's, never higher: that change is
+  /// returned, and kept in lr_changes() and every later checkpoint. Throws data::InputError
+  /// naming the file and what differs or is damaged.
+  std::optional<LrChange> resume(const std::filesystem::path& file);
+  /// Every lowering of the learning rate by a resume, over all parts of the run, oldest first.
+  const std::vector<LrChange>& lr_changes() const { return lr_changes_; }
   /// The last checkpoint written or resumed from (empty if none); in a process other than
   /// rank 0's, the one rank 0 wrote, at the same place under this process's --out-dir.
-  const std::filesystem::path& last_checkpoint() const { return last_checkpoint_; }
+  std::filesystem::path last_checkpoint() const;
 
   /// Runs `steps` training steps (no evaluation) on random batches of train and waits for the
   /// devices: what `mgpu bench` times.
@@ -97,8 +110,21 @@ class Trainer {
   Metrics evaluate_replica(Replica& replica, const data::Dataset& dataset);
   void average_batch_norm_stats(Replica& replica);
   void broadcast_weights(Replica& replica);
-  /// last_checkpoint() for messages: the path, or in another process its name and writer.
-  std::string last_checkpoint_text() const;
+  /// The rate at the first step of epoch (0-based) under the base rate then in force.
+  double rate_at_epoch_start(int64_t epoch) const;
+  /// The checkpoints written (and not pruned) or resumed from, oldest first.
+  struct Saved {
+    int64_t epoch = 0, step = 0;  // its position
+    std::filesystem::path file;
+    bool elsewhere = false;  // written by rank 0's process, not this one
+  };
+  /// Adds a checkpoint to saved_, which keeps as many as the policy does.
+  void remember(Saved saved);
+  /// A checkpoint for messages: the path, or in another process its name and writer.
+  static std::string describe(const Saved& saved);
+  /// What to do after a non-finite loss or gradient at global step bad_step (1-based) of a run
+  /// of steps per epoch: which checkpoint can continue, if any.
+  std::string non_finite_advice(int64_t bad_step, int64_t steps) const;
   /// Copies the data sets to every replica's device (once per device).
   void place_data(const data::Dataset& train, const data::Dataset& test);
   EpochPlan plan_epoch(int64_t epoch, int64_t steps, const data::Dataset& train);
@@ -117,10 +143,10 @@ class Trainer {
   double train_seconds_ = 0, train_images_ = 0;
   History history_;
   CheckpointPolicy checkpoints_;
-  std::filesystem::path last_checkpoint_;
-  bool last_checkpoint_elsewhere_ = false;  // written by rank 0's process, not this one
+  std::vector<Saved> saved_;
   int64_t start_epoch_ = 0, start_step_ = 0;  // where fit() begins (after resume())
   bool resumed_ = false;                       // resume() restored every replica's state
+  std::vector<LrChange> lr_changes_;
 };
 
 }  // namespace mgpu::train

@@ -71,6 +71,11 @@ nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& da
                  {"cuda_graphs", config.cuda_graphs},
                  {"cudnn_benchmark", config.cudnn_benchmark && !config.deterministic},
                  {"tf32", config.tf32}};
+  j["lr_changes"] = nlohmann::json::array();
+  for (const auto& c : trainer.lr_changes()) {
+    j["lr_changes"].push_back(
+        {{"epoch", c.epoch + 1}, {"after_step", c.step}, {"from", c.from}, {"to", c.to}});
+  }
   j["epochs_completed"] = history.size();
   j["seconds"] = seconds;
   j["train_images_per_second"] = trainer.images_per_second();
@@ -88,7 +93,7 @@ nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& da
 }
 
 // What a checkpoint must match to continue this run: the model, the data, and everything that
-// shapes the trajectory.
+// shapes the trajectory, except the learning rate, which a resume may lower (Trainer::resume).
 nlohmann::json run_fingerprint(const TrainConfig& config, const data::DataSplit& data,
                                const Trainer& trainer) {
   return {{"model", config.model},
@@ -101,7 +106,6 @@ nlohmann::json run_fingerprint(const TrainConfig& config, const data::DataSplit&
           {"batch_per_device", config.batch_per_device},
           {"accumulate", config.accumulate},
           {"epochs", config.epochs},
-          {"lr", config.lr},
           {"power", config.power},
           {"momentum", config.momentum},
           {"lr_scaling", config.lr_scaling},
@@ -188,8 +192,13 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
       from = fs::path(config.resume);
     }
     if (from) {
-      trainer.resume(*from);
+      const auto lowered = trainer.resume(*from);
       progress.info(fmt::format("resuming from {}", from->string()));
+      if (lowered) {
+        progress.info(fmt::format(
+            "learning rate lowered from --lr {} to {} from here on (recorded in summary.json)",
+            lowered->from, lowered->to));
+      }
     }
   }
   install_stop_handlers();

@@ -69,6 +69,12 @@ std::string fingerprint_difference(const std::string& checkpoint, const std::str
   return diff;
 }
 
+std::optional<double> fingerprint_number(const std::string& fingerprint, const std::string& key) {
+  const auto j = nlohmann::json::parse(fingerprint, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains(key) || !j[key].is_number()) return std::nullopt;
+  return j[key].get<double>();
+}
+
 torch::Tensor generator_states(const torch::Device& device) {
   auto cpu = at::globalContext().defaultGenerator(torch::kCPU);
   std::vector<torch::Tensor> parts;

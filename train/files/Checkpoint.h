@@ -34,6 +34,10 @@ void prune_checkpoints(const std::filesystem::path& dir, int64_t keep);
 /// difference: "epochs: the checkpoint has 70, this run 10".
 std::string fingerprint_difference(const std::string& checkpoint, const std::string& run);
 
+/// The number under key in a fingerprint, if it has one (checkpoints before lr_changes kept
+/// their learning rate there).
+std::optional<double> fingerprint_number(const std::string& fingerprint, const std::string& key);
+
 /// The mark save_archive gives a checkpoint (train/Archive.h).
 inline const char* kCheckpointFormat = "mgpu-checkpoint-1";
 
