@@ -208,6 +208,13 @@ std::vector<Case> corpus() {
        "--threads 100000: expected an integer from 0 to 1024"},
       {"a huge batch", good_cifar, std::string(kCifar) + " --batch-per-device 9999999999", 2,
        "--batch-per-device 9999999999"},
+      {"a rate beyond float32", good_cifar, std::string(kCifar) + " --lr 1e39", 2,
+       "--lr 1e+39: expected a number > 0 and at most 3.4028235e+38"},
+      {"a rate scaled beyond float32", good_cifar,
+       std::string(kCifar) + " --lr 1e38 --lr-scaling linear --accumulate 8", 2,
+       "--lr 1e+38 with --lr-scaling linear gives a rate of 8e+38"},
+      {"fewer images than one batch", good_cifar, std::string(kCifar) + " --limit-train 8", 2,
+       "fewer than one global batch of 16"},
       {"a timeout that would overflow", good_cifar, std::string(kCifar) + " --comm-timeout 1e300", 2,
        "--comm-timeout 1e+300"},
       {"bench with absurd counts", [](const fs::path&) {}, "bench --gpus 1,100000", 2,
@@ -232,6 +239,9 @@ TEST(BadInputs, EveryOneIsAClearErrorWithNothingHalfWritten) {
     EXPECT_NE(err.find(expand(c.message, tmp.path())), std::string::npos) << c.name << ": " << err;
     EXPECT_EQ(leftovers(tmp.path()), std::vector<std::string>{}) << c.name;
     EXPECT_FALSE(fs::exists(tmp.path() / "run" / "model.pt")) << c.name;
+    if (c.code == 2) {  // a refused run leaves no run directory
+      EXPECT_FALSE(fs::exists(tmp.path() / "run")) << c.name;
+    }
   }
 }
 

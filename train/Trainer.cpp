@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <optional>
 #include <thread>
@@ -124,6 +125,12 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
   }
   if (config.lr_scaling == "linear") {
     schedule_.scale = static_cast<double>(world_size() * config.accumulate);
+  }
+  // The step reads the rate as a float32.
+  if (schedule_.base_lr * schedule_.scale > std::numeric_limits<float>::max()) {
+    throw data::InputError(fmt::format(
+        "--lr {} with --lr-scaling linear gives a rate of {}, more than a float32 holds ({})",
+        config.lr, schedule_.base_lr * schedule_.scale, std::numeric_limits<float>::max()));
   }
 }
 Trainer::~Trainer() = default;

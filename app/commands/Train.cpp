@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <limits>
 #include <optional>
 
 #include "app/commands/Command.h"      // defines: CommandSpec, make_command
@@ -137,9 +138,10 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
                        : fs::path(config.out_dir);
   const fs::path plot_path =
       config.plot_path.empty() ? result.out_dir / "plot.png" : fs::path(config.plot_path);
+  NewDirectories created;  // a run refused or failed before writing a file leaves none behind
   if (lead) {
-    prepare_output_dir(result.out_dir, "--out-dir");
-    if (plot_path.has_parent_path()) prepare_output_dir(plot_path.parent_path(), "--output");
+    created.prepare(result.out_dir, "--out-dir");
+    if (plot_path.has_parent_path()) created.prepare(plot_path.parent_path(), "--output");
   }
   std::string no_plot_reason;
   const bool plotting = lead && can_plot(&no_plot_reason);
@@ -325,8 +327,9 @@ TrainConfig parse_train(const cxxopts::ParseResult& r) {
     throw InputError("--cuda-graphs needs a GPU (--gpus 1 or more): CPU training has no CUDA graphs");
   }
   c.lr = number(r, "lr");
-  if (!std::isfinite(c.lr) || c.lr <= 0) {
-    throw InputError(fmt::format("--lr {}: expected a finite number > 0", c.lr));
+  if (!std::isfinite(c.lr) || c.lr <= 0 || c.lr > std::numeric_limits<float>::max()) {
+    throw InputError(fmt::format("--lr {}: expected a number > 0 and at most {} (a float32)",
+                                 c.lr, std::numeric_limits<float>::max()));
   }
   c.power = number(r, "power");
   if (!std::isfinite(c.power) || c.power < 0) {

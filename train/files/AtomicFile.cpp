@@ -80,4 +80,36 @@ void write_text_atomically(const fs::path& path, const std::string& text) {
   });
 }
 
+namespace {
+
+// No regular file (or anything but directories) anywhere under dir.
+bool holds_no_file(const fs::path& dir) {
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (!it->is_directory(ec)) return false;
+  }
+  return !ec;
+}
+
+}  // namespace
+
+void NewDirectories::prepare(const fs::path& dir, const std::string& flag) {
+  // The outermost directory of dir that does not exist yet is what this creates.
+  fs::path outermost, p = fs::absolute(dir).lexically_normal();
+  std::error_code ec;
+  for (; !p.empty() && !fs::exists(p, ec) && p != p.parent_path(); p = p.parent_path()) {
+    outermost = p;
+  }
+  prepare_output_dir(dir, flag);
+  if (!outermost.empty()) created_.push_back(outermost);
+}
+
+NewDirectories::~NewDirectories() {
+  if (std::uncaught_exceptions() <= exceptions_) return;
+  for (const auto& dir : created_) {
+    std::error_code ec;
+    if (holds_no_file(dir)) fs::remove_all(dir, ec);
+  }
+}
+
 }  // namespace mgpu::train

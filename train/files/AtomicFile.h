@@ -4,7 +4,9 @@
 
 #include <filesystem>
 #include <functional>
+#include <exception>
 #include <string>
+#include <vector>
 
 namespace mgpu::train {
 
@@ -18,5 +20,21 @@ void write_text_atomically(const std::filesystem::path& path, const std::string&
 /// Creates dir (and its parents) and proves it writable now, before work that depends on it;
 /// throws data::InputError naming flag and dir otherwise.
 void prepare_output_dir(const std::filesystem::path& dir, const std::string& flag);
+
+/// prepare_output_dir that remembers the directories it creates and, if it is destroyed by an
+/// exception, removes those that still hold no file: a command refused or failed before it
+/// wrote anything leaves nothing behind.
+class NewDirectories {
+ public:
+  NewDirectories() = default;
+  NewDirectories(const NewDirectories&) = delete;
+  NewDirectories& operator=(const NewDirectories&) = delete;
+  ~NewDirectories();
+  void prepare(const std::filesystem::path& dir, const std::string& flag);
+
+ private:
+  std::vector<std::filesystem::path> created_;  // the outermost new directory of each
+  int exceptions_ = std::uncaught_exceptions();
+};
 
 }  // namespace mgpu::train
