@@ -5,6 +5,7 @@
 
 #include "app/commands/Flags.h"  // defines: parse
 #include "data/InputError.h"     // defines: InputError
+#include "train/Signals.h"       // defines: kExitStopped, kExitInterrupted
 
 namespace mgpu::app {
 
@@ -35,7 +36,15 @@ std::string top_help() {
   for (const auto& spec : command_table()) text += spec.usage;
   text +=
       "  mgpu help | --help                   this text; `mgpu COMMAND --help` explains each flag\n"
-      "\nExit codes: 0 success, 1 failure while running, 2 bad usage or input.\n";
+      + fmt::format(
+            "\nExit codes:\n"
+            "  0    success\n"
+            "  1    failure while running\n"
+            "  2    bad usage or input\n"
+            "  {:<4} mgpu train stopped by SIGINT, SIGTERM or SIGUSR1 after writing a checkpoint\n"
+            "       (continue with --resume auto and the same --out-dir)\n"
+            "  {:<4} a second SIGINT: stopped at once, without a checkpoint\n",
+            train::kExitStopped, train::kExitInterrupted);
   return text;
 }
 

@@ -322,6 +322,41 @@ TEST(CheckpointBinary, SigtermWritesACheckpointAndExitsWithThree) {
   EXPECT_TRUE(mgpu::testing::list_dir(tmp.path() / "run" / "checkpoints").size() <= 2u);
 }
 
+// The stop handlers are the run's first step: a SIGTERM while the data loads (before the run
+// directory exists) is honoured after the first training step, with a checkpoint.
+TEST(CheckpointBinary, ASigtermWhileTheDataLoadsStopsAfterTheFirstStep) {
+  TempDir tmp;
+  // 5,000 images, so that loading them takes a while.
+  const auto data = mgpu::testing::write_cifar_dir(tmp.path() / "data", 1000).parent_path();
+  const auto out = tmp.path() / "run";
+  const pid_t pid = start_training(data, out, tmp.path() / "log", "--limit-train 64");
+  const auto binary = fs::canonical(mgpu::testing::kMgpuBinary);
+  auto catches_sigterm = [&] {  // SigCgt of /proc/PID/status: the signals it handles
+    std::error_code ec;
+    if (fs::read_symlink(fmt::format("/proc/{}/exe", pid), ec) != binary) return false;
+    std::istringstream status(read_file(fmt::format("/proc/{}/status", pid)));
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("SigCgt:", 0) == 0) {
+        return ((std::stoull(line.substr(7), nullptr, 16) >> (SIGTERM - 1)) & 1) != 0;
+      }
+    }
+    return false;
+  };
+  bool caught = false;
+  for (int i = 0; i < 200000 && !caught && waitpid(pid, nullptr, WNOHANG) == 0; ++i) {
+    caught = catches_sigterm();
+    if (!caught) std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  ASSERT_TRUE(caught) << read_file(tmp.path() / "log");
+  EXPECT_FALSE(fs::exists(out)) << "the handlers came after the run directory";
+  kill(pid, SIGTERM);
+  EXPECT_EQ(wait_exit_code(pid), train::kExitStopped) << read_file(tmp.path() / "log");
+  EXPECT_NE(read_file(tmp.path() / "log").find("stopped by SIGTERM in epoch 1 after step 1"),
+            std::string::npos)
+      << read_file(tmp.path() / "log");
+  EXPECT_TRUE(train::latest_checkpoint(out / "checkpoints"));
+}
+
 TEST(CheckpointBinary, ASecondInterruptStopsAtOnce) {
   TempDir tmp;
   const auto data = mgpu::testing::write_cifar_dir(tmp.path() / "data", 40).parent_path();

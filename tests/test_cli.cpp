@@ -1,7 +1,9 @@
 // The command line: defaults, every refusal (exit code 2 and a message naming the flag).
+#include <fmt/core.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <csignal>
 #include <fstream>
 
 #include "Fixtures.h"
@@ -11,6 +13,7 @@
 #include "app/commands/Export.h"
 #include "app/commands/Predict.h"
 #include "data/InputError.h"
+#include "train/Signals.h"
 
 using mgpu::app::BenchConfig;
 using mgpu::app::Command;
@@ -157,6 +160,23 @@ TEST(Cli, EveryCommandInTheTableHasItsUsageAndHelp) {
                                   "export or help"),
             std::string::npos)
       << refusal({"fly"});
+}
+
+TEST(Cli, HelpListsEveryExitCodeTheBinaryReturns) {
+  const std::string top = mgpu::app::top_help();
+  for (int code : {0, 1, 2, mgpu::train::kExitStopped, mgpu::train::kExitInterrupted}) {
+    EXPECT_NE(top.find(fmt::format("\n  {:<4} ", code)), std::string::npos) << code << top;
+  }
+}
+
+// main installs the stop handlers before anything else runs, for `mgpu train`; every other
+// command gets the default actions back, so a SIGTERM ends it as usual.
+TEST(CliBinary, CommandsOtherThanTrainEndOnSigtermAsUsual) {
+  TempDir tmp;
+  const auto r = run_mgpu("bench --cpu-replicas 1 --steps 100000 --batch-per-device 4 --threads 1 "
+                          "--out-dir " + (tmp.path() / "bench").string(),
+                          "timeout --preserve-status -s TERM 3 ");
+  EXPECT_EQ(r.code, 128 + SIGTERM) << r.err;
 }
 
 TEST(Cli, HelpExplainsEveryFlag) {

@@ -18,7 +18,7 @@ extern "C" void on_stop_signal(int signal) {
   if (signal == SIGINT && requested.load() != 0) {
     constexpr char kMessage[] = "\nmgpu: second interrupt: stopping now, without a checkpoint\n";
     (void)!::write(STDERR_FILENO, kMessage, sizeof kMessage - 1);
-    ::_exit(130);
+    ::_exit(kExitInterrupted);
   }
   requested.store(signal);
 }
@@ -31,6 +31,11 @@ void install_stop_handlers() {
   sigemptyset(&action.sa_mask);
   action.sa_flags = SA_RESTART;  // a system call in flight resumes instead of failing
   for (int signal : {SIGINT, SIGTERM, SIGUSR1}) sigaction(signal, &action, nullptr);
+}
+
+void release_stop_handlers() {
+  for (int signal : {SIGINT, SIGTERM, SIGUSR1}) std::signal(signal, SIG_DFL);
+  if (const int asked = requested.exchange(0)) std::raise(asked);
 }
 
 int stop_signal() { return requested.load(); }

@@ -10,6 +10,8 @@ namespace mgpu::train {
 /// Exit code of a run that stopped on request after writing its checkpoint (resume it with
 /// `--resume auto`). 0 success, 1 failure, 2 usage or input, 130 a second SIGINT.
 constexpr int kExitStopped = 3;
+/// Exit code after a second SIGINT: stopped at once, without a checkpoint (128 + SIGINT).
+constexpr int kExitInterrupted = 130;
 
 /// Thrown (on every replica together) once the checkpoint of a requested stop is written.
 class StopRequested : public std::runtime_error {
@@ -17,8 +19,12 @@ class StopRequested : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// Installs the handlers (for the life of the process; `mgpu train` only).
+/// Installs the handlers (`mgpu train` only: main installs them before anything else runs,
+/// and takes them away from the other commands). Async-signal-safe.
 void install_stop_handlers();
+/// Puts the default actions back; a stop asked for before then is carried out now, as the
+/// default action would have done it.
+void release_stop_handlers();
 /// The signal that asked for a stop (SIGINT, SIGTERM, SIGUSR1), or 0.
 int stop_signal();
 /// Forgets a stop request (tests).

@@ -121,6 +121,8 @@ nlohmann::json run_fingerprint(const TrainConfig& config, const data::DataSplit&
 RunResult run_training(const TrainConfig& config, std::ostream& out) {
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
+  // First of all: a stop requested while the data loads is honoured after the first step.
+  install_stop_handlers();
   const ProcessInfo process = read_launcher_env();
   const bool lead = process.rank == 0;  // only rank 0 prints and writes files
   Progress progress(lead ? config.verbose : 0, out);
@@ -203,7 +205,6 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
       }
     }
   }
-  install_stop_handlers();
 
   auto save_epoch = [&](const History& history) {
     if (lead) write_text_atomically(result.out_dir / "history.csv", history_csv(history));
