@@ -435,6 +435,11 @@ TEST(Cli, ModelsEvaluatePredictAndExportAreRead) {
   ASSERT_EQ(exp.name, "export");
   EXPECT_EQ(exp.as<ExportConfig>().weights, "w.pt");
   EXPECT_EQ(exp.as<ExportConfig>().to, "m.pt");
+  EXPECT_EQ(exp.as<ExportConfig>().threads, 0);
+  EXPECT_EQ(parse_command_line({"mgpu", "export", "--weights", "w.pt", "--to", "m.pt", "--threads", "3"})
+                .as<ExportConfig>()
+                .threads,
+            3);
 }
 
 TEST(Cli, ModelsEvaluatePredictAndExportRefusalsNameTheProblem) {
@@ -455,6 +460,8 @@ TEST(Cli, ModelsEvaluatePredictAndExportRefusalsNameTheProblem) {
             std::string::npos);
   EXPECT_NE(refusal({"export", "--weights", "w"}).find("give --to"), std::string::npos);
   EXPECT_NE(refusal({"export", "--to", "m.pt"}).find("give --weights"), std::string::npos);
+  EXPECT_NE(refusal({"export", "--weights", "w", "--to", "m.pt", "--threads", "-1"}).find("--threads -1"),
+            std::string::npos);
   EXPECT_NE(refusal({"models", "--all"}).find("mgpu models: Option"), std::string::npos);
 }
 

@@ -12,6 +12,7 @@
 #include "app/commands/Command.h"  // defines: CommandSpec, make_command
 #include "app/commands/Flags.h"    // defines: get, int_at_least, ...
 #include "data/InputError.h"  // defines: InputError
+#include "train/Device.h"            // defines: set_threads
 #include "train/files/AtomicFile.h"  // defines: write_atomically, write_text_atomically, prepare_output_dir
 
 namespace mgpu::app {
@@ -131,6 +132,9 @@ cxxopts::Options export_options() {
        cxxopts::value<std::string>())
       ("to", "the state_dict file to write, e.g. model.pt (also writes model.mean.pt and "
        "model.json beside it)", cxxopts::value<std::string>())
+      ("threads", "LibTorch CPU threads; 0: all cores (export works on the CPU: a state_dict "
+       "holds CPU tensors, so it takes no --gpus)",
+       cxxopts::value<std::string>()->default_value("0"))
       ("h,help", "show this help");
   return o;
 }
@@ -144,7 +148,9 @@ CommandSpec export_command() {
             config.weights = weights_flag(r, "export");
             if (!r.count("to")) throw data::InputError("mgpu export: give --to, the file to write (e.g. model.pt)");
             config.to = get<std::string>(r, "to");
+            config.threads = int_at_least(r, "threads", 0, kMaxThreads);
             return make_command("export", config, [](const ExportConfig& c, std::ostream& out) {
+              train::set_threads(c.threads);
               run_export(c.weights, c.to, out);
             });
           }};

@@ -35,6 +35,7 @@ ExportFiles export_weights(const train::Weights& w, const std::filesystem::path&
 struct ExportConfig {
   std::string weights;  // a weights file (a run's model.pt) or a run directory
   std::string to;       // the state_dict file to write
+  int64_t threads = 0;  // LibTorch CPU threads; 0: all cores (export works on the CPU)
 };
 
 /// The whole command: loads weights (a file or run directory), exports to `to`, and prints
