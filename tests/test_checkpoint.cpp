@@ -307,7 +307,9 @@ TEST(CheckpointBinary, KilledAtRandomMomentsAndResumedItEndsAsAnUninterruptedRun
                                tmp.path() / "whole" / "model.pt"));
 }
 
-TEST(CheckpointBinary, SigtermWritesACheckpointAndExitsWithThree) {
+// ... and the run continues from it: with other --threads it says that on the CPU the result
+// will differ by rounding, and summary.json's seconds count both parts.
+TEST(CheckpointBinary, SigtermWritesACheckpointAndExitsWithThreeAndTheRunContinues) {
   TempDir tmp;
   const auto data = mgpu::testing::write_cifar_dir(tmp.path() / "data", 40).parent_path();
   const pid_t pid = start_training(data, tmp.path() / "run", tmp.path() / "log");
@@ -320,6 +322,23 @@ TEST(CheckpointBinary, SigtermWritesACheckpointAndExitsWithThree) {
   ASSERT_TRUE(newest);
   EXPECT_NE(log.find(newest->string()), std::string::npos) << log;
   EXPECT_TRUE(mgpu::testing::list_dir(tmp.path() / "run" / "checkpoints").size() <= 2u);
+
+  const auto part2 = std::chrono::steady_clock::now();
+  ASSERT_EQ(wait_exit_code(start_training(data, tmp.path() / "run", tmp.path() / "log2",
+                                           "--resume auto --threads 2")),
+            0)
+      << read_file(tmp.path() / "log2");
+  const double part2_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - part2).count();
+  EXPECT_NE(read_file(tmp.path() / "log2")
+                .find("the checkpoint was written with 1 LibTorch threads, this part has 2"),
+            std::string::npos)
+      << read_file(tmp.path() / "log2");
+  const auto summary = nlohmann::json::parse(read_file(tmp.path() / "run" / "summary.json"));
+  EXPECT_LE(summary["seconds_this_part"].get<double>(), part2_seconds);
+  // The first part ran at least up to its first checkpoint: data, model and five steps.
+  EXPECT_GT(summary["seconds"].get<double>(), summary["seconds_this_part"].get<double>() + 0.1)
+      << summary.dump();
 }
 
 // The stop handlers are the run's first step: a SIGTERM while the data loads (before the run

@@ -118,6 +118,7 @@ TEST(Cli, RefusalsNameTheFlag) {
       {{"train", "--lr-scaling", "sqrt"}, "--lr-scaling 'sqrt'"},
       {{"train", "--warmup-epochs", "-1"}, "--warmup-epochs -1"},
       {{"train", "--epochs", "3", "--warmup-epochs", "4"}, "--warmup-epochs 4"},
+      {{"train", "--warmup-epochs", "2"}, "--warmup-epochs 2 needs --lr-scaling linear"},
       {{"train", "--comm-timeout", "0"}, "--comm-timeout 0"},
       {{"train", "--comm-timeout", "nan"}, "--comm-timeout nan"},
       {{"train", "--dataset", "imagenet"}, "--dataset 'imagenet'"},

@@ -104,6 +104,14 @@ void Trainer::write_checkpoint(Replica& replica, int64_t epoch, int64_t step) {
   archive.write("history", history_tensor(history_));
   archive.write("throughput", torch::tensor({train_seconds_, train_images_}, torch::kFloat64));
   archive.write("lr", torch::tensor(config_.lr, torch::kFloat64));
+  // Wall time of the run and of the epoch in progress so far.
+  const auto now = std::chrono::steady_clock::now();
+  const double epoch_seconds =
+      step == 0 ? 0.0
+                : epoch_earlier_seconds_ +
+                      std::chrono::duration<double>(now - epoch_started_).count();
+  archive.write("elapsed", torch::tensor({run_seconds(), epoch_seconds}, torch::kFloat64));
+  archive.write("threads", torch::tensor(static_cast<int64_t>(torch::get_num_threads())));
   archive.write("lr_changes", lr_changes_tensor(lr_changes_));
   torch::serialize::OutputArchive model, optimizer;
   replica.model.ptr()->save(model);
@@ -195,7 +203,13 @@ std::string Trainer::non_finite_advice(int64_t bad_step, int64_t steps) const {
       describe(saved_.back()));
 }
 
-std::optional<LrChange> Trainer::resume(const std::filesystem::path& file) {
+double Trainer::run_seconds() const {
+  return earlier_seconds_ +
+         std::chrono::duration<double>(std::chrono::steady_clock::now() - checkpoints_.started)
+             .count();
+}
+
+Resumed Trainer::resume(const std::filesystem::path& file) {
   auto archive = load_archive(file, kCheckpointFormat, "checkpoint", torch::kCPU);
   c10::IValue fingerprint;
   archive.read("fingerprint", fingerprint);
@@ -236,9 +250,18 @@ std::optional<LrChange> Trainer::resume(const std::filesystem::path& file) {
   lr_changes_ = archive.try_read("lr_changes", saved_changes)
                     ? lr_changes_from_tensor(saved_changes)
                     : std::vector<LrChange>{};
-  if (config_.lr == had) return std::nullopt;
-  lr_changes_.push_back({start_epoch_, start_step_, had, config_.lr});
-  return lr_changes_.back();
+  torch::Tensor elapsed, threads;  // both absent from checkpoints before them
+  if (archive.try_read("elapsed", elapsed)) {
+    earlier_seconds_ = elapsed[0].item<double>();
+    epoch_earlier_seconds_ = elapsed[1].item<double>();
+  }
+  Resumed resumed;
+  if (archive.try_read("threads", threads)) resumed.threads = threads.item<int64_t>();
+  if (config_.lr < had) {
+    lr_changes_.push_back({start_epoch_, start_step_, had, config_.lr});
+    resumed.lr_lowered = lr_changes_.back();
+  }
+  return resumed;
 }
 
 double Trainer::rate_at_epoch_start(int64_t epoch) const {

@@ -353,7 +353,9 @@ History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Prog
   if (!resumed_) for_each_replica([&](Replica& r) { broadcast_weights(r); });
   for (int64_t epoch = start_epoch_; epoch < config_.epochs; ++epoch) {
     const auto start = Clock::now();
+    epoch_started_ = start;
     const int64_t first_step = epoch == start_epoch_ ? start_step_ + 1 : 1;
+    if (first_step == 1) epoch_earlier_seconds_ = 0;
     // A resumed epoch redraws its plan from the generators' states before it.
     epoch_shuffle_state_ = generator_state(shuffle_);
     epoch_augment_state_ = generator_state(augment_);
@@ -376,7 +378,8 @@ History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Prog
     const Metrics val = replicas_[0]->val;
     stats.val_loss = val.loss;
     stats.val_acc = val.acc;
-    stats.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    stats.seconds =
+        epoch_earlier_seconds_ + std::chrono::duration<double>(Clock::now() - start).count();
     history_.push_back(stats);
     progress.epoch_end(stats);
     if (on_epoch) on_epoch(history_);

@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -32,6 +33,12 @@ struct Metrics {
 struct LrChange {
   int64_t epoch = 0, step = 0;
   double from = 0, to = 0;  // --lr before and after
+};
+
+/// What resume() found that the caller may want to tell.
+struct Resumed {
+  std::optional<LrChange> lr_lowered;  // the rate this resume lowered, if it did
+  int64_t threads = 0;  // LibTorch threads of the part that wrote it (0: not recorded)
 };
 
 class Trainer {
@@ -63,7 +70,7 @@ class Trainer {
   /// learning rate (config.lr) may be lower than the checkpoint's, never higher: that change is
   /// returned, and kept in lr_changes() and every later checkpoint. Throws data::InputError
   /// naming the file and what differs or is damaged.
-  std::optional<LrChange> resume(const std::filesystem::path& file);
+  Resumed resume(const std::filesystem::path& file);
   /// Every lowering of the learning rate by a resume, over all parts of the run, oldest first.
   const std::vector<LrChange>& lr_changes() const { return lr_changes_; }
   /// The last checkpoint written or resumed from (empty if none); in a process other than
@@ -88,6 +95,9 @@ class Trainer {
   const LrSchedule& schedule() const { return schedule_; }
   /// Replica r's model (0 is the one that is saved).
   torch::nn::AnyModule& model(int64_t r = 0);
+  /// Wall time of the whole run so far: the earlier parts up to their last checkpoint, and
+  /// this part since policy.started (set_checkpoints).
+  double run_seconds() const;
   /// Training images per second over all epochs so far (training steps only, no evaluation).
   double images_per_second() const { return train_seconds_ > 0 ? train_images_ / train_seconds_ : 0; }
 
@@ -141,6 +151,10 @@ class Trainer {
   torch::Generator augment_;  // CPU generator for the per-epoch augmentation draws
   torch::Tensor epoch_shuffle_state_, epoch_augment_state_;  // theirs before this epoch's plan
   double train_seconds_ = 0, train_images_ = 0;
+  double earlier_seconds_ = 0;  // wall time of the parts before this one (resume())
+  // The epoch in progress: when this part began it, and its seconds in earlier parts.
+  std::chrono::steady_clock::time_point epoch_started_;
+  double epoch_earlier_seconds_ = 0;
   History history_;
   CheckpointPolicy checkpoints_;
   std::vector<Saved> saved_;

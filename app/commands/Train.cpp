@@ -44,7 +44,8 @@ std::string timestamp() {
 
 nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& data,
                             const std::string& device, int64_t threads, int64_t parameters,
-                            const Trainer& trainer, const History& history, double seconds) {
+                            const Trainer& trainer, const RunResult& result) {
+  const History& history = result.history;
   nlohmann::json j;
   j["model"] = config.model;
   j["parameters"] = parameters;
@@ -78,7 +79,8 @@ nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& da
         {{"epoch", c.epoch + 1}, {"after_step", c.step}, {"from", c.from}, {"to", c.to}});
   }
   j["epochs_completed"] = history.size();
-  j["seconds"] = seconds;
+  j["seconds"] = result.seconds;  // all parts of a resumed run, each up to its last checkpoint
+  j["seconds_this_part"] = result.seconds_this_part;
   j["train_images_per_second"] = trainer.images_per_second();
   if (!history.empty()) {
     const auto& last = history.back();
@@ -184,6 +186,7 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
   checkpoints.keep = config.keep;
   checkpoints.writer = lead;
   checkpoints.fingerprint = run_fingerprint(config, data, trainer).dump();
+  checkpoints.started = start;
   trainer.set_checkpoints(checkpoints);
   if (!config.resume.empty()) {
     std::optional<fs::path> from;
@@ -196,12 +199,19 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
       from = fs::path(config.resume);
     }
     if (from) {
-      const auto lowered = trainer.resume(*from);
+      const Resumed resumed = trainer.resume(*from);
       progress.info(fmt::format("resuming from {}", from->string()));
-      if (lowered) {
+      if (const auto& lowered = resumed.lr_lowered) {
         progress.info(fmt::format(
             "learning rate lowered from --lr {} to {} from here on (recorded in summary.json)",
             lowered->from, lowered->to));
+      }
+      if (resumed.threads > 0 && resumed.threads != threads && !devices[0].is_cuda()) {
+        progress.warn(fmt::format(
+            "the checkpoint was written with {} LibTorch threads, this part has {}: on the CPU "
+            "the sums of a step split by thread, so the run goes on correctly but not bit for "
+            "bit as it would have (--threads {} repeats it exactly)",
+            resumed.threads, threads, resumed.threads));
       }
     }
   }
@@ -209,8 +219,12 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
   auto save_epoch = [&](const History& history) {
     if (lead) write_text_atomically(result.out_dir / "history.csv", history_csv(history));
   };
+  auto clock_result = [&] {
+    result.seconds = trainer.run_seconds();
+    result.seconds_this_part = std::chrono::duration<double>(Clock::now() - start).count();
+  };
   result.history = trainer.fit(data.train, data.test, progress, save_epoch);
-  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  clock_result();
   if (!lead) return result;
 
   save_weights({config.model, model_shape, data.name, data.class_names, mean,
@@ -218,9 +232,9 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
                result.out_dir / "model.pt");
   write_atomically(result.out_dir / "mean.pt",
                    [&](const fs::path& tmp) { torch::save(mean, tmp.string()); });
-  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  clock_result();
   const auto summary = summary_json(config, data, device_text, threads, parameters, trainer,
-                                    result.history, result.seconds);
+                                    result);
   write_text_atomically(result.out_dir / "summary.json", summary.dump(2) + "\n");
   if (plotting) {
     plot_history(result.history, plot_path,
@@ -229,8 +243,13 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
   }
   progress.info(fmt::format("training throughput: {:.1f} images/s (training steps only)",
                             trainer.images_per_second()));
-  progress.info(fmt::format("total wall time: {:.1f}s ({:.1f} min); final val_acc {:.4f}",
-                            result.seconds, result.seconds / 60, result.history.back().val_acc));
+  const std::string parts =
+      result.seconds > result.seconds_this_part + 0.05
+          ? fmt::format(" over all parts, {:.1f}s in this one", result.seconds_this_part)
+          : "";
+  progress.info(fmt::format("total wall time: {:.1f}s ({:.1f} min){}; final val_acc {:.4f}",
+                            result.seconds, result.seconds / 60, parts,
+                            result.history.back().val_acc));
   return result;
 }
 
@@ -349,6 +368,12 @@ TrainConfig parse_train(const cxxopts::ParseResult& r) {
       c.warmup_epochs > static_cast<double>(c.epochs)) {
     throw InputError(fmt::format("--warmup-epochs {}: expected a number from 0 to --epochs ({})",
                                  c.warmup_epochs, c.epochs));
+  }
+  if (c.warmup_epochs > 0 && c.lr_scaling != "linear") {
+    throw InputError(fmt::format(
+        "--warmup-epochs {} needs --lr-scaling linear: the warm-up rises from --lr to the scaled "
+        "rate, and without scaling there is nothing to rise to",
+        c.warmup_epochs));
   }
   c.verbose = r.count("verbose") ? static_cast<int>(int_at_least(r, "verbose", 0))
                                  : (isatty(STDOUT_FILENO) ? 1 : 2);

@@ -12,7 +12,8 @@ namespace mgpu::app {
 struct RunResult {
   train::History history;
   std::filesystem::path out_dir;
-  double seconds = 0;
+  double seconds = 0;            // wall time of the whole run, every part (Trainer::run_seconds)
+  double seconds_this_part = 0;  // of this process's part alone
 };
 
 /// Loads the data, trains config.model on the device --gpus selects, and leaves in the run

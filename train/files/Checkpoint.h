@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -17,6 +18,8 @@ struct CheckpointPolicy {
   int64_t keep = 1;           // older checkpoints kept besides the newest
   bool writer = true;         // this process writes them (rank 0 of the job)
   std::string fingerprint;    // JSON object of what a resumed run must match
+  // When this part of the run began: a checkpoint keeps the wall time of the parts so far.
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 };
 
 /// dir/ckpt-e0003-s000120.pt: after 3 epochs and 120 steps of the fourth (s000000 at an
