@@ -148,6 +148,12 @@ std::vector<Case> corpus() {
       {"checkpoint of another run", [](const fs::path& d) { cifar_with_checkpoint(d, [](const fs::path&) {}); },
        std::string(kCifar) + " --epochs 2 --resume {d}/x.pt", 2,
        "epochs: the checkpoint has 1, this run 2"},
+      {"checkpoint resumed with another --amp", [](const fs::path& d) { cifar_with_checkpoint(d, [](const fs::path&) {}); },
+       std::string(kCifar) + " --amp bf16 --resume {d}/x.pt", 2,
+       "amp: the checkpoint has \"off\", this run \"bf16\""},
+      {"checkpoint resumed with the fused optimizer", [](const fs::path& d) { cifar_with_checkpoint(d, [](const fs::path&) {}); },
+       std::string(kCifar) + " --fused-sgd --resume {d}/x.pt", 2,
+       "optimizer: the checkpoint has \"sgd\", this run \"fused-sgd\""},
       {"weights file instead of a checkpoint", [](const fs::path& d) {
          good_cifar(d);
          fs::copy_file(donor() / "model.pt", d / "x.pt");

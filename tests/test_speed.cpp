@@ -205,6 +205,46 @@ TEST(Speed, AFastRunStoppedAndResumedEndsAsItsUninterruptedSelf) {
   }
 }
 
+// The memory format may change between the parts of a run (README). The fused optimizer's
+// momentum buffer follows the parameters' layout, so a checkpoint holds it in logical order:
+// resumed in the other layout, fused SGD continues as torch's SGD does (whose per-tensor state
+// LibTorch moves between layouts), to float rounding.
+TEST(Speed, ARunResumedInTheOtherMemoryFormatContinuesAsTorchSgdDoes) {
+  torch::set_num_threads(1);
+  TempDir tmp;
+  std::ostringstream out;
+  train::Progress quiet(0, out);
+  auto make = [&](const train::TrainConfig& c, const std::string& dir) {
+    torch::manual_seed(c.seed);
+    models::MiniGoogLeNet net(models::MiniGoogLeNetOptions().in_channels(1).num_classes(2));
+    auto t = std::make_unique<train::Trainer>(c, torch::nn::AnyModule(net), torch::kCPU,
+                                              data::mean_image(stripes().images));
+    train::CheckpointPolicy policy;
+    policy.dir = tmp.path() / dir;
+    policy.fingerprint = R"({"fast": true})";
+    t->set_checkpoints(policy);
+    return t;
+  };
+  train::install_stop_handlers();
+  std::vector<std::unique_ptr<train::Trainer>> resumed;
+  for (bool fused : {true, false}) {
+    auto c = base_config();
+    c.fused_sgd = fused;
+    c.channels_last = true;
+    const std::string dir = fused ? "fused" : "plain";
+    auto first = make(c, dir);
+    EXPECT_THROW(first->fit(stripes(), stripes(), quiet,
+                            [](const train::History&) { std::raise(SIGUSR1); }),
+                 train::StopRequested);
+    train::clear_stop_request();
+    c.channels_last = false;
+    resumed.push_back(make(c, dir));
+    resumed.back()->resume(first->last_checkpoint());  // epoch 2, after step 1
+    EXPECT_EQ(resumed.back()->fit(stripes(), stripes(), quiet).size(), 2u);
+  }
+  EXPECT_LT(relative_difference(*resumed[0]->model().ptr(), *resumed[1]->model().ptr()), 1e-5);
+}
+
 TEST(Speed, CudaGraphsAreRefusedOnTheCpu) {
   auto c = base_config();
   c.cuda_graphs = true;

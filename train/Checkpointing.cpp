@@ -67,6 +67,31 @@ std::vector<torch::Tensor> float_buffers(torch::nn::Module& module) {
 
 }  // namespace
 
+// Fused SGD's momentum buffer follows each parameter's memory format; a checkpoint holds it in
+// the parameters' logical (row-major) order, so that a run may change --channels-last.
+torch::Tensor Trainer::logical_momentum(Replica& replica) {
+  std::vector<torch::Tensor> parts;
+  int64_t offset = 0;
+  for (const auto& p : replica.model.ptr()->parameters()) {
+    parts.push_back(replica.momentum.narrow(0, offset, p.numel())
+                        .as_strided(p.sizes(), p.strides())
+                        .contiguous()
+                        .flatten());
+    offset += p.numel();
+  }
+  return torch::cat(parts);
+}
+
+void Trainer::set_logical_momentum(Replica& replica, const torch::Tensor& flat) {
+  int64_t offset = 0;
+  for (const auto& p : replica.model.ptr()->parameters()) {
+    replica.momentum.narrow(0, offset, p.numel())
+        .as_strided(p.sizes(), p.strides())
+        .copy_(flat.narrow(0, offset, p.numel()).view(p.sizes()));
+    offset += p.numel();
+  }
+}
+
 void Trainer::write_checkpoint(Replica& replica, int64_t epoch, int64_t step) {
   if (checkpoints_.dir.empty()) return;
   torch::NoGradGuard no_grad;
@@ -118,7 +143,7 @@ void Trainer::write_checkpoint(Replica& replica, int64_t epoch, int64_t step) {
   if (replica.optimizer) {
     replica.optimizer->save(optimizer);
   } else {
-    optimizer.write("momentum", replica.momentum);  // fused SGD's whole state
+    optimizer.write("momentum_logical", logical_momentum(replica));  // fused SGD's whole state
   }
   archive.write("model", model);
   archive.write("optimizer", optimizer);
@@ -140,14 +165,20 @@ void Trainer::load_checkpoint(Replica& replica, const std::filesystem::path& fil
   if (replica.optimizer) {
     replica.optimizer->load(optimizer);
   } else {
+    // Checkpoints before "momentum_logical" held the buffer in the memory format of their run.
     torch::Tensor momentum;
-    optimizer.read("momentum", momentum);
+    const bool logical = optimizer.try_read("momentum_logical", momentum);
+    if (!logical) optimizer.read("momentum", momentum);
     if (!momentum.sizes().equals(replica.momentum.sizes())) {
       throw data::InputError(fmt::format("checkpoint {}: momentum buffer of {} values, expected {}",
                                          file.string(), momentum.numel(),
                                          replica.momentum.numel()));
     }
-    replica.momentum.copy_(momentum);
+    if (logical) {
+      set_logical_momentum(replica, momentum);
+    } else {
+      replica.momentum.copy_(momentum);
+    }
   }
   torch::Tensor float_rows, int_rows, rng_rows;
   archive.read("rank_floats", float_rows);

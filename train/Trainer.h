@@ -117,6 +117,9 @@ class Trainer {
   /// A collective: every replica gives its own state, the writer's replica 0 writes the file.
   void write_checkpoint(Replica& replica, int64_t epoch, int64_t step);
   void load_checkpoint(Replica& replica, const std::filesystem::path& file);
+  /// Fused SGD's momentum in the parameters' logical order, and back (any memory format).
+  static torch::Tensor logical_momentum(Replica& replica);
+  static void set_logical_momentum(Replica& replica, const torch::Tensor& flat);
   Metrics evaluate_replica(Replica& replica, const data::Dataset& dataset);
   void average_batch_norm_stats(Replica& replica);
   void broadcast_weights(Replica& replica);
