@@ -1,4 +1,4 @@
-// load_image: PNG and JPEG through stb_image, channel conversion, resizing, and clear errors.
+// load_image: PNG, JPEG, BMP and GIF through stb_image, channel conversion, resizing, and clear errors.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -37,6 +37,24 @@ TEST(Image, APngOfTheModelsSizeComesBackPixelForPixelAsCHW) {
       }
     }
   }
+}
+
+// The README names BMP and GIF besides PNG and JPEG.
+TEST(Image, BmpAndGifFilesAreDecodedToo) {
+  TempDir tmp;
+  const auto px = rgb_pixels(5, 4);
+  const auto bmp = tmp.path() / "a.bmp";
+  ASSERT_TRUE(stbi_write_bmp(bmp.c_str(), 5, 4, 3, px.data()));
+  const auto img = mgpu::data::load_image(bmp, 3, 4, 5);
+  for (int c = 0; c < 3; ++c) EXPECT_EQ(img[c][3][4].item<int>(), px[(3 * 5 + 4) * 3 + c]);
+
+  // A 1x1 GIF whose one pixel is colour 0 of its table, white.
+  const std::vector<uint8_t> gif = {'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0, 0x80, 0, 0,
+                                    0xff, 0xff, 0xff, 0, 0, 0, 0x2c, 0, 0, 0, 0, 1, 0, 1, 0,
+                                    0, 2, 2, 0x44, 0x01, 0, 0x3b};
+  mgpu::testing::write_bytes(tmp.path() / "w.gif", gif);
+  const auto white = mgpu::data::load_image(tmp.path() / "w.gif", 3, 2, 2);  // resized too
+  EXPECT_TRUE(torch::all(white.eq(255)).item<bool>()) << white;
 }
 
 TEST(Image, ColourBecomesGreyForOneChannelModels) {
