@@ -93,7 +93,7 @@ void MiniGoogLeNetImpl::reset() {
   add_inception(176, 160);
   add_inception(176, 160);
   features = register_module("features", features);
-  dropout = register_module("dropout", torch::nn::Dropout(options.dropout()));
+  dropout = register_module("dropout", Dropout(options.dropout()));
   classifier = register_module("classifier", torch::nn::Linear(channels, options.num_classes()));
   init_keras(*this);
 }

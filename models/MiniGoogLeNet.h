@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include "models/Dropout.h"
+
 #include <cstdint>
 
 namespace mgpu::models {
@@ -98,7 +100,7 @@ class MiniGoogLeNetImpl : public torch::nn::Cloneable<MiniGoogLeNetImpl> {
   MiniGoogLeNetOptions options;
   /// conv 96, two inceptions, downsample, four inceptions, downsample, two inceptions.
   torch::nn::Sequential features{nullptr};
-  torch::nn::Dropout dropout{nullptr};
+  Dropout dropout{nullptr};  // row-keyed (models/Dropout.h)
   torch::nn::Linear classifier{nullptr};
 };
 TORCH_MODULE(MiniGoogLeNet);

@@ -116,14 +116,23 @@ TEST(Checkpoint, FingerprintDifferencesAreNamed) {
 
 // With several replicas, each holds batch-norm statistics of its own shards until the epoch's
 // end: a mid-epoch checkpoint keeps every replica's, and a resume restores every replica's.
-// (Replica threads share one CPU generator for dropout, so MiniGoogLeNet runs on several
-// in-process replicas do not yet repeat: issue 16. ResNet-20 has batch norm and no dropout;
-// CheckpointBinary.TwoProcesses... covers MiniGoogLeNet's dropout on two replicas.)
-class MidEpochResume : public ::testing::TestWithParam<std::pair<std::string, int>> {};
+// With --accumulate K, each micro-batch's statistics are in the checkpoint too.
+struct Split {
+  std::string model;
+  int replicas;
+  int64_t accumulate;
+};
+
+class MidEpochResume : public ::testing::TestWithParam<Split> {};
 
 TEST_P(MidEpochResume, AStopAndAResumeEndExactlyAsAnUninterruptedRun) {
   torch::set_num_threads(1);
-  const auto [model, replicas] = GetParam();
+  const auto [model, replicas, accumulate] = GetParam();
+  auto config = [accumulate = accumulate] {
+    auto c = ::config();
+    c.accumulate = accumulate;
+    return c;
+  };
   const auto d = stripes(48, 1);  // 6 steps per epoch with one replica, 3 with two
   TempDir tmp;
   std::ostringstream out;
@@ -148,6 +157,8 @@ TEST_P(MidEpochResume, AStopAndAResumeEndExactlyAsAnUninterruptedRun) {
   if (replicas > 1) {  // the replicas' statistics differ at the stop: the case to get right
     EXPECT_FALSE(same_weights(*first->model(0).ptr(), *first->model(1).ptr()));
   }
+  const int64_t steps = 48 / (8 * replicas * accumulate);
+  ASSERT_GE(steps, 2) << "the stop must come mid-epoch";
 
   auto second = make_trainer(config(), d, tmp.path() / "parts", 0, replicas, model);
   second->resume(first->last_checkpoint());
@@ -161,11 +172,13 @@ TEST_P(MidEpochResume, AStopAndAResumeEndExactlyAsAnUninterruptedRun) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Checkpoint, MidEpochResume,
-                         ::testing::Values(std::pair{std::string("minigooglenet"), 1},
-                                           std::pair{std::string("resnet20"), 2}),
+                         ::testing::Values(Split{"minigooglenet", 1, 1},
+                                           Split{"minigooglenet", 2, 1},
+                                           Split{"resnet20", 2, 1},
+                                           Split{"minigooglenet", 1, 2}),
                          [](const auto& info) {
-                           return info.param.first + "On" + std::to_string(info.param.second) +
-                                  "Replicas";
+                           return fmt::format("{}On{}ReplicasAccumulating{}", info.param.model,
+                                              info.param.replicas, info.param.accumulate);
                          });
 
 TEST(Checkpoint, ACheckpointOfAnotherRunOrADamagedOneIsRefusedByName) {

@@ -1,4 +1,5 @@
-// Data parallelism on CPU replicas: N replicas equal one replica accumulating N micro-batches,
+// Data parallelism on CPU replicas: N replicas equal one replica accumulating N micro-batches
+// (dropout included),
 // replicas stay identical, batch-norm statistics are averaged, gradients share one buffer.
 #include <gtest/gtest.h>
 
@@ -18,10 +19,10 @@ data::Dataset random_dataset(int64_t n, uint64_t seed) {
           torch::randint(0, 4, {n}, gen, torch::kInt64)};
 }
 
-torch::nn::AnyModule model_without_dropout() {
+torch::nn::AnyModule mini_googlenet(double dropout = 0.0) {
   torch::manual_seed(11);  // the same initial weights every time
   return torch::nn::AnyModule(models::MiniGoogLeNet(
-      models::MiniGoogLeNetOptions().in_channels(1).num_classes(4).dropout(0.0)));
+      models::MiniGoogLeNetOptions().in_channels(1).num_classes(4).dropout(dropout)));
 }
 
 train::TrainConfig config(int64_t accumulate) {
@@ -37,28 +38,36 @@ train::TrainConfig config(int64_t accumulate) {
 
 struct Result {
   std::vector<torch::Tensor> weights;
+  std::vector<torch::Tensor> buffers;  // batch-norm statistics, averaged by the evaluation
   train::History history;
 };
 
-Result train_with(int replicas, int64_t accumulate, const data::Dataset& train_set) {
+Result train_with(int replicas, int64_t accumulate, const data::Dataset& train_set,
+                  bool dropout = false) {
   std::vector<torch::Device> devices(static_cast<size_t>(replicas), torch::kCPU);
-  train::Trainer trainer(config(accumulate), model_without_dropout(), devices,
+  train::Trainer trainer(config(accumulate), mini_googlenet(dropout ? 0.5 : 0.0), devices,
                          data::mean_image(train_set.images));
   std::ostringstream out;
   train::Progress progress(0, out);
   Result r;
   r.history = trainer.fit(train_set, train_set.first(8), progress);
-  r.weights = trainer.model(0).ptr()->parameters();
+  for (const auto& p : trainer.model(0).ptr()->parameters()) r.weights.push_back(p.detach().clone());
+  for (const auto& b : trainer.model(0).ptr()->buffers()) r.buffers.push_back(b.detach().clone());
   return r;
 }
 
 }  // namespace
 
-TEST(DataParallel, NReplicasEqualOneReplicaAccumulatingN) {
-  const auto train_set = random_dataset(36, 1);  // global batch 12: 3 steps
-  const Result replicas = train_with(3, 1, train_set);
-  const Result accumulated = train_with(1, 3, train_set);
-  const Result plain = train_with(1, 1, train_set);  // batch 4: another trajectory
+// With the shipped MiniGoogLeNet, dropout on: its masks are keyed by each image's place in the
+// global batch (models/Dropout.h), so N replicas and N micro-batches draw the same ones.
+class SplitInvariance : public ::testing::TestWithParam<int> {};
+
+TEST_P(SplitInvariance, NReplicasEqualOneReplicaAccumulatingN) {
+  const int n = GetParam();
+  const auto train_set = random_dataset(12 * n, 1);  // global batch 4n: 3 steps
+  const Result replicas = train_with(n, 1, train_set, /*dropout=*/true);
+  const Result accumulated = train_with(1, n, train_set, true);
+  const Result plain = train_with(1, 1, train_set, true);  // batch 4: another trajectory
   ASSERT_EQ(replicas.weights.size(), accumulated.weights.size());
   double max_diff = 0, plain_diff = 0;
   for (size_t i = 0; i < replicas.weights.size(); ++i) {
@@ -69,15 +78,34 @@ TEST(DataParallel, NReplicasEqualOneReplicaAccumulatingN) {
   }
   EXPECT_LT(max_diff, 1e-5);
   EXPECT_GT(plain_diff, 1e-3);  // the comparison can tell trajectories apart
+  // Batch-norm running statistics too: micro-batch k keeps its own, as replica k does, and the
+  // evaluation averages them.
+  double stats_diff = 0;
+  for (size_t i = 0; i < replicas.buffers.size(); ++i) {
+    const auto& a = replicas.buffers[i];
+    const auto& b = accumulated.buffers[i];
+    stats_diff = std::max(stats_diff, ((a - b).abs() / (1 + a.abs())).max().item<double>());
+  }
+  EXPECT_LT(stats_diff, 1e-5);
   EXPECT_NEAR(replicas.history[0].loss, accumulated.history[0].loss, 1e-5);
   EXPECT_DOUBLE_EQ(replicas.history[0].acc, accumulated.history[0].acc);
+}
+
+INSTANTIATE_TEST_SUITE_P(DataParallel, SplitInvariance, ::testing::Values(2, 3));
+
+TEST(DataParallel, TwoRunsOnTwoReplicasWithDropoutAreBitIdentical) {
+  const auto train_set = random_dataset(24, 3);
+  const Result a = train_with(2, 1, train_set, true), b = train_with(2, 1, train_set, true);
+  for (size_t i = 0; i < a.weights.size(); ++i) {
+    EXPECT_TRUE(torch::equal(a.weights[i], b.weights[i])) << "parameter " << i;
+  }
 }
 
 TEST(DataParallel, ReplicasHoldIdenticalWeightsAfterEveryStep) {
   const auto train_set = random_dataset(8, 2);  // one global batch: every epoch is one step
   auto c = config(1);
   c.epochs = 3;
-  train::Trainer trainer(c, model_without_dropout(), {torch::kCPU, torch::kCPU},
+  train::Trainer trainer(c, mini_googlenet(), {torch::kCPU, torch::kCPU},
                          data::mean_image(train_set.images));
   ASSERT_EQ(trainer.global_batch(), 8);
   std::ostringstream out;
@@ -100,7 +128,7 @@ TEST(DataParallel, ReplicasHoldIdenticalWeightsAfterEveryStep) {
 
 TEST(DataParallel, BatchNormStatisticsAreAveragedBeforeEvaluation) {
   const auto data_set = random_dataset(8, 3);
-  train::Trainer trainer(config(1), model_without_dropout(), {torch::kCPU, torch::kCPU},
+  train::Trainer trainer(config(1), mini_googlenet(), {torch::kCPU, torch::kCPU},
                          data::mean_image(data_set.images));
   auto bn = [&](int64_t r) {
     for (auto& m : trainer.model(r).ptr()->modules(false)) {
@@ -124,9 +152,9 @@ TEST(DataParallel, BatchNormStatisticsAreAveragedBeforeEvaluation) {
 
 TEST(DataParallel, EvaluationSplitAcrossReplicasMatchesOneReplica) {
   const auto data_set = random_dataset(13, 4);  // 13 images: uneven parts
-  train::Trainer one(config(1), model_without_dropout(), torch::kCPU,
+  train::Trainer one(config(1), mini_googlenet(), torch::kCPU,
                      data::mean_image(data_set.images));
-  train::Trainer three(config(1), model_without_dropout(),
+  train::Trainer three(config(1), mini_googlenet(),
                        {torch::kCPU, torch::kCPU, torch::kCPU}, data::mean_image(data_set.images));
   const auto a = one.evaluate(data_set);
   const auto b = three.evaluate(data_set);
@@ -136,7 +164,7 @@ TEST(DataParallel, EvaluationSplitAcrossReplicasMatchesOneReplica) {
 
 TEST(DataParallel, GradientsLiveInOneFlatBuffer) {
   const auto train_set = random_dataset(8, 5);
-  train::Trainer trainer(config(1), model_without_dropout(), {torch::kCPU, torch::kCPU},
+  train::Trainer trainer(config(1), mini_googlenet(), {torch::kCPU, torch::kCPU},
                          data::mean_image(train_set.images));
   std::ostringstream out;
   train::Progress progress(0, out);
@@ -153,7 +181,7 @@ TEST(DataParallel, LinearScalingMultipliesTheRateByTheGlobalBatch) {
   const auto train_set = random_dataset(16, 6);
   auto c = config(2);
   c.lr_scaling = "linear";
-  train::Trainer trainer(c, model_without_dropout(), {torch::kCPU, torch::kCPU},
+  train::Trainer trainer(c, mini_googlenet(), {torch::kCPU, torch::kCPU},
                          data::mean_image(train_set.images));
   EXPECT_EQ(trainer.global_batch(), 16);
   EXPECT_DOUBLE_EQ(trainer.schedule().scale, 4.0);  // 2 replicas x 2 micro-batches

@@ -57,10 +57,18 @@ std::vector<LrChange> lr_changes_from_tensor(const torch::Tensor& t) {
   return changes;
 }
 
-std::vector<torch::Tensor> float_buffers(torch::nn::Module& module) {
+// What differs between replicas among their buffers: the float ones (batch-norm statistics) of
+// the module, then those of the other micro-batches' sets (--accumulate K).
+std::vector<torch::Tensor> float_buffers(torch::nn::Module& module,
+                                         const std::vector<std::vector<torch::Tensor>>& sets) {
   std::vector<torch::Tensor> found;
   for (auto& b : module.buffers()) {
     if (b.is_floating_point()) found.push_back(b);
+  }
+  for (size_t k = 1; k < sets.size(); ++k) {
+    for (const auto& b : sets[k]) {
+      if (b.is_floating_point()) found.push_back(b);
+    }
   }
   return found;
 }
@@ -98,7 +106,9 @@ void Trainer::write_checkpoint(Replica& replica, int64_t epoch, int64_t step) {
   // What differs between replicas: batch-norm statistics, the epoch's partial sums, and the
   // random generators. Every replica contributes its row, so one file holds the whole job.
   std::vector<torch::Tensor> floats;
-  for (auto& b : float_buffers(*replica.model.ptr())) floats.push_back(b.flatten());
+  for (auto& b : float_buffers(*replica.model.ptr(), replica.stat_sets)) {
+    floats.push_back(b.flatten());
+  }
   floats.push_back(replica.loss_sum.defined() ? replica.loss_sum.reshape({1})
                                               : torch::zeros({1}, replica.grads.options()));
   const auto dev = replica.device;
@@ -187,9 +197,21 @@ void Trainer::load_checkpoint(Replica& replica, const std::filesystem::path& fil
   const int64_t row = replica.comm ? replica.comm->rank() : 0;
   auto floats = float_rows[row];
   int64_t offset = 0;
-  for (auto& b : float_buffers(*replica.model.ptr())) {
+  for (auto& b : float_buffers(*replica.model.ptr(), replica.stat_sets)) {
+    if (offset + b.numel() >= floats.numel()) {  // the last value is the loss sum
+      throw data::InputError(fmt::format("checkpoint {}: fewer replica statistics than this run "
+                                         "holds",
+                                         file.string()));
+    }
     b.copy_(floats.narrow(0, offset, b.numel()).view_as(b));
     offset += b.numel();
+  }
+  // The other buffers (num_batches_tracked) are the same in every set.
+  const auto buffers = replica.model.ptr()->buffers();
+  for (size_t k = 1; k < replica.stat_sets.size(); ++k) {
+    for (size_t i = 0; i < buffers.size(); ++i) {
+      if (!buffers[i].is_floating_point()) replica.stat_sets[k][i].copy_(buffers[i]);
+    }
   }
   replica.loss_sum.copy_(floats[offset]);
   replica.correct.copy_(int_rows[row][0]);

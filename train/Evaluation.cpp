@@ -10,15 +10,20 @@
 namespace mgpu::train {
 
 void Trainer::average_batch_norm_stats(Replica& replica) {
-  // Each replica's running statistics saw only its own shards; their mean is the statistic a
-  // single model would hold (up to the order of updates). Keras' multi_gpu_model instead had
-  // every replica update one shared moving average.
-  if (!replica.comm) return;
+  // Each replica's running statistics (and with --accumulate K each micro-batch's) saw only
+  // its own shards; their mean is the statistic a single model would hold (up to the order of
+  // updates), and every set takes it, as every replica does. Keras' multi_gpu_model instead
+  // had every replica update one shared moving average.
   torch::NoGradGuard no_grad;
-  for (auto& buffer : replica.model.ptr()->buffers()) {
+  auto buffers = replica.model.ptr()->buffers();
+  const size_t sets = std::max<size_t>(1, replica.stat_sets.size());
+  for (size_t i = 0; i < buffers.size(); ++i) {
+    auto& buffer = buffers[i];
     if (!buffer.is_floating_point()) continue;  // num_batches_tracked is the same everywhere
-    replica.comm->all_reduce_sum(buffer);
-    buffer.div_(static_cast<double>(replica.comm->world_size()));
+    for (size_t k = 1; k < sets; ++k) buffer.add_(replica.stat_sets[k][i]);
+    if (replica.comm) replica.comm->all_reduce_sum(buffer);
+    buffer.div_(static_cast<double>(sets * static_cast<size_t>(world_size())));
+    for (size_t k = 1; k < sets; ++k) replica.stat_sets[k][i].copy_(buffer);
   }
 }
 

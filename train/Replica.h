@@ -25,11 +25,15 @@ struct Trainer::Replica {
   torch::Tensor momentum;  // fused SGD: the momentum buffer, flat like params
   // 0-dim device tensors the step reads, set before it: rate, step number, stop request.
   torch::Tensor lr, step_number, stop_flag;
+  torch::Tensor first_row;  // int64: the run's index of this step's first image (dropout keys)
   torch::Tensor first_bad;  // int64 on device: first step whose loss or gradient was not finite
   std::unique_ptr<torch::optim::SGD> optimizer;  // without fused SGD
   std::unique_ptr<Communicator> comm;
   data::Dataset train, test;        // uint8 images and labels on device
   torch::Tensor loss_sum, correct;  // epoch totals over all replicas, on device
+  // --accumulate K > 1: the running statistics (every buffer) of micro-batches 1..K-1, while
+  // the module holds micro-batch 0's; stat_sets[0] keeps those while the others run.
+  std::vector<std::vector<torch::Tensor>> stat_sets;
   Metrics val;                      // last evaluation
   // --cuda-graphs: the captured step, its static input (one global batch's plan rows), and
   // the steps run eagerly so far.

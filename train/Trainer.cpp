@@ -14,6 +14,7 @@
 #include "data/Augment.h"             // defines: shift_and_flip, Augmenter::draw
 #include "data/InputError.h"          // defines: InputError
 #include "data/Preprocess.h"          // defines: subtract_mean
+#include "models/Dropout.h"           // defines: RowKeys
 #include "train/LrSchedule.h"         // defines: LrSchedule
 #include "train/Precision.h"          // defines: AutocastGuard, in_memory_format
 #include "train/Replica.h"            // defines: Trainer::Replica, Trainer::EpochPlan
@@ -110,11 +111,18 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
     const auto on_device = torch::TensorOptions().device(devices[r]);
     replica->lr = torch::full({}, config.lr, on_device);
     replica->step_number = torch::zeros({}, on_device.dtype(torch::kInt64));
+    replica->first_row = torch::zeros({}, on_device.dtype(torch::kInt64));
     replica->stop_flag = torch::zeros({}, on_device);
     replica->first_bad = torch::full({}, -1, on_device.dtype(torch::kInt64));
     replica->loss_sum = torch::zeros({}, on_device);
     replica->correct = torch::zeros({}, on_device.dtype(torch::kInt64));
     bind_parameters(*replica);
+    // --accumulate K: micro-batch k keeps running statistics of its own, as replica k would.
+    for (int64_t k = 0; k < config.accumulate && config.accumulate > 1; ++k) {
+      std::vector<torch::Tensor> set;
+      for (const auto& b : replica->model.ptr()->buffers()) set.push_back(b.detach().clone());
+      replica->stat_sets.push_back(std::move(set));
+    }
     if (!config_.fused_sgd) {
       replica->optimizer = std::make_unique<torch::optim::SGD>(
           replica->model.ptr()->parameters(),
@@ -186,7 +194,10 @@ void Trainer::train_step(Replica& replica, const torch::Tensor& batch_plan) {
   const auto params_grads = replica.grads.narrow(0, 0, replica.grads.numel() - 2);
   replica.grads.zero_();
   auto step_loss = torch::zeros({}, torch::TensorOptions().device(dev));
-  for (const Shard& shard : local_shards(replica)) {
+  const auto shards = local_shards(replica);
+  for (size_t k = 0; k < shards.size(); ++k) {
+    const Shard& shard = shards[k];
+    if (k > 0) swap_statistics(replica, k);
     const auto rows = batch_plan.narrow(0, shard.offset, shard.size);
     const auto idx = rows.select(1, kIndex);
     auto x = data::shift_and_flip(
@@ -194,6 +205,11 @@ void Trainer::train_step(Replica& replica, const torch::Tensor& batch_plan) {
         rows.select(1, kShiftX), rows.select(1, kShiftY),
         rows.select(1, kFlip).to(torch::kBool));  // [b, C, H, W]
     const auto labels = replica.train.labels.index_select(0, idx);
+    // Dropout masks keyed by each image's place in the run, not by who computes it.
+    const models::RowKeys::Scope dropout_rows(
+        replica.first_row + torch::arange(shard.offset, shard.offset + shard.size,
+                                          torch::TensorOptions().dtype(torch::kInt64).device(dev)),
+        config_.seed);
     torch::Tensor logits, loss;
     {
       AutocastGuard amp(dev.type(), config_.amp == "bf16");
@@ -206,6 +222,7 @@ void Trainer::train_step(Replica& replica, const torch::Tensor& batch_plan) {
     replica.loss_sum += loss.detach().to(torch::kFloat) * static_cast<double>(shard.size);
     replica.correct += logits.detach().argmax(1).eq(labels).sum();
   }
+  if (shards.size() > 1) swap_statistics(replica, 0);
   // Flags ride with the gradients, so every replica learns of any replica's stop request or
   // non-finite loss or gradient in the same step, without a collective of their own.
   replica.control[0].copy_(replica.stop_flag);
@@ -214,6 +231,19 @@ void Trainer::train_step(Replica& replica, const torch::Tensor& batch_plan) {
   replica.first_bad.copy_(torch::where(replica.first_bad.lt(0) & replica.control[1].gt(0),
                                        replica.step_number, replica.first_bad));
   optimizer_step(replica);
+}
+
+void Trainer::swap_statistics(Replica& replica, size_t k) {
+  // The module holds micro-batch 0's statistics between steps; stat_sets[0] keeps them while
+  // micro-batches 1..K-1 run, each with its own set swapped in (copies: a CUDA graph captures
+  // them).
+  torch::NoGradGuard no_grad;
+  const auto buffers = replica.model.ptr()->buffers();
+  const size_t before = k == 0 ? replica.stat_sets.size() - 1 : k - 1;
+  for (size_t i = 0; i < buffers.size(); ++i) {
+    replica.stat_sets[before][i].copy_(buffers[i]);
+    buffers[i].copy_(replica.stat_sets[k][i]);
+  }
 }
 
 void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progress,
@@ -237,6 +267,7 @@ void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progr
     const double lr = schedule_.at(plan.epoch, static_cast<double>(step - 1) / plan.steps);
     replica.lr.fill_(lr);
     replica.step_number.fill_(step);
+    replica.first_row.fill_((plan.epoch * plan.steps + step - 1) * batch);
     replica.stop_flag.fill_(stop_signal() != 0 ? 1.0 : 0.0);
     if (replica.optimizer) {
       for (auto& group : replica.optimizer->param_groups()) {

@@ -114,6 +114,9 @@ class Trainer {
   /// fused optimizer, and its gradient a view of the same layout into the gradient buffer.
   void bind_parameters(Replica& replica);
   void optimizer_step(Replica& replica);
+  /// --accumulate K: puts micro-batch k's running statistics into the module (k = 0 after the
+  /// last micro-batch).
+  void swap_statistics(Replica& replica, size_t k);
   /// A collective: every replica gives its own state, the writer's replica 0 writes the file.
   void write_checkpoint(Replica& replica, int64_t epoch, int64_t step);
   void load_checkpoint(Replica& replica, const std::filesystem::path& file);
