@@ -1,13 +1,16 @@
-// Data parallelism on CPU replicas: N replicas equal one replica accumulating N micro-batches
-// (dropout included),
-// replicas stay identical, batch-norm statistics are averaged, gradients share one buffer.
+// Data parallelism on CPU replicas: N replicas, one replica accumulating N micro-batches and N
+// processes train the same model (dropout and batch-norm statistics included), replicas stay
+// identical, batch-norm statistics are averaged, gradients share one buffer.
+#include <fmt/core.h>
 #include <gtest/gtest.h>
 
 #include <sstream>
 
+#include "Fixtures.h"
 #include "data/Preprocess.h"
 #include "models/MiniGoogLeNet.h"
 #include "train/Trainer.h"
+#include "train/files/Weights.h"
 
 using namespace mgpu;
 
@@ -189,4 +192,53 @@ TEST(DataParallel, LinearScalingMultipliesTheRateByTheGlobalBatch) {
   train::Progress progress(0, out);
   const auto history = trainer.fit(train_set, train_set, progress);
   EXPECT_DOUBLE_EQ(history[0].lr, 4 * c.lr);
+}
+
+namespace {
+
+// The largest difference between two weights files' tensors (parameters and buffers), relative
+// to 1 + the value's size.
+double weights_difference(const std::filesystem::path& a, const std::filesystem::path& b) {
+  const auto x = train::load_weights(a, torch::kCPU), y = train::load_weights(b, torch::kCPU);
+  auto theirs = y.module.ptr()->named_parameters();
+  double diff = 0;
+  for (const auto& item : x.module.ptr()->named_parameters()) {
+    const auto& t = theirs[item.key()];
+    diff = std::max(diff, ((item.value() - t).abs() / (1 + t.abs())).max().item<double>());
+  }
+  auto their_buffers = y.module.ptr()->named_buffers();
+  for (const auto& item : x.module.ptr()->named_buffers()) {
+    const auto u = item.value().to(torch::kDouble), v = their_buffers[item.key()].to(torch::kDouble);
+    diff = std::max(diff, ((u - v).abs() / (1 + v.abs())).max().item<double>());
+  }
+  return diff;
+}
+
+}  // namespace
+
+// The shipped MiniGoogLeNet (dropout on) trained by `mgpu train` as 2 CPU replicas, as one
+// replica accumulating 2 micro-batches, and as 2 processes over Gloo: the same weights and
+// batch-norm statistics, to the rounding of the all-reduce's summation order.
+TEST(DataParallelBinary, ReplicasMicroBatchesAndProcessesTrainTheSameModel) {
+  mgpu::testing::TempDir tmp;
+  mgpu::testing::write_cifar_dir(tmp.path() / "data", 20);
+  const std::string common = fmt::format(
+      "{} train --gpus 0 --threads 1 --dataset cifar10 --no-download --data-dir {} --epochs 1 "
+      "--limit-train 64 --limit-test 16 --batch-per-device 8 --verbose 0 --seed 5 --comm-timeout 60",
+      mgpu::testing::kMgpuBinary, (tmp.path() / "data").string());
+  auto out = [&](const char* name) { return (tmp.path() / name).string(); };
+  ASSERT_EQ(std::system((common + " --cpu-replicas 2 --out-dir " + out("replicas")).c_str()), 0);
+  ASSERT_EQ(std::system((common + " --accumulate 2 --out-dir " + out("micro")).c_str()), 0);
+  const std::string env = fmt::format("WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={}",
+                                      mgpu::testing::free_port());
+  const std::string two = fmt::format("(RANK=1 {0} {1} --out-dir {2} > {3}/log1 2>&1 &) ; "
+                                      "RANK=0 {0} {1} --out-dir {2} > {3}/log0 2>&1",
+                                      env, common, out("processes"), tmp.path().string());
+  ASSERT_EQ(std::system(two.c_str()), 0);
+  const auto model = [&](const char* name) { return tmp.path() / name / "model.pt"; };
+  const auto plain = tmp.path() / "plain";  // batch 8 alone: another trajectory
+  ASSERT_EQ(std::system((common + " --out-dir " + plain.string()).c_str()), 0);
+  EXPECT_LT(weights_difference(model("replicas"), model("micro")), 1e-5);
+  EXPECT_LT(weights_difference(model("replicas"), model("processes")), 1e-5);
+  EXPECT_GT(weights_difference(model("replicas"), plain / "model.pt"), 1e-3);
 }

@@ -152,7 +152,7 @@ TEST(Speed, Bf16AutocastTrainsKeepsFloat32WeightsAndEndsWithTheStep) {
   train::History history;
   auto trainer = fitted(bf16, &history);
   EXPECT_LT(history.back().loss, 0.7 * history.front().loss);
-  EXPECT_GT(history.back().acc, 0.9);  // training accuracy (running statistics lag behind)
+  EXPECT_GT(history.back().acc, 0.85);  // training accuracy (running statistics lag behind)
   for (const auto& p : trainer->model().ptr()->parameters()) {
     EXPECT_EQ(p.scalar_type(), torch::kFloat);
   }
