@@ -371,7 +371,9 @@ History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Prog
                      const std::function<void(const History&)>& on_epoch) {
   using Clock = std::chrono::steady_clock;
   const int64_t batch = global_batch();
-  const int64_t steps = train.size() / batch;  // full batches only, as Keras' generator
+  // Full batches only: the tutorial's steps_per_epoch is len(trainX) // batch. (Keras's
+  // generator itself yields a smaller last batch at the end of each pass; mgpu has none.)
+  const int64_t steps = train.size() / batch;
   if (steps == 0) {
     throw data::InputError(fmt::format(
         "the training set has {} images, fewer than one global batch of {} (see --limit-train, "
