@@ -371,8 +371,8 @@ History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Prog
                      const std::function<void(const History&)>& on_epoch) {
   using Clock = std::chrono::steady_clock;
   const int64_t batch = global_batch();
-  // Full batches only: the tutorial's steps_per_epoch is len(trainX) // batch. (Keras's
-  // generator itself yields a smaller last batch at the end of each pass; mgpu has none.)
+  // Full batches only. Keras's generator yields a smaller last batch at the end of each pass
+  // through the data; mgpu has none (a difference from the tutorial, issue 13).
   const int64_t steps = train.size() / batch;
   if (steps == 0) {
     throw data::InputError(fmt::format(
