@@ -26,6 +26,10 @@ struct TrainConfig {
   std::string comm = "auto";      // "local", "nccl"; auto: nccl for several GPUs, else local
   int64_t eval_batch = 256;       // evaluation batch (no effect on results)
   uint64_t seed = 42;
+  // The tutorial's random shifts and flips, and the per-epoch shuffle (off: only for tests that
+  // compare the steps with another framework's on the same batches).
+  bool augment = true;
+  bool shuffle = true;
   bool deterministic = false;     // deterministic cuDNN and LibTorch kernels (GPU runs repeat bit for bit)
   // Speed (docs/benchmarks.md measures each on its own):
   std::string amp = "off";        // "bf16": forward passes autocast to bfloat16 (weights and

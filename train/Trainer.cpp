@@ -350,10 +350,16 @@ Trainer::EpochPlan Trainer::plan_epoch(int64_t epoch, int64_t steps, const data:
   plan.lr = schedule_.at(epoch, 0.0);
   std::vector<torch::Tensor> orders;
   for (int64_t have = 0; have < n; have += train.size()) {
-    orders.push_back(torch::randperm(train.size(), shuffle_));
+    orders.push_back(config_.shuffle ? torch::randperm(train.size(), shuffle_)
+                                     : torch::arange(train.size(), torch::kInt64));
   }
   const auto order = torch::cat(orders).narrow(0, 0, n);
-  const auto draw = data::Augmenter::draw(data::AugmentOptions{}, augment_, n, shape[2], shape[3]);
+  auto draw = data::Augmenter::draw(data::AugmentOptions{}, augment_, n, shape[2], shape[3]);
+  if (!config_.augment) {
+    draw.dx.zero_();
+    draw.dy.zero_();
+    draw.flip.zero_();
+  }
   plan.rows = torch::stack({order, draw.dx, draw.dy, draw.flip.to(torch::kInt64)}, 1);
   return plan;
 }
