@@ -25,7 +25,9 @@ TEST(MiniGoogLeNet, ParameterCountMatchesTheTutorialWithoutConvBiases) {
   EXPECT_EQ(conv_output_channels(*net), 1712);
   EXPECT_EQ(count_parameters(*net) + conv_output_channels(*net), 1652826);
   for (auto& m : net->modules(false)) {
-    if (auto* conv = m->as<torch::nn::Conv2d>()) EXPECT_FALSE(conv->bias.defined());
+    if (auto* conv = m->as<torch::nn::Conv2d>()) {
+      EXPECT_FALSE(conv->bias.defined());
+    }
   }
 }
 
