@@ -64,6 +64,20 @@ std::unique_ptr<train::Trainer> fitted(const train::TrainConfig& c, train::Histo
   return trainer;
 }
 
+// A fresh MiniGoogLeNet trainer on the stripes, writing checkpoints into dir.
+std::unique_ptr<train::Trainer> checkpointing_trainer(const train::TrainConfig& c,
+                                                      const std::filesystem::path& dir) {
+  torch::manual_seed(c.seed);
+  models::MiniGoogLeNet net(models::MiniGoogLeNetOptions().in_channels(1).num_classes(2));
+  auto t = std::make_unique<train::Trainer>(c, torch::nn::AnyModule(net), torch::kCPU,
+                                            data::mean_image(stripes().images));
+  train::CheckpointPolicy policy;
+  policy.dir = dir;
+  policy.fingerprint = R"({"fast": true})";
+  t->set_checkpoints(policy);
+  return t;
+}
+
 // Largest difference between the two models' parameters, relative to the largest value.
 double relative_difference(torch::nn::Module& a, torch::nn::Module& b) {
   double diff = 0, scale = 0;
@@ -176,17 +190,7 @@ TEST(Speed, AFastRunStoppedAndResumedEndsAsItsUninterruptedSelf) {
   TempDir tmp;
   std::ostringstream out;
   train::Progress quiet(0, out);
-  auto make = [&](const std::string& dir) {
-    torch::manual_seed(c.seed);
-    models::MiniGoogLeNet net(models::MiniGoogLeNetOptions().in_channels(1).num_classes(2));
-    auto t = std::make_unique<train::Trainer>(c, torch::nn::AnyModule(net), torch::kCPU,
-                                              data::mean_image(stripes().images));
-    train::CheckpointPolicy policy;
-    policy.dir = tmp.path() / dir;
-    policy.fingerprint = R"({"fast": true})";
-    t->set_checkpoints(policy);
-    return t;
-  };
+  auto make = [&](const std::string& dir) { return checkpointing_trainer(c, tmp.path() / dir); };
   auto whole = make("whole");
   whole->fit(stripes(), stripes(), quiet);
 
@@ -215,15 +219,7 @@ TEST(Speed, ARunResumedInTheOtherMemoryFormatContinuesAsTorchSgdDoes) {
   std::ostringstream out;
   train::Progress quiet(0, out);
   auto make = [&](const train::TrainConfig& c, const std::string& dir) {
-    torch::manual_seed(c.seed);
-    models::MiniGoogLeNet net(models::MiniGoogLeNetOptions().in_channels(1).num_classes(2));
-    auto t = std::make_unique<train::Trainer>(c, torch::nn::AnyModule(net), torch::kCPU,
-                                              data::mean_image(stripes().images));
-    train::CheckpointPolicy policy;
-    policy.dir = tmp.path() / dir;
-    policy.fingerprint = R"({"fast": true})";
-    t->set_checkpoints(policy);
-    return t;
+    return checkpointing_trainer(c, tmp.path() / dir);
   };
   train::install_stop_handlers();
   std::vector<std::unique_ptr<train::Trainer>> resumed;
