@@ -104,6 +104,20 @@ std::string error_of(F f) {
   return "";
 }
 
+/// Every parameter and buffer of two models, bit for bit.
+inline bool same_weights(torch::nn::Module& a, torch::nn::Module& b) {
+  auto pa = a.named_parameters(), pb = b.named_parameters();
+  auto ba = a.named_buffers(), bb = b.named_buffers();
+  if (pa.size() != pb.size() || ba.size() != bb.size()) return false;
+  for (const auto& item : pa) {
+    if (!torch::equal(item.value(), pb[item.key()])) return false;
+  }
+  for (const auto& item : ba) {
+    if (!torch::equal(item.value(), bb[item.key()])) return false;
+  }
+  return true;
+}
+
 inline void write_bytes(const std::filesystem::path& file, const std::vector<uint8_t>& bytes) {
   std::ofstream out(file, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
