@@ -75,6 +75,13 @@ void wait_for_first_checkpoint(const fs::path& out) {
   }
 }
 
+// start_training into dir/run (log: dir/log), back once its first checkpoint is written.
+pid_t start_and_wait_for_first_checkpoint(const fs::path& data, const fs::path& dir) {
+  const pid_t pid = start_training(data, dir / "run", dir / "log");
+  wait_for_first_checkpoint(dir / "run");
+  return pid;
+}
+
 bool same_model_files(const fs::path& a, const fs::path& b) {
   const auto x = train::load_weights(a, torch::kCPU), y = train::load_weights(b, torch::kCPU);
   return same_weights(*x.module.ptr(), *y.module.ptr());
@@ -123,8 +130,7 @@ TEST(CheckpointBinary, KilledAtRandomMomentsAndResumedItEndsAsAnUninterruptedRun
 TEST(CheckpointBinary, SigtermWritesACheckpointAndExitsWithThreeAndTheRunContinues) {
   TempDir tmp;
   const auto data = mgpu::testing::write_cifar_dir(tmp.path() / "data", 40).parent_path();
-  const pid_t pid = start_training(data, tmp.path() / "run", tmp.path() / "log");
-  wait_for_first_checkpoint(tmp.path() / "run");
+  const pid_t pid = start_and_wait_for_first_checkpoint(data, tmp.path());
   kill(pid, SIGTERM);
   EXPECT_EQ(wait_exit_code(pid), train::kExitStopped);
   const auto log = read_file(tmp.path() / "log");
@@ -190,8 +196,7 @@ TEST(CheckpointBinary, ASigtermWhileTheDataLoadsStopsAfterTheFirstStep) {
 TEST(CheckpointBinary, ASecondInterruptStopsAtOnce) {
   TempDir tmp;
   const auto data = mgpu::testing::write_cifar_dir(tmp.path() / "data", 40).parent_path();
-  const pid_t pid = start_training(data, tmp.path() / "run", tmp.path() / "log");
-  wait_for_first_checkpoint(tmp.path() / "run");
+  const pid_t pid = start_and_wait_for_first_checkpoint(data, tmp.path());
   kill(pid, SIGINT);
   std::this_thread::sleep_for(std::chrono::milliseconds(100));  // two pending SIGINTs are one
   kill(pid, SIGINT);
