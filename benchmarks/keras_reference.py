@@ -162,7 +162,10 @@ def main():
     augment = ImageDataGenerator(width_shift_range=0.1, height_shift_range=0.1,
                                  horizontal_flip=True, fill_mode="nearest",
                                  interpolation_order=0)
-    flow = augment.flow(train_x, train_y, batch_size=args.batch, seed=args.seed)
+    # No seed here, as in the tutorial: a seeded iterator reseeds numpy with seed + batches seen
+    # before every batch, so that runs with seeds s and s + 1 would draw the same shuffles and
+    # shifts one batch apart. set_random_seed above seeds the global numpy generator instead.
+    flow = augment.flow(train_x, train_y, batch_size=args.batch)
 
     def batches():  # Keras 2.0's fit_generator: the iterator's own batches, pass after pass
         while True:
