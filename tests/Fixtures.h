@@ -6,6 +6,7 @@
 #include <ftw.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -20,6 +21,7 @@
 
 #include "data/Dataset.h"
 #include "data/InputError.h"
+#include "train/TrainConfig.h"
 
 namespace mgpu::testing {
 
@@ -104,6 +106,26 @@ std::string error_of(F f) {
   return "";
 }
 
+struct Run {
+  int code;
+  std::string err;
+  std::string out;
+};
+
+/// Runs the real binary with args (a shell command line's words; prefix: e.g. variables);
+/// returns its exit code, standard error and standard output.
+inline Run run_mgpu(const std::string& args, const std::string& prefix = "") {
+  TempDir tmp;
+  const auto err_file = tmp.path() / "stderr", out_file = tmp.path() / "stdout";
+  const std::string cmd = prefix + std::string(kMgpuBinary) + " " + args + " > " +
+                          out_file.string() + " 2> " + err_file.string();
+  const int status = std::system(cmd.c_str());
+  std::ifstream err(err_file), out(out_file);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+          {std::istreambuf_iterator<char>(err), std::istreambuf_iterator<char>()},
+          {std::istreambuf_iterator<char>(out), std::istreambuf_iterator<char>()}};
+}
+
 /// Every parameter and buffer of two models, bit for bit.
 inline bool same_weights(torch::nn::Module& a, torch::nn::Module& b) {
   auto pa = a.named_parameters(), pb = b.named_parameters();
@@ -186,6 +208,35 @@ inline mgpu::data::Dataset pattern_dataset(int64_t n, uint64_t seed, const Patte
   auto images = torch::stack(patterns).index_select(0, labels).unsqueeze(1);  // [n, 1, s, s]
   images = images + p.noise * torch::rand({n, p.channels, p.size, p.size}, gen);
   return {images.clamp(0, 255).to(torch::kUInt8), labels};
+}
+
+/// 48 noisy 1x28x28 images of two classes (horizontal or vertical stripes), the same every time.
+inline const mgpu::data::Dataset& stripes() {
+  static const auto d = pattern_dataset(48, 1, {/*classes=*/2, 1, 28, 1, 40});
+  return d;
+}
+
+/// A quiet short run on the stripes: batches of 8, 2 epochs, seed 7.
+inline mgpu::train::TrainConfig stripes_config() {
+  mgpu::train::TrainConfig c;
+  c.batch_per_device = 8;
+  c.eval_batch = 32;
+  c.epochs = 2;
+  c.verbose = 0;
+  c.seed = 7;
+  return c;
+}
+
+/// Largest difference between the two models' parameters, relative to the largest value.
+inline double relative_difference(torch::nn::Module& a, torch::nn::Module& b) {
+  double diff = 0, scale = 0;
+  auto pb = b.named_parameters();
+  for (const auto& item : a.named_parameters()) {
+    const auto x = item.value().detach().cpu(), y = pb[item.key()].detach().cpu();
+    diff = std::max(diff, (x - y).abs().max().item<double>());
+    scale = std::max(scale, x.abs().max().item<double>());
+  }
+  return diff / scale;
 }
 
 }  // namespace mgpu::testing

@@ -261,11 +261,16 @@ TEST(BadInputs, EveryNumericFlagRefusesValuesOfTheWrongKind) {
                                              "99999999999999999999"};
   // Reals: not a number, negative, non-finite, beyond double.
   const std::vector<std::string> real_flags = {"lr", "power", "momentum", "warmup-epochs",
-                                               "comm-timeout"};
+                                               "comm-timeout", "weight-decay", "label-smoothing",
+                                               "clip-grad-norm", "gamma"};
   const std::vector<std::string> bad_reals = {"abc", "-1", "nan", "inf", "-inf", "1e400", "2x"};
   auto refused = [](const std::string& flag, const std::string& value) {
+    std::vector<std::string> args = {"mgpu", "train", "--gpus", "0", "--" + flag, value};
+    // --gamma and --milestones mean something only with --schedule step.
+    if (flag == "gamma") args.insert(args.end(), {"--schedule", "step", "--milestones", "1"});
+    if (flag == "milestones") args.insert(args.end(), {"--schedule", "step"});
     try {
-      mgpu::app::parse_command_line({"mgpu", "train", "--gpus", "0", "--" + flag, value});
+      mgpu::app::parse_command_line(args);
     } catch (const mgpu::data::InputError& e) {
       return std::string(e.what()).find("--" + flag) != std::string::npos;
     }
@@ -277,9 +282,12 @@ TEST(BadInputs, EveryNumericFlagRefusesValuesOfTheWrongKind) {
   for (const auto& flag : real_flags) {
     for (const auto& value : bad_reals) EXPECT_TRUE(refused(flag, value)) << flag << " " << value;
   }
+  for (const auto& value : {"abc", "-1", "0", "1.5", "", "99999999999999999999", "2,1", "1,,2"}) {
+    EXPECT_TRUE(refused("milestones", value)) << value;
+  }
   // Zero where zero means nothing to do or a division by zero.
   for (const std::string flag : {"epochs", "batch-per-device", "cpu-replicas", "accumulate", "lr",
-                                 "comm-timeout"}) {
+                                 "comm-timeout", "gamma"}) {
     EXPECT_TRUE(refused(flag, "0")) << flag;
   }
 }

@@ -86,7 +86,10 @@ TEST(Checkpoint, FingerprintDifferencesAreNamed) {
   EXPECT_EQ(train::fingerprint_difference(R"({"a": 1, "b": "x"})", R"({"a": 2, "b": "x"})"),
             "a: the checkpoint has 1, this run 2");
   EXPECT_EQ(train::fingerprint_difference(R"({"a": 1})", R"({"a": 1, "c": true})"),
-            "c: the checkpoint has nothing, this run true");
+            "c: the checkpoint has none (the default), this run true");
+  EXPECT_EQ(train::fingerprint_difference(R"({"a": 1, "wd": 0.1})", R"({"a": 1})"),
+            "wd: the checkpoint has 0.1, this run none (the default)");
+  EXPECT_EQ(train::fingerprint_difference(R"({"a": 1, "lr": 0.1})", R"({"a": 1})"), "");
   EXPECT_NE(train::fingerprint_difference("not json", R"({"a": 1})"), "");
 }
 

@@ -21,23 +21,12 @@
 
 using namespace mgpu;
 using mgpu::testing::TempDir;
+using mgpu::testing::relative_difference;
+using mgpu::testing::stripes;
 
 namespace {
 
-train::TrainConfig base_config() {
-  train::TrainConfig c;
-  c.batch_per_device = 8;
-  c.eval_batch = 32;
-  c.epochs = 2;
-  c.verbose = 0;
-  c.seed = 7;
-  return c;
-}
-
-const data::Dataset& stripes() {
-  static const auto d = mgpu::testing::pattern_dataset(48, 1, {/*classes=*/2, 1, 28, 1, 40});
-  return d;
-}
+train::TrainConfig base_config() { return mgpu::testing::stripes_config(); }
 
 // A fresh small MiniGoogLeNet, the same for every configuration, trained for `steps` steps.
 std::unique_ptr<train::Trainer> trained(const train::TrainConfig& c, int64_t steps,
@@ -76,18 +65,6 @@ std::unique_ptr<train::Trainer> checkpointing_trainer(const train::TrainConfig& 
   policy.fingerprint = R"({"fast": true})";
   t->set_checkpoints(policy);
   return t;
-}
-
-// Largest difference between the two models' parameters, relative to the largest value.
-double relative_difference(torch::nn::Module& a, torch::nn::Module& b) {
-  double diff = 0, scale = 0;
-  auto pb = b.named_parameters();
-  for (const auto& item : a.named_parameters()) {
-    const auto x = item.value().detach().cpu(), y = pb[item.key()].detach().cpu();
-    diff = std::max(diff, (x - y).abs().max().item<double>());
-    scale = std::max(scale, x.abs().max().item<double>());
-  }
-  return diff / scale;
 }
 
 // How far training moved the weights from their initial values (the scale of a step's effect).

@@ -1,9 +1,12 @@
-// The learning rate over a run: the tutorial's polynomial decay per epoch, optionally scaled
-// by the global batch (Goyal et al., 2017: linear scaling with gradual warm-up).
+// The learning rate over a run: the tutorial's polynomial decay per epoch (or a cosine, step or
+// constant schedule), optionally scaled by the global batch (Goyal et al., 2017: linear scaling
+// with gradual warm-up).
 #pragma once
 
 #include <cmath>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 namespace mgpu::train {
 
@@ -13,18 +16,43 @@ inline double poly_decay(double base_lr, int64_t epoch, int64_t epochs, double p
   return base_lr * std::pow(1.0 - progress, power);
 }
 
+/// The rate of epoch e (0-based) of E under a named schedule, before scaling and warm-up:
+/// poly (the tutorial's), cosine (to zero at the end, as CosineAnnealingLR stepped per epoch),
+/// step (times gamma once e reaches each milestone, as MultiStepLR) or constant.
+inline double scheduled_rate(const std::string& schedule, double base_lr, int64_t epoch,
+                             int64_t epochs, double power, const std::vector<int64_t>& milestones,
+                             double gamma) {
+  if (schedule == "cosine") {
+    const double progress = static_cast<double>(epoch) / static_cast<double>(epochs);
+    return base_lr * 0.5 * (1.0 + std::cos(M_PI * progress));
+  }
+  if (schedule == "step") {
+    double rate = base_lr;
+    for (const int64_t m : milestones) {
+      if (epoch >= m) rate *= gamma;
+    }
+    return rate;
+  }
+  if (schedule == "constant") return base_lr;
+  return poly_decay(base_lr, epoch, epochs, power);
+}
+
 struct LrSchedule {
   double base_lr = 5e-3;       // the single-device learning rate
   int64_t epochs = 70;
   double power = 1.0;
+  std::string name = "poly";   // see scheduled_rate
+  std::vector<int64_t> milestones;
+  double gamma = 0.1;
   double scale = 1.0;          // linear scaling: global batch / batch per device; else 1
   double warmup_epochs = 0.0;  // ramp from base_lr to base_lr * scale over this many epochs
 
   /// The rate for the step at `fraction` (0 <= fraction < 1) of epoch `epoch`: the peak rate
-  /// base_lr * scale, times the tutorial's per-epoch decay, times the warm-up ramp, which
-  /// rises linearly per step from 1 / scale to 1 during the first warmup_epochs epochs.
+  /// base_lr * scale under the schedule, times the warm-up ramp, which rises linearly per step
+  /// from 1 / scale to 1 during the first warmup_epochs epochs.
   double at(int64_t epoch, double fraction) const {
-    const double decayed = poly_decay(base_lr * scale, epoch, epochs, power);
+    const double decayed =
+        scheduled_rate(name, base_lr * scale, epoch, epochs, power, milestones, gamma);
     const double t = static_cast<double>(epoch) + fraction;
     if (t >= warmup_epochs || scale == 1.0) return decayed;
     const double start = 1.0 / scale;

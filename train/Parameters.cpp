@@ -1,6 +1,7 @@
 // How a replica holds its parameters: in the configured memory format, gradients as views into
 // one flat buffer (one all-reduce moves them all), with fused SGD the parameters too; the
-// fused optimizer step; and the broadcast that makes every replica start from rank 0's weights.
+// optimizer (fused, or torch's SGD); and the broadcast that makes every replica start from rank
+// 0's weights.
 #include <torch/torch.h>
 
 #include "train/Precision.h"  // defines: in_memory_format
@@ -23,6 +24,14 @@ void Trainer::bind_parameters(Replica& replica) {
   if (config_.fused_sgd && !replica.params.defined()) {
     replica.params = torch::empty({total}, options);
     replica.momentum = torch::zeros({total}, options);
+    if (config_.weight_decay > 0 && !config_.decay_norm_bias) {
+      replica.decay = torch::full({total}, config_.weight_decay, options);
+      int64_t at = 0;
+      for (const auto& p : params) {
+        if (p.dim() <= 1) replica.decay.narrow(0, at, p.numel()).zero_();
+        at += p.numel();
+      }
+    }
   }
   int64_t offset = 0;
   for (auto& p : params) {
@@ -46,12 +55,41 @@ void Trainer::optimizer_step(Replica& replica) {
     replica.optimizer->step();
     return;
   }
-  // SGD with momentum as torch.optim.SGD computes it (the first buffer is the gradient), over
-  // all parameters at once.
+  // SGD as torch.optim.SGD computes it (weight decay added to the gradient, the first momentum
+  // buffer is that sum, Nesterov's step along gradient plus momentum), over all parameters at
+  // once. The gradient buffer is overwritten; the next step zeroes it.
   torch::NoGradGuard no_grad;
-  const auto grads = replica.grads.narrow(0, 0, replica.params.numel());
+  auto grads = replica.grads.narrow(0, 0, replica.params.numel());
+  if (replica.decay.defined()) {
+    grads.addcmul_(replica.params, replica.decay);
+  } else if (config_.weight_decay > 0) {
+    grads.add_(replica.params, config_.weight_decay);
+  }
   replica.momentum.mul_(config_.momentum).add_(grads);
-  replica.params.addcmul_(replica.momentum, replica.lr, -1.0);
+  if (config_.nesterov) {
+    replica.params.addcmul_(grads.add_(replica.momentum, config_.momentum), replica.lr, -1.0);
+  } else {
+    replica.params.addcmul_(replica.momentum, replica.lr, -1.0);
+  }
+}
+
+std::unique_ptr<torch::optim::SGD> make_sgd(const TrainConfig& config,
+                                            const std::vector<torch::Tensor>& params) {
+  const auto options = torch::optim::SGDOptions(config.lr)
+                           .momentum(config.momentum)
+                           .weight_decay(config.weight_decay)
+                           .nesterov(config.nesterov);
+  if (config.decay_norm_bias || config.weight_decay == 0) {
+    return std::make_unique<torch::optim::SGD>(params, options);
+  }
+  std::vector<torch::Tensor> decayed, undecayed;
+  for (const auto& p : params) (p.dim() <= 1 ? undecayed : decayed).push_back(p);
+  auto without = options;
+  without.weight_decay(0);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decayed, std::make_unique<torch::optim::SGDOptions>(options));
+  groups.emplace_back(undecayed, std::make_unique<torch::optim::SGDOptions>(without));
+  return std::make_unique<torch::optim::SGD>(std::move(groups), options);
 }
 
 void Trainer::broadcast_weights(Replica& replica) {

@@ -23,6 +23,7 @@ struct Trainer::Replica {
   torch::Tensor control;   // its last 2 entries, summed with it: stop requests, faults
   torch::Tensor params;    // fused SGD: flat buffer; every parameter is a view into it
   torch::Tensor momentum;  // fused SGD: the momentum buffer, flat like params
+  torch::Tensor decay;     // fused SGD with weight decay but not on 1-d parameters: per entry
   // 0-dim device tensors the step reads, set before it: rate, step number, stop request.
   torch::Tensor lr, step_number, stop_flag;
   torch::Tensor first_row;  // int64: the run's index of this step's first image (dropout keys)
@@ -41,6 +42,11 @@ struct Trainer::Replica {
   torch::Tensor graph_batch;
   int64_t eager_steps = 0;
 };
+
+/// torch.optim.SGD with the run's momentum, weight decay (on every parameter, or without the
+/// 1-d ones in a group of their own) and Nesterov switch; the rate is set before each step.
+std::unique_ptr<torch::optim::SGD> make_sgd(const TrainConfig& config,
+                                            const std::vector<torch::Tensor>& params);
 
 struct Trainer::EpochPlan {
   int64_t epoch = 0;  // 0-based

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "data/Datasets.h"
 
@@ -19,6 +20,15 @@ struct TrainConfig {
   double momentum = 0.9;
   std::string lr_scaling = "none";  // "linear": lr x (global batch / batch_per_device)
   double warmup_epochs = 0;         // with linear scaling: ramp up to the scaled lr
+  // Beyond the tutorial (its recipe is the default: docs/extending.md):
+  std::string schedule = "poly";    // poly (power above), cosine, step (milestones, gamma), constant
+  std::vector<int64_t> milestones;  // step: the rate is multiplied by gamma after each (epochs)
+  double gamma = 0.1;
+  double weight_decay = 0;          // L2 added to the gradient, as torch.optim.SGD does
+  bool decay_norm_bias = true;      // false: no decay of 1-d parameters (norms, biases), as timm
+  bool nesterov = false;
+  double label_smoothing = 0;       // cross-entropy against (1 - s) one-hot + s / classes
+  double clip_grad_norm = 0;        // > 0: scale the gradient down to at most this 2-norm
   int64_t cpu_replicas = 1;       // with gpus == 0: data-parallel replicas on the CPU
   int64_t batch_per_device = 64;  // images per replica per micro-batch
   int64_t accumulate = 1;         // micro-batches per optimizer step on each replica

@@ -75,6 +75,9 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
   schedule_.base_lr = config.lr;
   schedule_.epochs = config.epochs;
   schedule_.power = config.power;
+  schedule_.name = config.schedule;
+  schedule_.milestones = config.milestones;
+  schedule_.gamma = config.gamma;
   schedule_.warmup_epochs = config.warmup_epochs;
 
   if (comms.empty() && n > 1) {
@@ -123,11 +126,7 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
       for (const auto& b : replica->model.ptr()->buffers()) set.push_back(b.detach().clone());
       replica->stat_sets.push_back(std::move(set));
     }
-    if (!config_.fused_sgd) {
-      replica->optimizer = std::make_unique<torch::optim::SGD>(
-          replica->model.ptr()->parameters(),
-          torch::optim::SGDOptions(config.lr).momentum(config.momentum));
-    }
+    if (!config_.fused_sgd) replica->optimizer = make_sgd(config_, replica->model.ptr()->parameters());
     if (config_.cuda_graphs) replica->graph = std::make_unique<StepGraph>(devices[r]);
     replicas_.push_back(std::move(replica));
   }
@@ -214,7 +213,10 @@ void Trainer::train_step(Replica& replica, const torch::Tensor& batch_plan) {
     {
       AutocastGuard amp(dev.type(), config_.amp == "bf16");
       logits = replica.model.forward(in_memory_format(x, config_.channels_last));  // [b, classes]
-      loss = torch::nn::functional::cross_entropy(logits, labels);
+      loss = torch::nn::functional::cross_entropy(
+          logits, labels,
+          torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(
+              config_.label_smoothing));
     }
     // Weighted by the shard's share, the summed gradients are the whole batch's gradient.
     (loss * (static_cast<double>(shard.size) / batch)).backward();
@@ -228,6 +230,11 @@ void Trainer::train_step(Replica& replica, const torch::Tensor& batch_plan) {
   replica.control[0].copy_(replica.stop_flag);
   replica.control[1].copy_(torch::isfinite(step_loss + params_grads.sum()).logical_not());
   if (replica.comm) replica.comm->all_reduce_sum(replica.grads);
+  if (config_.clip_grad_norm > 0) {
+    // As torch.nn.utils.clip_grad_norm_, on the global batch's gradient, on the device (no
+    // host round trip; a CUDA graph captures it).
+    params_grads.mul_((config_.clip_grad_norm / (params_grads.norm() + 1e-6)).clamp_max(1.0));
+  }
   replica.first_bad.copy_(torch::where(replica.first_bad.lt(0) & replica.control[1].gt(0),
                                        replica.step_number, replica.first_bad));
   optimizer_step(replica);

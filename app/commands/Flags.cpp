@@ -59,25 +59,33 @@ double number(const cxxopts::ParseResult& r, const std::string& flag) {
   return v;
 }
 
-std::vector<int64_t> count_list(const cxxopts::ParseResult& r, const std::string& flag) {
-  const auto text = get<std::string>(r, flag);
-  std::vector<int64_t> counts;
+std::optional<std::vector<int64_t>> int_list(const std::string& text, int64_t min, int64_t max) {
+  std::vector<int64_t> list;
   size_t start = 0;
   while (start <= text.size()) {
     const size_t comma = std::min(text.find(',', start), text.size());
     const std::string item = text.substr(start, comma - start);
     int64_t v = 0;
     const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
-    if (item.empty() || ec != std::errc() || end != item.data() + item.size() || v < 1 ||
-        v > kMaxReplicas) {
-      throw InputError(fmt::format(
-          "--{} '{}': expected counts from 1 to {} separated by commas, e.g. 1,2,4", flag, text,
-          kMaxReplicas));
+    if (item.empty() || ec != std::errc() || end != item.data() + item.size() || v < min ||
+        v > max) {
+      return std::nullopt;
     }
-    counts.push_back(v);
+    list.push_back(v);
     start = comma + 1;
   }
-  return counts;
+  return list;
+}
+
+std::vector<int64_t> count_list(const cxxopts::ParseResult& r, const std::string& flag) {
+  const auto text = get<std::string>(r, flag);
+  const auto counts = int_list(text, 1, kMaxReplicas);
+  if (!counts) {
+    throw InputError(fmt::format(
+        "--{} '{}': expected counts from 1 to {} separated by commas, e.g. 1,2,4", flag, text,
+        kMaxReplicas));
+  }
+  return *counts;
 }
 
 void add_speed_flags(cxxopts::Options& o) {

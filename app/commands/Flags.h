@@ -5,6 +5,7 @@
 
 #include <cxxopts.hpp>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,8 @@ int64_t int_at_least(const cxxopts::ParseResult& r, const std::string& flag, int
                      int64_t max = std::numeric_limits<int64_t>::max());
 /// A number flag (strtod's syntax, the whole text).
 double number(const cxxopts::ParseResult& r, const std::string& flag);
+/// "82,123": integers in [min, max] separated by commas; nullopt if the text is not such a list.
+std::optional<std::vector<int64_t>> int_list(const std::string& text, int64_t min, int64_t max);
 /// "1,2,4": counts from 1 to kMaxReplicas.
 std::vector<int64_t> count_list(const cxxopts::ParseResult& r, const std::string& flag);
 

@@ -13,6 +13,7 @@
 
 #include "app/commands/Command.h"      // defines: CommandSpec, make_command
 #include "app/commands/Flags.h"        // defines: int_at_least, number, data_flags, ...
+#include "app/commands/RecipeFlags.h"  // defines: add_recipe_flags, recipe_flags, ...
 #include "data/Datasets.h"             // defines: load_data
 #include "data/InputError.h"           // defines: InputError
 #include "data/Preprocess.h"           // defines: mean_image
@@ -73,6 +74,7 @@ nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& da
                  {"cuda_graphs", config.cuda_graphs},
                  {"cudnn_benchmark", config.cudnn_benchmark && !config.deterministic},
                  {"tf32", config.tf32}};
+  j["config"].update(recipe_summary(config));
   j["lr_changes"] = nlohmann::json::array();
   for (const auto& c : trainer.lr_changes()) {
     j["lr_changes"].push_back(
@@ -99,7 +101,7 @@ nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& da
 // shapes the trajectory, except the learning rate, which a resume may lower (Trainer::resume).
 nlohmann::json run_fingerprint(const TrainConfig& config, const data::DataSplit& data,
                                const Trainer& trainer) {
-  return {{"model", config.model},
+  nlohmann::json j = {{"model", config.model},
           {"dataset", data.name},
           {"train_images", data.train.size()},
           {"test_images", data.test.size()},
@@ -116,6 +118,8 @@ nlohmann::json run_fingerprint(const TrainConfig& config, const data::DataSplit&
           {"amp", config.amp},
           {"optimizer", config.fused_sgd || config.cuda_graphs ? "fused-sgd" : "sgd"},
           {"seed", config.seed}};
+  j.update(recipe_fingerprint(config));
+  return j;
 }
 
 }  // namespace
@@ -169,9 +173,12 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
   progress.info(fmt::format("model: {} ({}), {} trainable parameters", config.model,
                             models::find_model(config.model).description, parameters));
   progress.info(fmt::format("training {} epochs, global batch {} ({} replica(s) x {} images x {} "
-                            "micro-batch(es)), lr {} (power {}), momentum {}; writing to {}",
+                            "micro-batch(es)), lr {} ({}), momentum {}; writing to {}",
                             config.epochs, trainer.global_batch(), trainer.world_size(),
-                            config.batch_per_device, config.accumulate, config.lr, config.power,
+                            config.batch_per_device, config.accumulate, config.lr,
+                            config.schedule == "poly"
+                                ? fmt::format("power {}", config.power)
+                                : fmt::format("{} schedule", config.schedule),
                             config.momentum, result.out_dir.string()));
   if (process.world_size > 1) {
     progress.info(fmt::format("processes: {} ({}), this is rank {} on {}:{}", process.world_size,
@@ -313,6 +320,7 @@ cxxopts::Options train_options() {
        "(default otherwise)", cxxopts::value<std::string>())
       ("h,help", "show this help");
   add_speed_flags(o);
+  add_recipe_flags(o);
   return o;
 }
 
@@ -375,6 +383,7 @@ TrainConfig parse_train(const cxxopts::ParseResult& r) {
         "rate, and without scaling there is nothing to rise to",
         c.warmup_epochs));
   }
+  recipe_flags(r, c);
   c.verbose = r.count("verbose") ? static_cast<int>(int_at_least(r, "verbose", 0))
                                  : (isatty(STDOUT_FILENO) ? 1 : 2);
   if (c.verbose > 2) throw InputError(fmt::format("--verbose {}: expected 0, 1 or 2", c.verbose));

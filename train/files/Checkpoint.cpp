@@ -57,14 +57,24 @@ std::string fingerprint_difference(const std::string& checkpoint, const std::str
   const auto a = nlohmann::json::parse(checkpoint, nullptr, /*allow_exceptions=*/false);
   const auto b = nlohmann::json::parse(run);
   if (!a.is_object()) return "its description of the run cannot be read";
+  // A key on one side only is a setting left at its default there (the recipe's settings are
+  // recorded only when they differ from the tutorial's).
   std::string diff;
+  auto add = [&](const std::string& key, const std::string& had, const std::string& has) {
+    diff += fmt::format("{}{}: the checkpoint has {}, this run {}", diff.empty() ? "" : "; ", key,
+                        had, has);
+  };
   for (const auto& [key, value] : b.items()) {
     const auto there = a.find(key);
-    const std::string had = there == a.end() ? "nothing" : there->dump();
-    if (there == a.end() || *there != value) {
-      diff += fmt::format("{}{}: the checkpoint has {}, this run {}", diff.empty() ? "" : "; ",
-                          key, had, value.dump());
+    if (there == a.end()) {
+      add(key, "none (the default)", value.dump());
+    } else if (*there != value) {
+      add(key, there->dump(), value.dump());
     }
+  }
+  for (const auto& [key, value] : a.items()) {
+    // Older checkpoints kept the rate here; Trainer::resume compares it (it may be lowered).
+    if (!b.contains(key) && key != "lr") add(key, value.dump(), "none (the default)");
   }
   return diff;
 }

@@ -34,7 +34,8 @@ std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::pa
 void prune_checkpoints(const std::filesystem::path& dir, int64_t keep);
 
 /// Compares two fingerprints (JSON objects); returns "" if they match, else one line per
-/// difference: "epochs: the checkpoint has 70, this run 10".
+/// difference: "epochs: the checkpoint has 70, this run 10". A key on one side only is a
+/// setting left at its default on the other.
 std::string fingerprint_difference(const std::string& checkpoint, const std::string& run);
 
 /// The number under key in a fingerprint, if it has one (checkpoints before lr_changes kept

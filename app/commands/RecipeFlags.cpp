@@ -1,0 +1,135 @@
+// The flags beyond the tutorial's recipe (app/commands/RecipeFlags.h).
+#include "app/commands/RecipeFlags.h"
+
+#include <fmt/core.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+
+#include "app/commands/Flags.h"  // defines: get, number, int_list
+#include "data/InputError.h"     // defines: InputError
+
+namespace mgpu::app {
+
+using data::InputError;
+
+namespace {
+
+// A number flag in [min, max] (or (min, max] when min is excluded).
+double number_in(const cxxopts::ParseResult& r, const std::string& flag, double min, double max,
+                 bool min_excluded, const std::string& expected) {
+  const double v = number(r, flag);
+  if (!std::isfinite(v) || v < min || (min_excluded && v == min) || v > max) {
+    throw InputError(fmt::format("--{} {}: expected {}", flag, v, expected));
+  }
+  return v;
+}
+
+// "82,123": epochs from 1 to epochs - 1, increasing.
+std::vector<int64_t> milestone_list(const std::string& text, int64_t epochs) {
+  const auto list = int_list(text, 1, epochs - 1);
+  if (!list ||
+      std::adjacent_find(list->begin(), list->end(), std::greater_equal<>()) != list->end()) {
+    throw InputError(fmt::format(
+        "--milestones '{}': expected increasing epochs from 1 to --epochs - 1 ({}) separated "
+        "by commas, e.g. 82,123 (the rate is multiplied by --gamma after that many epochs)",
+        text, epochs - 1));
+  }
+  return *list;
+}
+
+}  // namespace
+
+void add_recipe_flags(cxxopts::Options& o) {
+  o.add_options("recipe (the defaults are the tutorial's)")
+      ("schedule", "learning rate per epoch: poly (the tutorial: lr * (1 - epoch/epochs)^power), "
+       "cosine (lr * (1 + cos(pi * epoch/epochs)) / 2), step (lr times --gamma after each of "
+       "--milestones), or constant", cxxopts::value<std::string>()->default_value("poly"))
+      ("milestones", "with --schedule step: the epochs after which the rate is multiplied by "
+       "--gamma, e.g. 82,123", cxxopts::value<std::string>())
+      ("gamma", "with --schedule step: the factor at each milestone",
+       cxxopts::value<std::string>()->default_value("0.1"))
+      ("weight-decay", "L2 penalty added to the gradient as torch.optim.SGD does (wd x weight)",
+       cxxopts::value<std::string>()->default_value("0"))
+      ("no-decay-norm-bias", "with --weight-decay: leave 1-d parameters (batch-norm scales and "
+       "shifts, biases) undecayed, as timm does")
+      ("nesterov", "Nesterov momentum, as torch.optim.SGD(nesterov=True)")
+      ("label-smoothing", "train against (1 - s) x one-hot + s / classes (the training loss is "
+       "the smoothed one; val_loss stays plain cross-entropy)",
+       cxxopts::value<std::string>()->default_value("0"))
+      ("clip-grad-norm", "scale the global batch's gradient down to at most this 2-norm before "
+       "the step, as torch.nn.utils.clip_grad_norm_ (0: off)",
+       cxxopts::value<std::string>()->default_value("0"));
+}
+
+void recipe_flags(const cxxopts::ParseResult& r, train::TrainConfig& c) {
+  c.schedule = get<std::string>(r, "schedule");
+  if (c.schedule != "poly" && c.schedule != "cosine" && c.schedule != "step" &&
+      c.schedule != "constant") {
+    throw InputError(fmt::format("--schedule '{}': expected poly, cosine, step or constant",
+                                 c.schedule));
+  }
+  if (r.count("power") && c.schedule != "poly") {
+    throw InputError(fmt::format("--power shapes the poly schedule; --schedule {} has none",
+                                 c.schedule));
+  }
+  if (c.schedule == "step") {
+    if (!r.count("milestones")) {
+      throw InputError("--schedule step needs --milestones, e.g. --milestones 82,123");
+    }
+    c.milestones = milestone_list(get<std::string>(r, "milestones"), c.epochs);
+    c.gamma = number_in(r, "gamma", 0, 1, true, "a factor in (0, 1]");
+  } else if (r.count("milestones") || r.count("gamma")) {
+    throw InputError(fmt::format("--{} belongs to --schedule step, not {}",
+                                 r.count("milestones") ? "milestones" : "gamma", c.schedule));
+  }
+  c.weight_decay = number_in(r, "weight-decay", 0, 1, false, "a number from 0 to 1");
+  c.decay_norm_bias = r.count("no-decay-norm-bias") == 0;
+  if (!c.decay_norm_bias && c.weight_decay == 0) {
+    throw InputError("--no-decay-norm-bias needs --weight-decay > 0 (without decay it changes "
+                     "nothing)");
+  }
+  c.nesterov = r.count("nesterov") > 0;
+  if (c.nesterov && c.momentum == 0) {
+    throw InputError("--nesterov needs --momentum > 0 (Nesterov's step looks ahead along the "
+                     "momentum)");
+  }
+  c.label_smoothing = number_in(r, "label-smoothing", 0, 1, false, "a number in [0, 1)");
+  if (c.label_smoothing == 1) {
+    throw InputError("--label-smoothing 1: expected a number in [0, 1) (1 leaves no label)");
+  }
+  c.clip_grad_norm = number_in(r, "clip-grad-norm", 0, std::numeric_limits<float>::max(), false,
+                               "a norm >= 0 (0: off)");
+}
+
+nlohmann::json recipe_summary(const train::TrainConfig& c) {
+  return {{"schedule", c.schedule},
+          {"milestones", c.milestones},
+          {"gamma", c.gamma},
+          {"weight_decay", c.weight_decay},
+          {"decay_norm_bias", c.decay_norm_bias},
+          {"nesterov", c.nesterov},
+          {"label_smoothing", c.label_smoothing},
+          {"clip_grad_norm", c.clip_grad_norm}};
+}
+
+nlohmann::json recipe_fingerprint(const train::TrainConfig& c) {
+  nlohmann::json j = nlohmann::json::object();
+  if (c.schedule != "poly") j["schedule"] = c.schedule;
+  if (c.schedule == "step") {
+    j["milestones"] = c.milestones;
+    j["gamma"] = c.gamma;
+  }
+  if (c.weight_decay > 0) {
+    j["weight_decay"] = c.weight_decay;
+    j["decay_norm_bias"] = c.decay_norm_bias;
+  }
+  if (c.nesterov) j["nesterov"] = true;
+  if (c.label_smoothing > 0) j["label_smoothing"] = c.label_smoothing;
+  if (c.clip_grad_norm > 0) j["clip_grad_norm"] = c.clip_grad_norm;
+  return j;
+}
+
+}  // namespace mgpu::app
