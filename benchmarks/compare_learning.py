@@ -33,7 +33,7 @@ def run_command(family, args, seed, out):
               "--seed", str(seed), "--threads", str(args.threads), "--out-dir", out]
     if family == "mgpu":
         return [args.mgpu, "train", "--gpus", "0", "--dataset", "cifar10", "--no-download",
-                "--verbose", "2"] + common
+                "--verbose", "2"] + common + args.mgpu_flags.split()
     return [sys.executable, os.path.join(HERE, "keras_reference.py")] + common
 
 
@@ -102,6 +102,8 @@ def main():
     parser.add_argument("--limit-train", type=int, default=5120)
     parser.add_argument("--limit-test", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--mgpu-flags", default="",
+                        help="more flags for mgpu train, e.g. '--channels-last --fused-sgd'")
     parser.add_argument("--png", help="default OUT_DIR/compare.png")
     args = parser.parse_args()
     if args.seeds < 2:
@@ -151,6 +153,14 @@ def main():
     print(f"mgpu / keras: {statistics.fmean(speed['mgpu']) / statistics.fmean(speed['keras']):.2f}x")
     for m in METRICS:
         print(f"{m}: mgpu's mean inside Keras's seed range in {within[m]} of {args.epochs} epochs")
+    print(f"\nlast epoch, mgpu mean - keras mean +- its standard error "
+          f"(sqrt(sd_mgpu^2 / {args.seeds} + sd_keras^2 / {args.seeds})):")
+    for m in METRICS:
+        (a, sa, _, _), (b, sb, _, _) = (spread([h[-1][m] for h in families[f].values()])
+                                        for f in ("mgpu", "keras"))
+        error = (sa ** 2 / args.seeds + sb ** 2 / args.seeds) ** 0.5
+        print(f"{m:>8}: {a - b:+.4f} +- {error:.4f}"
+              f" ({abs(a - b) / error if error else float('inf'):.1f} standard errors)")
     png = args.png or os.path.join(args.out_dir, "compare.png")
     draw(png, args.out_dir, families, args.epochs)
     print(f"curves: {png}")
