@@ -6,6 +6,7 @@
 
 #include <csignal>
 #include <fstream>
+#include <sstream>
 
 #include "Fixtures.h"
 #include "app/Cli.h"
@@ -206,6 +207,24 @@ TEST(Cli, HelpListsEveryExitCodeTheBinaryReturns) {
   for (int code : {0, 1, 2, mgpu::train::kExitStopped, mgpu::train::kExitInterrupted}) {
     EXPECT_NE(top.find(fmt::format("\n  {:<4} ", code)), std::string::npos) << code << top;
   }
+}
+
+// README's training table names every flag `mgpu train --help` lists.
+TEST(CliBinary, ReadmeNamesEveryTrainFlag) {
+  std::ifstream file(std::string(mgpu::testing::kSourceDir) + "/README.md");
+  const std::string readme{std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
+  ASSERT_FALSE(readme.empty());
+  const auto help = run_mgpu("train --help");
+  ASSERT_EQ(help.code, 0);
+  std::istringstream lines(help.out);
+  int flags = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.compare(0, 8, "      --") != 0) continue;  // an option's first line
+    const std::string flag = line.substr(6, line.find(' ', 6) - 6);
+    ++flags;
+    EXPECT_NE(readme.find("`" + flag + "`"), std::string::npos) << flag << " is not in README.md";
+  }
+  EXPECT_GT(flags, 30);  // all of them were read
 }
 
 // main installs the stop handlers before anything else runs, for `mgpu train`; every other
