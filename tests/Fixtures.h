@@ -19,6 +19,7 @@
 
 #include <torch/torch.h>
 
+#include "app/Cli.h"
 #include "data/Dataset.h"
 #include "data/InputError.h"
 #include "train/TrainConfig.h"
@@ -100,6 +101,17 @@ template <typename F>
 std::string error_of(F f) {
   try {
     f();
+  } catch (const mgpu::data::InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+/// The InputError message of parsing `mgpu ARGS...`, or "" if it parsed.
+inline std::string refusal(std::vector<std::string> args) {
+  args.insert(args.begin(), "mgpu");
+  try {
+    mgpu::app::parse_command_line(args);
   } catch (const mgpu::data::InputError& e) {
     return e.what();
   }

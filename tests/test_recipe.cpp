@@ -3,6 +3,7 @@
 // changes where the steps end; the schedules reach the history; the binary records every
 // setting in summary.json and refuses to resume a checkpoint with another value.
 #include <fmt/core.h>
+#include <fmt/ranges.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -210,6 +211,54 @@ TEST(Recipe, TheHistoryRecordsEachSchedulesRate) {
     for (size_t e = 0; e < rates.size(); ++e) {
       EXPECT_NEAR(history[e].lr, rates[e], 1e-12) << schedule << " epoch " << e + 1;
     }
+  }
+}
+
+TEST(RecipeCli, FlagsAreRead) {
+  const auto cmd = mgpu::app::parse_command_line(
+      {"mgpu", "train", "--epochs", "164", "--schedule", "step", "--milestones", "82,123",
+       "--gamma", "0.2", "--weight-decay", "1e-4", "--no-decay-norm-bias", "--nesterov",
+       "--label-smoothing", "0.1", "--clip-grad-norm", "5"});
+  const auto& t = cmd.as<train::TrainConfig>();
+  EXPECT_EQ(t.schedule, "step");
+  EXPECT_EQ(t.milestones, (std::vector<int64_t>{82, 123}));
+  EXPECT_DOUBLE_EQ(t.gamma, 0.2);
+  EXPECT_DOUBLE_EQ(t.weight_decay, 1e-4);
+  EXPECT_FALSE(t.decay_norm_bias);
+  EXPECT_TRUE(t.nesterov);
+  EXPECT_DOUBLE_EQ(t.label_smoothing, 0.1);
+  EXPECT_DOUBLE_EQ(t.clip_grad_norm, 5);
+  EXPECT_EQ(mgpu::app::parse_command_line({"mgpu", "train", "--schedule", "cosine"})
+                .as<train::TrainConfig>().schedule,
+            "cosine");
+}
+
+TEST(RecipeCli, FlagsRefuseWhatTheyCannotMean) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--schedule", "linear"}, "--schedule 'linear': expected poly, cosine, step or constant"},
+      {{"--schedule", "step"}, "--schedule step needs --milestones"},
+      {{"--schedule", "step", "--milestones", "3,2", "--epochs", "5"}, "--milestones '3,2'"},
+      {{"--schedule", "step", "--milestones", "70"}, "from 1 to --epochs - 1 (69)"},
+      {{"--schedule", "step", "--milestones", "1,x"}, "--milestones '1,x'"},
+      {{"--schedule", "step", "--milestones", "1", "--gamma", "0"}, "--gamma 0: expected"},
+      {{"--schedule", "step", "--milestones", "1", "--gamma", "2"}, "--gamma 2: expected"},
+      {{"--gamma", "0.5"}, "--gamma belongs to --schedule step, not poly"},
+      {{"--milestones", "5", "--schedule", "cosine"}, "--milestones belongs to --schedule step"},
+      {{"--power", "2", "--schedule", "cosine"}, "--power shapes the poly schedule"},
+      {{"--weight-decay", "-1e-4"}, "--weight-decay -0.0001: expected a number from 0 to 1"},
+      {{"--weight-decay", "nan"}, "--weight-decay nan"},
+      {{"--no-decay-norm-bias"}, "--no-decay-norm-bias needs --weight-decay > 0"},
+      {{"--nesterov", "--momentum", "0"}, "--nesterov needs --momentum > 0"},
+      {{"--label-smoothing", "1"}, "--label-smoothing 1: expected a number in [0, 1)"},
+      {{"--label-smoothing", "-0.1"}, "--label-smoothing -0.1"},
+      {{"--clip-grad-norm", "-1"}, "--clip-grad-norm -1: expected a norm >= 0"},
+      {{"--clip-grad-norm", "inf"}, "--clip-grad-norm inf"},
+  };
+  for (const auto& [flags, message] : cases) {
+    std::vector<std::string> args = {"train", "--gpus", "0"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    EXPECT_NE(mgpu::testing::refusal(args).find(message), std::string::npos)
+        << fmt::format("{}: {}", fmt::join(flags, " "), mgpu::testing::refusal(args));
   }
 }
 
