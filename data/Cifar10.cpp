@@ -1,4 +1,4 @@
-// CIFAR-10 binary reader: one bulk read per file, every record validated.
+// CIFAR binary reader: one bulk read per file, every record validated.
 #include "data/Cifar10.h"
 
 #include <fmt/core.h>
@@ -13,10 +13,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::vector<uint8_t> read_whole_file(const fs::path& file) {
+std::vector<uint8_t> read_whole_file(const fs::path& file, const std::string& format) {
   std::error_code ec;
   if (!fs::is_regular_file(file, ec)) {
-    throw InputError(fmt::format("CIFAR-10 file {} is missing (expected a regular file)",
+    throw InputError(fmt::format("{} file {} is missing (expected a regular file)", format,
                                  file.string()));
   }
   const auto size = static_cast<int64_t>(fs::file_size(file, ec));
@@ -33,35 +33,46 @@ std::vector<uint8_t> read_whole_file(const fs::path& file) {
 
 }  // namespace
 
-Dataset read_cifar10_file(const fs::path& file, int64_t max_records) {
-  std::vector<uint8_t> bytes = read_whole_file(file);
+Dataset read_cifar_file(const fs::path& file, const CifarFormat& format, int64_t max_records) {
+  std::vector<uint8_t> bytes = read_whole_file(file, format.name);
+  const auto label_bytes = static_cast<int64_t>(format.label_classes.size());
+  const int64_t record_bytes = label_bytes + kCifarImageBytes;
   const auto size = static_cast<int64_t>(bytes.size());
   if (size == 0) {
-    throw InputError(fmt::format("CIFAR-10 file {} is empty (expected records of {} bytes)",
-                                 file.string(), kCifarRecordBytes));
+    throw InputError(fmt::format("{} file {} is empty (expected records of {} bytes)",
+                                 format.name, file.string(), record_bytes));
   }
-  if (size % kCifarRecordBytes != 0) {
+  if (size % record_bytes != 0) {
     throw InputError(fmt::format(
-        "CIFAR-10 file {} has {} bytes, not a whole number of {}-byte records "
-        "({} records and {} bytes left over); the file is truncated or not CIFAR-10",
-        file.string(), size, kCifarRecordBytes, size / kCifarRecordBytes,
-        size % kCifarRecordBytes));
+        "{} file {} has {} bytes, not a whole number of {}-byte records "
+        "({} records and {} bytes left over); the file is truncated or not {}",
+        format.name, file.string(), size, record_bytes, size / record_bytes,
+        size % record_bytes, format.name));
   }
-  const int64_t records = size / kCifarRecordBytes;
+  const int64_t records = size / record_bytes;
   for (int64_t r = 0; r < records; ++r) {
-    const uint8_t label = bytes[static_cast<size_t>(r * kCifarRecordBytes)];
-    if (label > 9) {
-      throw InputError(fmt::format("CIFAR-10 file {}: record {} has label {} (expected 0-9)",
-                                   file.string(), r, label));
+    for (int64_t b = 0; b < label_bytes; ++b) {
+      const uint8_t label = bytes[static_cast<size_t>(r * record_bytes + b)];
+      const int64_t classes = format.label_classes[static_cast<size_t>(b)];
+      if (label >= classes) {
+        throw InputError(fmt::format("{} file {}: record {} has {} {} (expected 0-{})",
+                                     format.name, file.string(), r,
+                                     format.label_names[static_cast<size_t>(b)], label,
+                                     classes - 1));
+      }
     }
   }
   const int64_t keep = max_records > 0 ? std::min(max_records, records) : records;
-  auto table = torch::from_blob(bytes.data(), {records, kCifarRecordBytes}, torch::kUInt8)
+  auto table = torch::from_blob(bytes.data(), {records, record_bytes}, torch::kUInt8)
                    .narrow(0, 0, keep);
   Dataset out;
-  out.labels = table.select(1, 0).to(torch::kInt64);  // copies
-  out.images = table.narrow(1, 1, kCifarImageBytes).reshape({keep, 3, 32, 32}).clone();
+  out.labels = table.select(1, static_cast<int64_t>(format.label_used)).to(torch::kInt64);
+  out.images = table.narrow(1, label_bytes, kCifarImageBytes).reshape({keep, 3, 32, 32}).clone();
   return out;
+}
+
+Dataset read_cifar10_file(const fs::path& file, int64_t max_records) {
+  return read_cifar_file(file, {"CIFAR-10", {"label"}, {10}, 0}, max_records);
 }
 
 std::optional<fs::path> find_cifar10_dir(const fs::path& dir) {

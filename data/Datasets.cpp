@@ -6,8 +6,10 @@
 #include <iostream>
 
 #include "data/Cifar10.h"
+#include "data/Cifar100.h"
 #include "data/Download.h"
 #include "data/Idx.h"
+#include "data/ImageFolder.h"
 #include "data/InputError.h"
 
 namespace mgpu::data {
@@ -17,20 +19,50 @@ Dataset Dataset::first(int64_t n) const {
   return {images.narrow(0, 0, n), labels.narrow(0, 0, n)};
 }
 
+namespace {
+
+// Downloads spec's archive into dir unless `present` or downloads are off.
+void fetch_unless_present(const DataConfig& config, bool present, const DownloadSpec& spec,
+                          const std::string& dir) {
+  if (present || !config.download) return;
+  try {
+    download_and_extract(spec, dir, std::cerr);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(fmt::format("{} ({} is not in {}: put {}/ there, or pass --data-dir)",
+                                         e.what(), spec.name, dir, spec.folder));
+  }
+}
+
+}  // namespace
+
 DataSplit load_data(const DataConfig& config) {
   const std::string& name = config.dataset;
+  if (name != "cifar100" && config.labels != "fine") {
+    throw InputError(fmt::format("--labels {} is for --dataset cifar100, not {}", config.labels,
+                                 name));
+  }
   if (name == "cifar10") {
     const std::string dir = config.data_dir.empty() ? kDefaultDataDir : config.data_dir;
-    if (config.download && !find_cifar10_dir(dir)) {
-      try {
-        download_and_extract(cifar10_download(), dir, std::cerr);
-      } catch (const std::runtime_error& e) {
-        throw std::runtime_error(fmt::format(
-            "{} (CIFAR-10 is not in {}: put cifar-10-batches-bin/ there, or pass --data-dir)",
-            e.what(), dir));
-      }
-    }
+    fetch_unless_present(config, find_cifar10_dir(dir).has_value(), cifar10_download(), dir);
     return load_cifar10(dir, config.limit_train, config.limit_test);
+  }
+  if (name == "cifar100") {
+    const std::string dir = config.data_dir.empty() ? kDefaultDataDir : config.data_dir;
+    fetch_unless_present(config, find_cifar100_dir(dir).has_value(), cifar100_download(), dir);
+    return load_cifar100(dir, config.labels, config.limit_train, config.limit_test);
+  }
+  if (name == "folder") {
+    if (config.data_dir.empty()) {
+      throw InputError("--dataset folder needs --data-dir (a folder of class folders of images)");
+    }
+    FolderOptions options;
+    options.val_split = config.val_split;
+    options.height = config.image_height;
+    options.width = config.image_width;
+    options.skip_bad_images = config.skip_bad_images;
+    options.limit_train = config.limit_train;
+    options.limit_test = config.limit_test;
+    return load_image_folder(config.data_dir, options, std::cerr);
   }
   if (name == "fashion-mnist") {
     const std::string dir = config.data_dir.empty() ? kFashionMnistDir : config.data_dir;
@@ -50,8 +82,18 @@ DataSplit load_data(const DataConfig& config) {
     }
     return load_fashion_mnist(kFashionMnistDir, config.limit_train, config.limit_test);
   }
-  throw InputError(
-      fmt::format("--dataset '{}' is unknown (expected cifar10, fashion-mnist or auto)", name));
+  throw InputError(fmt::format(
+      "--dataset '{}' is unknown (expected cifar10, cifar100, fashion-mnist, folder or auto)",
+      name));
+}
+
+DataConfig data_set_named(DataConfig config, const std::string& trained) {
+  config.dataset = trained;
+  if (trained == "cifar100-coarse") {
+    config.dataset = "cifar100";
+    config.labels = "coarse";
+  }
+  return config;
 }
 
 }  // namespace mgpu::data

@@ -1,6 +1,8 @@
 // libcurl for the transfer, OpenSSL for the MD5, libarchive for the tarball.
 #include "data/Download.h"
 
+#include "data/TextBar.h"  // defines: TextBar
+
 #include <fcntl.h>
 #include <fmt/core.h>
 #include <ftw.h>
@@ -25,11 +27,24 @@
 namespace mgpu::data {
 namespace fs = std::filesystem;
 
-DownloadSpec cifar10_download() {
-  DownloadSpec spec;
-  if (const char* url = std::getenv("MGPU_CIFAR10_URL"); url && *url) spec.url = url;
-  if (const char* md5 = std::getenv("MGPU_CIFAR10_MD5"); md5 && *md5) spec.md5 = md5;
+namespace {
+
+// spec, with the URL and MD5 from the environment variables PREFIX_URL and PREFIX_MD5 if set.
+DownloadSpec from_environment(DownloadSpec spec, const std::string& prefix) {
+  if (const char* url = std::getenv((prefix + "_URL").c_str()); url && *url) spec.url = url;
+  if (const char* md5 = std::getenv((prefix + "_MD5").c_str()); md5 && *md5) spec.md5 = md5;
   return spec;
+}
+
+}  // namespace
+
+DownloadSpec cifar10_download() { return from_environment(DownloadSpec{}, "MGPU_CIFAR10"); }
+
+DownloadSpec cifar100_download() {
+  return from_environment({"https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",
+                           "03b5dce01913d631647c71ecec9e9cb8", "cifar-100-binary.tar.gz",
+                           "cifar-100-binary", "train.bin", "CIFAR-100"},
+                          "MGPU_CIFAR100");
 }
 
 #ifndef MGPU_WITH_DOWNLOAD
@@ -65,28 +80,13 @@ void fsync_path(const fs::path& path, int flags) {
   }
 }
 
-// A text progress bar, redrawn at most ten times a second.
-class Bar {
- public:
-  Bar(std::ostream& out, std::string name) : out_(out), name_(std::move(name)) {}
-  void draw(double done, double total, bool last = false) {
-    const auto now = std::chrono::steady_clock::now();
-    if (!last && now - drawn_ < std::chrono::milliseconds(100)) return;
-    drawn_ = now;
-    constexpr int kWidth = 30;
-    const int filled = total > 0 ? static_cast<int>(kWidth * done / total) : 0;
-    out_ << fmt::format("\rdownloading {}: {:.1f} of {} MB [{}{}]", name_, done / 1e6,
-                        total > 0 ? fmt::format("{:.1f}", total / 1e6) : std::string("?"),
-                        std::string(static_cast<size_t>(std::min(filled, kWidth)), '='),
-                        std::string(static_cast<size_t>(kWidth - std::min(filled, kWidth)), ' '))
-         << (last ? "\n" : "") << std::flush;
-  }
-
- private:
-  std::ostream& out_;
-  std::string name_;
-  std::chrono::steady_clock::time_point drawn_{};
-};
+// "12.3 of 162.2 MB", or "of ?" while the size is unknown.
+void draw_bytes(TextBar& bar, double done, double total, bool last = false) {
+  bar.draw(total > 0 ? done / total : 0.0,
+           fmt::format("{:.1f} of {} MB", done / 1e6,
+                       total > 0 ? fmt::format("{:.1f}", total / 1e6) : std::string("?")),
+           last);
+}
 
 void download(const std::string& url, const fs::path& to, std::ostream& progress) {
   static const bool initialised = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
@@ -96,7 +96,7 @@ void download(const std::string& url, const fs::path& to, std::ostream& progress
     throw std::runtime_error(fmt::format("cannot write {}: {}", to.string(), std::strerror(errno)));
   }
   std::unique_ptr<CURL, void (*)(CURL*)> curl(curl_easy_init(), curl_easy_cleanup);
-  Bar bar(progress, to.filename().string());
+  TextBar bar(progress, "downloading " + to.filename().string());
   char error[CURL_ERROR_SIZE] = "";
   curl_easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl.get(), CURLOPT_FOLLOWLOCATION, 1L);
@@ -113,13 +113,14 @@ void download(const std::string& url, const fs::path& to, std::ostream& progress
   curl_easy_setopt(curl.get(), CURLOPT_XFERINFODATA, &bar);
   curl_easy_setopt(curl.get(), CURLOPT_XFERINFOFUNCTION,
                    +[](void* b, curl_off_t total, curl_off_t done, curl_off_t, curl_off_t) {
-                     static_cast<Bar*>(b)->draw(static_cast<double>(done), static_cast<double>(total));
+                     draw_bytes(*static_cast<TextBar*>(b), static_cast<double>(done),
+                                static_cast<double>(total));
                      return 0;
                    });
   const CURLcode result = curl_easy_perform(curl.get());
   curl_off_t size = 0;
   curl_easy_getinfo(curl.get(), CURLINFO_SIZE_DOWNLOAD_T, &size);
-  bar.draw(static_cast<double>(size), static_cast<double>(size), /*last=*/true);
+  draw_bytes(bar, static_cast<double>(size), static_cast<double>(size), /*last=*/true);
   if (result != CURLE_OK) {
     throw std::runtime_error(fmt::format("downloading {} failed: {}", url,
                                          *error ? error : curl_easy_strerror(result)));
@@ -207,7 +208,8 @@ void download_and_extract(const DownloadSpec& spec, const fs::path& dir, std::os
     fs::path part = archive_file;
     part += suffix;
     try {
-      progress << fmt::format("CIFAR-10 is not in {}: downloading {}\n", dir.string(), spec.url);
+      progress << fmt::format("{} is not in {}: downloading {}\n", spec.name, dir.string(),
+                              spec.url);
       download(spec.url, part, progress);
       const std::string md5 = md5_of_file(part);
       if (md5 != spec.md5) {
@@ -227,16 +229,15 @@ void download_and_extract(const DownloadSpec& spec, const fs::path& dir, std::os
   try {
     remove_tree(staging);
     extract(archive_file, staging);
-    for (const auto& name : {"cifar-10-batches-bin"}) {
-      if (!fs::exists(staging / name)) {
-        throw std::runtime_error(fmt::format("{} holds no {}/ folder", archive_file.string(), name));
-      }
-      std::error_code ec;
-      fs::rename(staging / name, dir / name, ec);
-      if (ec && !fs::exists(dir / name / "data_batch_1.bin")) {  // else another process won
-        throw std::runtime_error(fmt::format("cannot move the extracted files to {}: {}",
-                                             (dir / name).string(), ec.message()));
-      }
+    const std::string& name = spec.folder;
+    if (!fs::exists(staging / name)) {
+      throw std::runtime_error(fmt::format("{} holds no {}/ folder", archive_file.string(), name));
+    }
+    std::error_code ec;
+    fs::rename(staging / name, dir / name, ec);
+    if (ec && !fs::exists(dir / name / spec.first_file)) {  // else another process won
+      throw std::runtime_error(fmt::format("cannot move the extracted files to {}: {}",
+                                           (dir / name).string(), ec.message()));
     }
     remove_tree(staging);
     fsync_path(dir, O_RDONLY | O_DIRECTORY);

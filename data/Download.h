@@ -1,4 +1,4 @@
-// Fetching CIFAR-10 when it is not there, as Keras's cifar10.load_data() does: the official
+// Fetching CIFAR-10 or CIFAR-100 when it is not there, as Keras's cifar10.load_data() does: the official
 // archive over HTTP(S) (libcurl), its MD5 checked (OpenSSL), extracted safely (libarchive).
 #pragma once
 
@@ -12,11 +12,17 @@ struct DownloadSpec {
   std::string url = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
   std::string md5 = "c32a1d4ab5d03f1284b67883e8d87530";
   std::string archive_name = "cifar-10-binary.tar.gz";
+  std::string folder = "cifar-10-batches-bin";  // the archive's one top-level folder
+  std::string first_file = "data_batch_1.bin";  // in folder: says a complete extraction is there
+  std::string name = "CIFAR-10";                // for messages
 };
 
 /// The official archive, unless MGPU_CIFAR10_URL (a mirror, or a test's server) and
 /// MGPU_CIFAR10_MD5 say otherwise.
 DownloadSpec cifar10_download();
+
+/// cifar-100-binary.tar.gz, unless MGPU_CIFAR100_URL and MGPU_CIFAR100_MD5 say otherwise.
+DownloadSpec cifar100_download();
 
 /// Makes dir hold the archive's contents. dir/archive_name is reused if its MD5 matches (the
 /// cache); otherwise the archive is downloaded to a temporary name (a progress bar on

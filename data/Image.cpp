@@ -28,6 +28,19 @@ torch::Tensor load_image(const std::filesystem::path& file, int64_t channels, in
   return decode_image(bytes, file.string(), channels, height, width);
 }
 
+ImageInfo probe_image(const std::string& bytes, const std::string& source) {
+  int w = 0, h = 0, found = 0;
+  if (bytes.empty()) throw InputError(fmt::format("image {} is empty (0 bytes)", source));
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max()) ||
+      !stbi_info_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()),
+                             static_cast<int>(bytes.size()), &w, &h, &found)) {
+    throw InputError(fmt::format("image {} cannot be decoded: {} (expected PNG, JPEG, BMP, GIF, "
+                                 "TGA, PSD, HDR, PIC or PNM)",
+                                 source, stbi_failure_reason()));
+  }
+  return {h, w, found >= 3 ? 3 : 1};
+}
+
 torch::Tensor decode_image(const std::string& bytes, const std::string& source, int64_t channels,
                            int64_t height, int64_t width) {
   if (channels < 1 || channels > 4 || height < 1 || width < 1) {

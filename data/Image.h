@@ -16,6 +16,16 @@ namespace mgpu::data {
 torch::Tensor load_image(const std::filesystem::path& file, int64_t channels, int64_t height,
                          int64_t width);
 
+/// An image file's size and colour, read from its header without decoding it.
+struct ImageInfo {
+  int64_t height = 0, width = 0;
+  int64_t channels = 0;  // 1: grey (with or without alpha), 3: colour (alpha dropped)
+};
+
+/// The size and colour of the image in bytes; throws InputError naming source if stb cannot
+/// read its header (an empty, truncated or unknown file).
+ImageInfo probe_image(const std::string& bytes, const std::string& source);
+
 /// load_image on the bytes of a file already read; source names it in messages.
 torch::Tensor decode_image(const std::string& bytes, const std::string& source, int64_t channels,
                            int64_t height, int64_t width);

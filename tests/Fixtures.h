@@ -15,6 +15,7 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <torch/torch.h>
@@ -181,6 +182,32 @@ inline std::filesystem::path write_cifar_dir(const std::filesystem::path& dir, i
   return bin;
 }
 
+/// CIFAR-100 records: a coarse and a fine label byte each, then pixel bytes as cifar_records.
+inline std::vector<uint8_t> cifar100_records(
+    const std::vector<std::pair<uint8_t, uint8_t>>& coarse_fine) {
+  std::vector<uint8_t> bytes;
+  for (size_t r = 0; r < coarse_fine.size(); ++r) {
+    bytes.push_back(coarse_fine[r].first);
+    bytes.push_back(coarse_fine[r].second);
+    for (int p = 0; p < 3072; ++p) bytes.push_back(static_cast<uint8_t>((r * 7 + p) % 256));
+  }
+  return bytes;
+}
+
+/// The official layout: dir/cifar-100-binary/train.bin and test.bin with `per_file` records
+/// each, record i labelled coarse i % 20 and fine (5 * i) % 100.
+inline std::filesystem::path write_cifar100_dir(const std::filesystem::path& dir, int per_file) {
+  const auto bin = dir / "cifar-100-binary";
+  std::filesystem::create_directories(bin);
+  std::vector<std::pair<uint8_t, uint8_t>> labels;
+  for (int i = 0; i < per_file; ++i) {
+    labels.emplace_back(static_cast<uint8_t>(i % 20), static_cast<uint8_t>((5 * i) % 100));
+  }
+  write_bytes(bin / "train.bin", cifar100_records(labels));
+  write_bytes(bin / "test.bin", cifar100_records(labels));
+  return bin;
+}
+
 /// An unsigned-byte IDX file: magic 0x000008<dims>, big-endian sizes, then the data.
 inline std::vector<uint8_t> idx_bytes(const std::vector<uint32_t>& shape,
                                       const std::vector<uint8_t>& data) {
@@ -227,6 +254,26 @@ inline const mgpu::data::Dataset& stripes() {
   static const auto d = pattern_dataset(48, 1, {/*classes=*/2, 1, 28, 1, 40});
   return d;
 }
+
+/// A convolution, batch norm and a linear layer: enough for every kind of parameter (4-d, 2-d,
+/// 1-d), and shallow enough that two ways of computing the same six steps agree to 1e-7 (in
+/// MiniGoogLeNet a rounding difference grows a thousandfold a step: docs/fidelity.md).
+/// Cloneable: a Trainer of several replicas copies it.
+struct SmallNetImpl : torch::nn::Cloneable<SmallNetImpl> {
+  SmallNetImpl() { reset(); }
+  void reset() override {
+    conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 4, 3)));
+    bn = register_module("bn", torch::nn::BatchNorm2d(4));
+    fc = register_module("fc", torch::nn::Linear(4 * 4 * 4, 2));
+  }
+  torch::Tensor forward(const torch::Tensor& x) {
+    return fc(torch::adaptive_avg_pool2d(torch::relu(bn(conv(x))), {4, 4}).flatten(1));
+  }
+  torch::nn::Conv2d conv{nullptr};
+  torch::nn::BatchNorm2d bn{nullptr};
+  torch::nn::Linear fc{nullptr};
+};
+TORCH_MODULE(SmallNet);
 
 /// A quiet short run on the stripes: batches of 8, 2 epochs, seed 7.
 inline mgpu::train::TrainConfig stripes_config() {

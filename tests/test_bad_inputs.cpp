@@ -12,6 +12,8 @@
 #include "app/Cli.h"
 #include "data/InputError.h"
 
+#include <stb_image_write.h>  // the tests write their own images (StbWrite.cpp)
+
 using mgpu::testing::TempDir;
 namespace fs = std::filesystem;
 
@@ -95,6 +97,25 @@ fs::path donor() {
 
 void good_cifar(const fs::path& d) { mgpu::testing::write_cifar_dir(d / "data", 40); }
 
+const char* kCifar100 = "train --gpus 0 --threads 1 --dataset cifar100 --no-download --data-dir "
+                        "{d}/data --epochs 1 --batch-per-device 16 --verbose 0 --out-dir {d}/run";
+const char* kFolder = "train --gpus 0 --threads 1 --dataset folder --data-dir {d}/shapes --epochs 1 "
+                      "--batch-per-device 4 --verbose 0 --out-dir {d}/run";
+
+// d/shapes/train/{a,b}/0..3.png and d/shapes/test/{a,b}/0.png, colour 8x8 images.
+void good_folder(const fs::path& d) {
+  for (const std::string part : {"train", "test"}) {
+    for (const std::string label : {"a", "b"}) {
+      fs::create_directories(d / "shapes" / part / label);
+      for (int i = 0; i < (part == "train" ? 4 : 1); ++i) {
+        const std::vector<uint8_t> px(8 * 8 * 3, static_cast<uint8_t>(60 * i));
+        const auto file = d / "shapes" / part / label / fmt::format("{}.png", i);
+        stbi_write_png(file.c_str(), 8, 8, 3, px.data(), 8 * 3);
+      }
+    }
+  }
+}
+
 void cifar_with_checkpoint(const fs::path& d, const std::function<void(const fs::path&)>& spoil) {
   good_cifar(d);
   fs::copy_file(donor() / "checkpoints" / "ckpt-e0001-s000000.pt", d / "x.pt");
@@ -116,6 +137,49 @@ std::vector<Case> corpus() {
        kCifar, 2, "data_batch_4.bin: record 1 has label 10"},
       {"missing batch file", [&](const fs::path& d) { good_cifar(d); fs::remove(bin(d) / "data_batch_3.bin"); },
        kCifar, 2, "data_batch_3.bin"},
+      {"no CIFAR-100", [](const fs::path&) {}, kCifar100, 2, "no CIFAR-100 files in {d}/data"},
+      {"CIFAR-100 fine label out of range", [](const fs::path& d) {
+         mgpu::testing::write_cifar100_dir(d / "data", 40);
+         poke(d / "data" / "cifar-100-binary" / "train.bin", 3074 + 1, 100);
+       }, kCifar100, 2, "train.bin: record 1 has fine label 100 (expected 0-99)"},
+      {"--labels with CIFAR-10", good_cifar, std::string(kCifar) + " --labels coarse", 2,
+       "--labels is for --dataset cifar100, not cifar10"},
+      {"image folder with an empty class", [](const fs::path& d) {
+         good_folder(d);
+         fs::create_directories(d / "shapes" / "train" / "c");
+       }, kFolder, 2, "class folder {d}/shapes/train/c has no image files"},
+      {"image folder with an undecodable image", [](const fs::path& d) {
+         good_folder(d);
+         std::ofstream(d / "shapes" / "train" / "a" / "x.jpg") << "not a jpeg";
+       }, kFolder, 2, "image {d}/shapes/train/a/x.jpg cannot be decoded"},
+      {"image folder with a zero-byte image", [](const fs::path& d) {
+         good_folder(d);
+         std::ofstream(d / "shapes" / "test" / "b" / "z.png");
+       }, kFolder, 2, "image {d}/shapes/test/b/z.png is empty (0 bytes)"},
+      {"image folder with grey and colour images", [](const fs::path& d) {
+         good_folder(d);
+         const std::vector<uint8_t> px(8 * 8, 1);
+         stbi_write_png((d / "shapes" / "train" / "b" / "g.png").c_str(), 8, 8, 1, px.data(), 8);
+       }, kFolder, 2, "image {d}/shapes/train/b/g.png is grey"},
+      {"image folder whose test class training lacks", [](const fs::path& d) {
+         good_folder(d);
+         fs::rename(d / "shapes" / "test" / "b", d / "shapes" / "test" / "z");
+       }, kFolder, 2, "test class 'z'"},
+      {"image folder without classes", [](const fs::path& d) { fs::create_directories(d / "shapes"); },
+       std::string(kFolder) + " --val-split 0.2", 2, "{d}/shapes has no class folders"},
+      {"image folder without test images or --val-split", [](const fs::path& d) {
+         good_folder(d);
+         mgpu::testing::remove_tree(d / "shapes" / "test");
+         fs::rename(d / "shapes" / "train", d / "shapes2");
+         mgpu::testing::remove_tree(d / "shapes");
+         fs::rename(d / "shapes2", d / "shapes");
+       }, kFolder, 2, "give --val-split F"},
+      {"a bad --image-size", good_folder, std::string(kFolder) + " --image-size 0x5", 2,
+       "--image-size: '0x5' is not HxW"},
+      {"a --val-split of 1", good_folder, std::string(kFolder) + " --val-split 1", 2,
+       "--val-split: 1 is not a fraction in [0, 1)"},
+      {"--image-size with CIFAR-10", good_cifar, std::string(kCifar) + " --image-size 64", 2,
+       "--image-size is for --dataset folder, not cifar10"},
       {"IDX wrong magic", [](const fs::path& d) {
          fashion_dir(d / "fm");
          mgpu::testing::write_gz(d / "fm" / "train-labels-idx1-ubyte.gz", {0, 0, 0x0D, 1, 0, 0, 0, 1, 0});

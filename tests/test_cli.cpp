@@ -110,7 +110,7 @@ TEST(Cli, RefusalsNameTheFlag) {
       {{"bench", "--cpu-replicas", "2,x"}, "--cpu-replicas '2,x'"},
       {{"bench", "--gpus", "1", "--cpu-replicas", "1"}, "not both"},
       {{"bench", "--steps", "0"}, "--steps 0"},
-      {{"train", "--amp", "fp16"}, "--amp 'fp16': expected off or bf16"},
+      {{"train", "--amp", "fp8"}, "--amp 'fp8': expected off, bf16 or fp16"},
       {{"train", "--gpus", "0", "--cuda-graphs"}, "--cuda-graphs needs a GPU"},
       {{"bench", "--cuda-graphs"}, "--cuda-graphs needs GPUs"},
       {{"bench", "--levels", "fp32,turbo"}, "unknown level 'turbo'"},

@@ -122,6 +122,14 @@ std::vector<Entry> cifar_entries() {
   return entries;
 }
 
+// CIFAR-100's layout with 3 records a file.
+std::vector<Entry> cifar100_entries() {
+  const auto records = mgpu::testing::cifar100_records({{0, 10}, {1, 20}, {19, 99}});
+  const std::string bytes(records.begin(), records.end());
+  return {folder("cifar-100-binary/"), file("cifar-100-binary/train.bin", bytes),
+          file("cifar-100-binary/test.bin", bytes)};
+}
+
 std::string md5_of(const std::string& bytes) {
   TempDir tmp;
   std::ofstream(tmp.path() / "f", std::ios::binary) << bytes;
@@ -144,6 +152,10 @@ TEST(Download, Md5IsOpenSslsAndTheOfficialArchiveIsTheDefault) {
   const DownloadSpec spec;
   EXPECT_EQ(spec.url, "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz");
   EXPECT_EQ(spec.md5, "c32a1d4ab5d03f1284b67883e8d87530");
+  const DownloadSpec cifar100 = cifar100_download();
+  EXPECT_EQ(cifar100.url, "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz");
+  EXPECT_EQ(cifar100.md5, "03b5dce01913d631647c71ecec9e9cb8");
+  EXPECT_EQ(cifar100.folder, "cifar-100-binary");
 }
 
 TEST(Download, FetchesChecksExtractsAndCachesTheArchive) {
@@ -259,4 +271,44 @@ TEST(DownloadBinary, TrainFetchesMissingCifarUnlessForbidden) {
   EXPECT_NE(err().find("downloading " + server.url()), std::string::npos) << err();
   EXPECT_EQ(server.requests(), 1);
   EXPECT_TRUE(fs::exists(tmp.path() / "run" / "model.pt"));
+}
+
+// CIFAR-100 as users get it: train fetches the archive, the weights remember the coarse labels,
+// and evaluate (--dataset auto) loads the same data set again and names its classes.
+TEST(DownloadBinary, TrainFetchesCifar100AndEvaluateFindsItsLabelsAgain) {
+  const std::string archive = tar_gz(cifar100_entries());
+  Server server(archive);
+  TempDir tmp;
+  const auto data = tmp.path() / "data";
+  const auto run = tmp.path() / "run";
+  const auto mgpu = [&](const std::string& args) {
+    const std::string cmd =
+        fmt::format("MGPU_CIFAR100_URL={} MGPU_CIFAR100_MD5={} {} {} > {} 2>&1", server.url(),
+                    md5_of(archive), mgpu::testing::kMgpuBinary, args,
+                    (tmp.path() / "out").string());
+    const int status = std::system(cmd.c_str());
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  };
+  const auto out = [&] {
+    std::ifstream in(tmp.path() / "out");
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  ASSERT_EQ(mgpu(fmt::format("train --gpus 0 --threads 1 --dataset cifar100 --labels coarse "
+                             "--epochs 1 --batch-per-device 3 --verbose 0 --data-dir {} "
+                             "--out-dir {}",
+                             data.string(), run.string())),
+            0)
+      << out();
+  EXPECT_NE(out().find("CIFAR-100 is not in"), std::string::npos) << out();
+  EXPECT_EQ(server.requests(), 1);
+  EXPECT_TRUE(fs::exists(data / "cifar-100-binary" / "train.bin"));
+  ASSERT_EQ(mgpu(fmt::format("evaluate --gpus 0 --threads 1 --no-download --weights {} "
+                             "--data-dir {}",
+                             run.string(), data.string())),
+            0)
+      << out();
+  EXPECT_NE(out().find("on cifar100-coarse"), std::string::npos) << out();
+  EXPECT_NE(out().find("vehicles_2"), std::string::npos) << out();  // coarse class 19
+  EXPECT_EQ(out().find("worm"), std::string::npos) << out();       // not fine class 99
+  EXPECT_EQ(server.requests(), 1);
 }

@@ -22,6 +22,7 @@
 using namespace mgpu;
 using mgpu::testing::TempDir;
 using mgpu::testing::relative_difference;
+using mgpu::testing::SmallNet;
 using mgpu::testing::stripes;
 
 namespace {
@@ -35,23 +36,6 @@ train::TrainConfig knob_config() {
   c.shuffle = false;
   return c;
 }
-
-// A convolution, batch norm and a linear layer: enough for every kind of parameter (4-d, 2-d,
-// 1-d), and shallow enough that two ways of computing the same six steps agree to 1e-7 (in
-// MiniGoogLeNet a rounding difference grows a thousandfold a step: docs/fidelity.md).
-struct SmallNetImpl : torch::nn::Module {
-  SmallNetImpl()
-      : conv(register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 4, 3)))),
-        bn(register_module("bn", torch::nn::BatchNorm2d(4))),
-        fc(register_module("fc", torch::nn::Linear(4 * 4 * 4, 2))) {}
-  torch::Tensor forward(const torch::Tensor& x) {
-    return fc(torch::adaptive_avg_pool2d(torch::relu(bn(conv(x))), {4, 4}).flatten(1));
-  }
-  torch::nn::Conv2d conv;
-  torch::nn::BatchNorm2d bn;
-  torch::nn::Linear fc;
-};
-TORCH_MODULE(SmallNet);
 
 SmallNet fresh_net(const train::TrainConfig& c) {
   torch::manual_seed(c.seed);

@@ -155,6 +155,10 @@ void Trainer::write_checkpoint(Replica& replica, int64_t epoch, int64_t step) {
   } else {
     optimizer.write("momentum_logical", logical_momentum(replica));  // fused SGD's whole state
   }
+  if (replica.loss_scale.defined()) {  // --amp fp16: GradScaler's state
+    optimizer.write("loss_scale", replica.loss_scale);
+    optimizer.write("growth_tracker", replica.growth_tracker);
+  }
   archive.write("model", model);
   archive.write("optimizer", optimizer);
   std::error_code ec;
@@ -189,6 +193,16 @@ void Trainer::load_checkpoint(Replica& replica, const std::filesystem::path& fil
     } else {
       replica.momentum.copy_(momentum);
     }
+  }
+  if (replica.loss_scale.defined()) {  // the fingerprint has made sure it is an fp16 run's
+    torch::Tensor scale, tracker;
+    if (!optimizer.try_read("loss_scale", scale) ||
+        !optimizer.try_read("growth_tracker", tracker)) {
+      throw data::InputError(fmt::format("checkpoint {}: no float16 loss scale in it",
+                                         file.string()));
+    }
+    replica.loss_scale.copy_(scale);
+    replica.growth_tracker.copy_(tracker);
   }
   torch::Tensor float_rows, int_rows, rng_rows;
   archive.read("rank_floats", float_rows);

@@ -43,7 +43,7 @@ Metrics Trainer::evaluate_replica(Replica& replica, const data::Dataset& dataset
     const auto labels = dataset.labels.narrow(0, start, len).to(dev);
     torch::Tensor logits;
     {
-      AutocastGuard amp(dev.type(), config_.amp == "bf16");
+      AutocastGuard amp(dev.type(), config_.amp);
       logits = replica.model
                    .forward(in_memory_format(data::subtract_mean(images, replica.mean),
                                              config_.channels_last))

@@ -65,11 +65,24 @@ void Trainer::optimizer_step(Replica& replica) {
   } else if (config_.weight_decay > 0) {
     grads.add_(replica.params, config_.weight_decay);
   }
-  replica.momentum.mul_(config_.momentum).add_(grads);
+  if (!replica.found_inf.defined()) {
+    replica.momentum.mul_(config_.momentum).add_(grads);
+    update_parameters(replica, grads, replica.lr);
+    return;
+  }
+  // float16's overflowed step, skipped on the device (GradScaler.step does not call the
+  // optimizer): no gradient, momentum kept (times 1, not the momentum), no rate.
+  const auto& skip = replica.found_inf;  // 0 or 1
+  grads.masked_fill_(skip.gt(0), 0.0);
+  replica.momentum.mul_(skip * (1.0 - config_.momentum) + config_.momentum).add_(grads);
+  update_parameters(replica, grads, replica.lr * (1.0 - skip));
+}
+
+void Trainer::update_parameters(Replica& replica, torch::Tensor& grads, const torch::Tensor& lr) {
   if (config_.nesterov) {
-    replica.params.addcmul_(grads.add_(replica.momentum, config_.momentum), replica.lr, -1.0);
+    replica.params.addcmul_(grads.add_(replica.momentum, config_.momentum), lr, -1.0);
   } else {
-    replica.params.addcmul_(replica.momentum, replica.lr, -1.0);
+    replica.params.addcmul_(replica.momentum, lr, -1.0);
   }
 }
 

@@ -4,13 +4,13 @@
 
 namespace mgpu::train {
 
-AutocastGuard::AutocastGuard(c10::DeviceType device_type, bool enabled)
-    : device_type_(device_type), enabled_(enabled) {
+AutocastGuard::AutocastGuard(c10::DeviceType device_type, const std::string& amp)
+    : device_type_(device_type), enabled_(amp != "off") {
   if (!enabled_) return;
   was_enabled_ = at::autocast::is_autocast_enabled(device_type_);
   old_dtype_ = at::autocast::get_autocast_dtype(device_type_);
   at::autocast::set_autocast_enabled(device_type_, true);
-  at::autocast::set_autocast_dtype(device_type_, at::kBFloat16);
+  at::autocast::set_autocast_dtype(device_type_, amp == "fp16" ? at::kHalf : at::kBFloat16);
   at::autocast::increment_nesting();
 }
 

@@ -4,14 +4,17 @@
 
 #include <torch/torch.h>
 
+#include <string>
+
 namespace mgpu::train {
 
-/// While alive, eligible operations on device_type's tensors run in bfloat16 (autocast);
-/// does nothing when !enabled. Its end clears autocast's cache of cast weights, as Python's
-/// torch.autocast does on exit: each step casts the weights it has just updated.
+/// While alive, eligible operations on device_type's tensors run in bfloat16 (amp "bf16") or
+/// float16 (amp "fp16") (autocast); does nothing for amp "off". Its end clears autocast's
+/// cache of cast weights, as Python's torch.autocast does on exit: each step casts the weights
+/// it has just updated.
 class AutocastGuard {
  public:
-  AutocastGuard(c10::DeviceType device_type, bool enabled);
+  AutocastGuard(c10::DeviceType device_type, const std::string& amp);
   ~AutocastGuard();
   AutocastGuard(const AutocastGuard&) = delete;
   AutocastGuard& operator=(const AutocastGuard&) = delete;

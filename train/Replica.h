@@ -28,6 +28,10 @@ struct Trainer::Replica {
   torch::Tensor lr, step_number, stop_flag;
   torch::Tensor first_row;  // int64: the run's index of this step's first image (dropout keys)
   torch::Tensor first_bad;  // int64 on device: first step whose loss or gradient was not finite
+  // --amp fp16, on device as torch.amp.GradScaler keeps them: the loss scale (float), the clean
+  // steps since it last changed (int32), and whether this step's gradients overflowed (float
+  // 0 or 1: the step is skipped).
+  torch::Tensor loss_scale, growth_tracker, found_inf;
   std::unique_ptr<torch::optim::SGD> optimizer;  // without fused SGD
   std::unique_ptr<Communicator> comm;
   data::Dataset train, test;        // uint8 images and labels on device

@@ -42,8 +42,12 @@ struct TrainConfig {
   bool shuffle = true;
   bool deterministic = false;     // deterministic cuDNN and LibTorch kernels (GPU runs repeat bit for bit)
   // Speed (docs/benchmarks.md measures each on its own):
-  std::string amp = "off";        // "bf16": forward passes autocast to bfloat16 (weights and
-                                  // batch-norm statistics stay float32)
+  std::string amp = "off";        // "bf16" or "fp16": forward passes autocast to bfloat16 or
+                                  // float16 (weights and batch-norm statistics stay float32);
+                                  // fp16 scales the loss as torch.amp.GradScaler does and
+                                  // implies fused_sgd (a skipped step is decided on the device)
+  double loss_scale = 65536;      // fp16: the initial loss scale (GradScaler's init_scale)
+  int64_t loss_scale_growth_interval = 2000;  // fp16: clean steps before the scale doubles
   bool channels_last = false;     // 4-d weights and inputs in NHWC memory order
   bool fused_sgd = false;         // SGD over one flat parameter buffer: 3 kernels a step
   bool cuda_graphs = false;       // GPU: replay the whole training step from a CUDA graph

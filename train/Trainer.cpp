@@ -35,6 +35,11 @@ constexpr uint64_t kAugmentStream = 2;
 // With --cuda-graphs, the steps run eagerly before the capture (cuDNN autotuning, lazy
 // initialisation and the allocator settle first).
 constexpr int64_t kEagerStepsBeforeCapture = 3;
+// --amp fp16: torch.amp.GradScaler's factors, and the scale below which every step has
+// overflowed so often that the run has stopped learning (float16's smallest subnormal).
+constexpr double kScaleGrowth = 2.0;
+constexpr double kScaleBackoff = 0.5;
+constexpr double kLowestLossScale = 5.96e-8;
 // Columns of an epoch plan: one row per image of the epoch's batches.
 enum PlanColumn : int64_t { kIndex = 0, kShiftX, kShiftY, kFlip, kPlanColumns };
 
@@ -103,6 +108,8 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
       }
     }
   }
+  // With float16 the step is skipped on the device when the gradients overflow: fused SGD's.
+  if (config.amp == "fp16") config_.fused_sgd = true;
   model.ptr()->to(devices[0]);
   for (int r = 0; r < n; ++r) {
     auto replica = std::make_unique<Replica>();
@@ -119,6 +126,11 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
     replica->first_bad = torch::full({}, -1, on_device.dtype(torch::kInt64));
     replica->loss_sum = torch::zeros({}, on_device);
     replica->correct = torch::zeros({}, on_device.dtype(torch::kInt64));
+    if (config.amp == "fp16") {
+      replica->loss_scale = torch::full({}, config.loss_scale, on_device);
+      replica->growth_tracker = torch::zeros({}, on_device.dtype(torch::kInt32));
+      replica->found_inf = torch::zeros({}, on_device);
+    }
     bind_parameters(*replica);
     // --accumulate K: micro-batch k keeps running statistics of its own, as replica k would.
     for (int64_t k = 0; k < config.accumulate && config.accumulate > 1; ++k) {
@@ -151,6 +163,17 @@ int64_t Trainer::global_batch() const {
 }
 
 torch::nn::AnyModule& Trainer::model(int64_t r) { return replicas_.at(r)->model; }
+
+double Trainer::loss_scale() const {
+  const auto& scale = replicas_[0]->loss_scale;
+  return scale.defined() ? scale.item<double>() : 0.0;
+}
+
+void Trainer::set_loss_scale(double scale, int64_t replica) {
+  for (auto& r : replicas_) {
+    if (r->loss_scale.defined() && (replica < 0 || r->rank == replica)) r->loss_scale.fill_(scale);
+  }
+}
 
 void Trainer::for_each_replica(const std::function<void(Replica&)>& f) {
   const size_t n = replicas_.size();
@@ -189,6 +212,7 @@ std::vector<Shard> Trainer::local_shards(const Replica& replica) const {
 
 void Trainer::train_step(Replica& replica, const torch::Tensor& batch_plan) {
   const auto dev = replica.device;
+  const bool fp16 = replica.loss_scale.defined();
   const double batch = static_cast<double>(global_batch());
   const auto params_grads = replica.grads.narrow(0, 0, replica.grads.numel() - 2);
   replica.grads.zero_();
@@ -211,25 +235,37 @@ void Trainer::train_step(Replica& replica, const torch::Tensor& batch_plan) {
         config_.seed);
     torch::Tensor logits, loss;
     {
-      AutocastGuard amp(dev.type(), config_.amp == "bf16");
+      AutocastGuard amp(dev.type(), config_.amp);
       logits = replica.model.forward(in_memory_format(x, config_.channels_last));  // [b, classes]
       loss = torch::nn::functional::cross_entropy(
           logits, labels,
           torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(
               config_.label_smoothing));
     }
-    // Weighted by the shard's share, the summed gradients are the whole batch's gradient.
-    (loss * (static_cast<double>(shard.size) / batch)).backward();
+    // Weighted by the shard's share, the summed gradients are the whole batch's gradient
+    // (times the loss scale in float16, so that small gradients do not underflow).
+    auto weighted = loss * (static_cast<double>(shard.size) / batch);
+    (fp16 ? weighted * replica.loss_scale : weighted).backward();
     step_loss += loss.detach();
     replica.loss_sum += loss.detach().to(torch::kFloat) * static_cast<double>(shard.size);
     replica.correct += logits.detach().argmax(1).eq(labels).sum();
   }
   if (shards.size() > 1) swap_statistics(replica, 0);
   // Flags ride with the gradients, so every replica learns of any replica's stop request or
-  // non-finite loss or gradient in the same step, without a collective of their own.
+  // non-finite loss or gradient in the same step, without a collective of their own. In
+  // float16 an overflowing gradient only skips the step; a scale driven to nothing is a fault.
   replica.control[0].copy_(replica.stop_flag);
-  replica.control[1].copy_(torch::isfinite(step_loss + params_grads.sum()).logical_not());
+  replica.control[1].copy_(
+      fp16 ? torch::isfinite(step_loss).logical_not() | replica.loss_scale.lt(kLowestLossScale)
+           : torch::isfinite(step_loss + params_grads.sum()).logical_not());
   if (replica.comm) replica.comm->all_reduce_sum(replica.grads);
+  if (fp16) {
+    // As GradScaler.unscale_: divide by the scale and note any inf or NaN, on the summed
+    // gradients, so that every replica finds the same and all skip the step together.
+    replica.found_inf.zero_();
+    at::_amp_foreach_non_finite_check_and_unscale_({params_grads}, replica.found_inf,
+                                                   replica.loss_scale.reciprocal());
+  }
   if (config_.clip_grad_norm > 0) {
     // As torch.nn.utils.clip_grad_norm_, on the global batch's gradient, on the device (no
     // host round trip; a CUDA graph captures it).
@@ -238,6 +274,10 @@ void Trainer::train_step(Replica& replica, const torch::Tensor& batch_plan) {
   replica.first_bad.copy_(torch::where(replica.first_bad.lt(0) & replica.control[1].gt(0),
                                        replica.step_number, replica.first_bad));
   optimizer_step(replica);
+  if (fp16) {  // as GradScaler.update: halve after an overflow, double after enough clean steps
+    at::_amp_update_scale_(replica.loss_scale, replica.growth_tracker, replica.found_inf,
+                           kScaleGrowth, kScaleBackoff, config_.loss_scale_growth_interval);
+  }
 }
 
 void Trainer::swap_statistics(Replica& replica, size_t k) {

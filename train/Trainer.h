@@ -98,6 +98,11 @@ class Trainer {
   /// Wall time of the whole run so far: the earlier parts up to their last checkpoint, and
   /// this part since policy.started (set_checkpoints).
   double run_seconds() const;
+  /// --amp fp16: replica 0's loss scale now (0 in other precisions); reads the device.
+  double loss_scale() const;
+  /// --amp fp16: sets the loss scale of every replica (replica < 0) or of one, as a resume
+  /// does; tests use it to make a step overflow.
+  void set_loss_scale(double scale, int64_t replica = -1);
   /// Training images per second over all epochs so far (training steps only, no evaluation).
   double images_per_second() const { return train_seconds_ > 0 ? train_images_ / train_seconds_ : 0; }
 
@@ -114,6 +119,8 @@ class Trainer {
   /// fused optimizer, and its gradient a view of the same layout into the gradient buffer.
   void bind_parameters(Replica& replica);
   void optimizer_step(Replica& replica);
+  /// The fused step's last part: parameters -= lr x (momentum, or Nesterov's grads + momentum).
+  void update_parameters(Replica& replica, torch::Tensor& grads, const torch::Tensor& lr);
   /// --accumulate K: puts micro-batch k's running statistics into the module (k = 0 after the
   /// last micro-batch).
   void swap_statistics(Replica& replica, size_t k);

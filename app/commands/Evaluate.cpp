@@ -113,7 +113,11 @@ void run_evaluate(const EvaluateConfig& config, std::ostream& out) {
   prepare_output_dir(out_dir, "--out-dir");
 
   data::DataConfig data_config = config.data;
-  if (data_config.dataset == "auto") data_config.dataset = w.dataset;
+  if (data_config.dataset == "auto") data_config = data::data_set_named(data_config, w.dataset);
+  if (data_config.dataset == "folder" && data_config.image_height == 0) {  // the model's input
+    data_config.image_height = w.shape.height;
+    data_config.image_width = w.shape.width;
+  }
   const data::DataSplit data = data::load_data(data_config);
   const auto shape = data.test.images.sizes().slice(1).vec();  // [C, H, W]
   if (shape != std::vector<int64_t>{w.shape.channels, w.shape.height, w.shape.width} ||
@@ -164,16 +168,20 @@ cxxopts::Options evaluate_options() {
                                       "of trained weights on a test set.");
   add_weights_flags(o);
   o.add_options()
-      ("dataset", "cifar10, fashion-mnist, or auto (the one the weights were trained on)",
-       cxxopts::value<std::string>()->default_value("auto"))
+      ("dataset", "cifar10, cifar100, fashion-mnist, folder, or auto (the one the weights were "
+       "trained on, with its labels)", cxxopts::value<std::string>()->default_value("auto"))
+      ("labels", "with --dataset cifar100: fine (100 classes) or coarse (20 superclasses)",
+       cxxopts::value<std::string>()->default_value("fine"))
       ("data-dir", "folder with the data set's files (as for mgpu train)",
        cxxopts::value<std::string>()->default_value(""))
-      ("no-download", "never download CIFAR-10 when its files are not in --data-dir")
+      ("no-download", "never download CIFAR-10 or CIFAR-100 when its files are not in "
+       "--data-dir")
       ("limit-test", "use only the first N test images (0: all)",
        cxxopts::value<std::string>()->default_value("0"))
       ("batch", "images per forward pass", cxxopts::value<std::string>()->default_value("256"))
       ("out-dir", "where evaluation.json, confusion.csv and confusion.png go; default the "
        "weights file's folder", cxxopts::value<std::string>()->default_value(""));
+  add_folder_flags(o);
   return o;
 }
 

@@ -5,6 +5,8 @@
 #include <torch/cuda.h>
 
 #include <charconv>
+#include <tuple>
+#include <utility>
 #include <cstdlib>
 
 #include "data/InputError.h"  // defines: InputError
@@ -90,8 +92,10 @@ std::vector<int64_t> count_list(const cxxopts::ParseResult& r, const std::string
 
 void add_speed_flags(cxxopts::Options& o) {
   o.add_options("speed")
-      ("amp", "mixed precision: off, or bf16 (forward passes autocast to bfloat16; weights, "
-       "gradients and batch-norm statistics stay float32)",
+      ("amp", "mixed precision: off, bf16 or fp16 (forward passes autocast to bfloat16 or "
+       "float16; weights, gradients and batch-norm statistics stay float32); fp16 scales the "
+       "loss as PyTorch's GradScaler does (from 65536, halved and the step skipped when a "
+       "gradient overflows, doubled after 2000 clean steps) and implies --fused-sgd",
        cxxopts::value<std::string>()->default_value("off"))
       ("channels-last", "weights and images in NHWC memory order (faster convolutions on "
        "tensor cores and on CPUs)")
@@ -107,12 +111,12 @@ void add_speed_flags(cxxopts::Options& o) {
 
 void speed_flags(const cxxopts::ParseResult& r, train::TrainConfig& c) {
   c.amp = get<std::string>(r, "amp");
-  if (c.amp != "off" && c.amp != "bf16") {
-    throw InputError(fmt::format("--amp '{}': expected off or bf16", c.amp));
+  if (c.amp != "off" && c.amp != "bf16" && c.amp != "fp16") {
+    throw InputError(fmt::format("--amp '{}': expected off, bf16 or fp16", c.amp));
   }
   c.channels_last = r.count("channels-last") > 0;
   c.cuda_graphs = r.count("cuda-graphs") > 0;
-  c.fused_sgd = r.count("fused-sgd") > 0 || c.cuda_graphs;
+  c.fused_sgd = r.count("fused-sgd") > 0 || c.cuda_graphs || c.amp == "fp16";
   c.cudnn_benchmark = r.count("no-cudnn-benchmark") == 0;
   c.tf32 = r.count("no-tf32") == 0;
 }
@@ -140,13 +144,65 @@ int64_t gpus_flag(const cxxopts::ParseResult& r, int64_t max) {
   return int_at_least(r, "gpus", 0, max);
 }
 
+void add_folder_flags(cxxopts::Options& o) {
+  o.add_options("image folder (--dataset folder)")
+      ("val-split", "with only DIR/CLASS/ folders: the fraction of each class held out for "
+       "testing (the same images every run)", cxxopts::value<std::string>()->default_value("0"))
+      ("image-size", "HxW (or N for NxN) every image is resized to; default the first image's "
+       "size", cxxopts::value<std::string>())
+      ("skip-bad-images", "warn about (and count) image files that cannot be decoded instead "
+       "of stopping");
+}
+
+namespace {
+
+constexpr int64_t kMaxImageSide = 4096;
+
+// --image-size "HxW" or "N".
+std::pair<int64_t, int64_t> image_size(const std::string& text) {
+  const auto sides = int_list(text.find('x') == std::string::npos
+                                  ? text + "," + text
+                                  : text.substr(0, text.find('x')) + "," +
+                                        text.substr(text.find('x') + 1),
+                              1, kMaxImageSide);
+  if (!sides || sides->size() != 2) {
+    throw_flag_error("image-size", fmt::format("'{}' is not HxW or N with sides from 1 to {} "
+                                               "(for example 64x64)",
+                                               text, kMaxImageSide));
+  }
+  return {(*sides)[0], (*sides)[1]};
+}
+
+}  // namespace
+
 data::DataConfig data_flags(const cxxopts::ParseResult& r) {
   data::DataConfig d;
   d.dataset = get<std::string>(r, "dataset");
-  if (d.dataset != "cifar10" && d.dataset != "fashion-mnist" && d.dataset != "auto") {
-    throw InputError(
-        fmt::format("--dataset '{}': expected cifar10, fashion-mnist or auto", d.dataset));
+  if (d.dataset != "cifar10" && d.dataset != "cifar100" && d.dataset != "fashion-mnist" &&
+      d.dataset != "folder" && d.dataset != "auto") {
+    throw InputError(fmt::format(
+        "--dataset '{}': expected cifar10, cifar100, fashion-mnist, folder or auto", d.dataset));
   }
+  d.labels = get<std::string>(r, "labels");
+  if (d.labels != "fine" && d.labels != "coarse") {
+    throw InputError(fmt::format("--labels '{}': expected fine or coarse", d.labels));
+  }
+  if (r.count("labels") && d.dataset != "cifar100") {
+    throw InputError(fmt::format("--labels is for --dataset cifar100, not {}", d.dataset));
+  }
+  for (const char* flag : {"val-split", "image-size", "skip-bad-images"}) {
+    if (r.count(flag) && d.dataset != "folder") {
+      throw InputError(fmt::format("--{} is for --dataset folder, not {}", flag, d.dataset));
+    }
+  }
+  d.val_split = number(r, "val-split");
+  if (!(d.val_split >= 0 && d.val_split < 1)) {
+    throw_flag_error("val-split", fmt::format("{} is not a fraction in [0, 1)", d.val_split));
+  }
+  if (r.count("image-size")) {
+    std::tie(d.image_height, d.image_width) = image_size(get<std::string>(r, "image-size"));
+  }
+  d.skip_bad_images = r.count("skip-bad-images") > 0;
   d.data_dir = get<std::string>(r, "data-dir");
   d.download = r.count("no-download") == 0;
   d.limit_test = int_at_least(r, "limit-test", 0);

@@ -52,7 +52,10 @@ std::vector<int64_t> count_list(const cxxopts::ParseResult& r, const std::string
 void add_speed_flags(cxxopts::Options& o);
 void speed_flags(const cxxopts::ParseResult& r, train::TrainConfig& c);
 
-/// --dataset, --data-dir, --no-download and --limit-test (train reads --limit-train as well).
+/// --val-split, --image-size and --skip-bad-images: the image folder's flags.
+void add_folder_flags(cxxopts::Options& o);
+/// --dataset, --labels, --data-dir, --no-download, --limit-test and the image folder's flags
+/// (train reads --limit-train as well).
 data::DataConfig data_flags(const cxxopts::ParseResult& r);
 
 /// --weights, --gpus, --threads and --help of the commands that load a weights file.

@@ -75,6 +75,7 @@ nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& da
                  {"cudnn_benchmark", config.cudnn_benchmark && !config.deterministic},
                  {"tf32", config.tf32}};
   j["config"].update(recipe_summary(config));
+  if (config.amp == "fp16") j["loss_scale"] = trainer.loss_scale();  // at the end
   j["lr_changes"] = nlohmann::json::array();
   for (const auto& c : trainer.lr_changes()) {
     j["lr_changes"].push_back(
@@ -271,13 +272,18 @@ cxxopts::Options train_options() {
        cxxopts::value<std::string>()->default_value(""))
       ("gpus", "0: train on the CPU; 1: on the first CUDA GPU; default 1 if a GPU is visible",
        cxxopts::value<std::string>())
-      ("dataset", "cifar10, fashion-mnist, or auto (CIFAR-10 if its files are in --data-dir, "
-       "else Fashion-MNIST)", cxxopts::value<std::string>()->default_value("auto"))
-      ("data-dir", "folder with cifar-10-batches-bin/ (or its .bin files) or the Fashion-MNIST "
-       "IDX files; default ./data, and /usr/share/datasets/fashion-mnist for Fashion-MNIST",
+      ("dataset", "cifar10, cifar100, fashion-mnist, folder (DIR/train/CLASS/ and "
+       "DIR/test/CLASS/ image files, or DIR/CLASS/ with --val-split), or auto (CIFAR-10 if its "
+       "files are in --data-dir, else Fashion-MNIST)",
+       cxxopts::value<std::string>()->default_value("auto"))
+      ("labels", "with --dataset cifar100: fine (100 classes) or coarse (20 superclasses)",
+       cxxopts::value<std::string>()->default_value("fine"))
+      ("data-dir", "folder with cifar-10-batches-bin/ or cifar-100-binary/ (or their .bin "
+       "files), the Fashion-MNIST IDX files, or the image folder; default ./data, and "
+       "/usr/share/datasets/fashion-mnist for Fashion-MNIST",
        cxxopts::value<std::string>()->default_value(""))
-      ("no-download", "with --dataset cifar10: never download the official archive when its "
-       "files are not in --data-dir")
+      ("no-download", "with --dataset cifar10 or cifar100: never download the official archive "
+       "when its files are not in --data-dir")
       ("epochs", "number of epochs", cxxopts::value<std::string>()->default_value("70"))
       ("lr", "initial learning rate", cxxopts::value<std::string>()->default_value("5e-3"))
       ("power", "lr decay power: lr * (1 - epoch/epochs)^power",
@@ -320,6 +326,7 @@ cxxopts::Options train_options() {
        "(default otherwise)", cxxopts::value<std::string>())
       ("h,help", "show this help");
   add_speed_flags(o);
+  add_folder_flags(o);
   add_recipe_flags(o);
   return o;
 }
