@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <fstream>
 #include <iterator>
 #include <random>
@@ -324,7 +325,11 @@ DataSplit load_image_folder(const fs::path& dir, const FolderOptions& options, s
     log << fmt::format("{} images of {} from the cache {}\n", listing.files.size(), dir.string(),
                        cache.string());
   } else {
+    const auto start = std::chrono::steady_clock::now();
     decoded = decode_all(dir, listing.files, shape, first, options, log);
+    log << fmt::format("decoded {} images in {:.1f} s\n", listing.files.size(),
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+                           .count());
     write_cache(cache, key, decoded, log);
   }
   if (!decoded.bad.empty()) {

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Issue 13's GPU runs (device tool, `carry: [".deps"]`, after scripts/gpu-prepare.sh here): the
-# tutorial's 70 epochs with evaluation, one run after the other, each cut off at the deadline
-# (history.csv keeps every finished epoch):
+# Issues 13's and 15's GPU runs (device tool, `carry: [".deps"]`, after scripts/gpu-prepare.sh
+# here): the tutorial's 70 epochs with evaluation, one run after the other, each cut off at the
+# deadline (history.csv keeps every finished epoch):
 #   s1 s2 s3  seeds 1, 2, 3 at the fastest level that keeps float32 results to rounding and
 #             bf16 forward passes (--amp bf16 --channels-last --cuda-graphs): the seed spread
 #   notf32    seed 1 in full float32 (--no-tf32 --channels-last --cuda-graphs): the TF32 effect
 #   acc4      the tutorial's 4-GPU case on one card: --accumulate 4 (global batch 256)
 #   acc4lin   the same with --lr-scaling linear --warmup-epochs 5
+#   fp16      seed 1 with --amp fp16 (GradScaler's loss scaling) instead of bf16
+#   resnet20  ResNet-20 with its paper's recipe, 164 epochs (docs/extending.md), not the tutorial's
 # Usage: scripts/gpu-fidelity.sh DEADLINE_S [RUN...] (default: all, in this order; a later
 # session passes the runs still missing). $OUT gets results.tar.gz and the summary lines.
 set -uo pipefail
@@ -14,7 +16,7 @@ cd "$(dirname "$0")/.." || exit 1
 DEADLINE="${1:-560}"
 shift || true
 RUNS=("$@")
-[[ ${#RUNS[@]} -gt 0 ]] || RUNS=(s1 s2 s3 notf32 acc4 acc4lin)
+[[ ${#RUNS[@]} -gt 0 ]] || RUNS=(s1 s2 s3 notf32 acc4 acc4lin fp16 resnet20)
 FINAL="${OUT:-/tmp/mgpu-out}"
 OUT=/tmp/gpu-fidelity
 mkdir -p "$OUT" "$FINAL"
@@ -39,7 +41,11 @@ for run in "${RUNS[@]}"; do
     notf32) flags=(--no-tf32 --channels-last --cuda-graphs --seed 1) ;;
     acc4) flags=("${FAST[@]}" --accumulate 4 --seed 1) ;;
     acc4lin) flags=("${FAST[@]}" --accumulate 4 --lr-scaling linear --warmup-epochs 5 --seed 1) ;;
-    *) echo "unknown run '$run': expected s1 s2 s3 notf32 acc4 acc4lin" >&2; exit 2 ;;
+    fp16) flags=(--amp fp16 --channels-last --cuda-graphs --seed 1) ;;
+    resnet20) flags=(--amp bf16 --channels-last --cuda-graphs --model resnet20 --batch-per-device 128
+                     --epochs 164 --lr 0.1 --momentum 0.9 --weight-decay 1e-4 --schedule step
+                     --milestones 82,123 --gamma 0.1) ;;
+    *) echo "unknown run '$run': expected s1 s2 s3 notf32 acc4 acc4lin fp16 resnet20" >&2; exit 2 ;;
   esac
   left=$((DEADLINE - SECONDS))
   if ((left < 60)); then step "$run: not started ($left s left)"; continue; fi
@@ -47,6 +53,6 @@ for run in "${RUNS[@]}"; do
   timeout --signal=INT "$left" $B train "${DATA[@]}" "${flags[@]}" --out-dir "$OUT/$run" \
     > "$OUT/$run.log" 2>&1
   echo "rc $?"
-  grep -E "^Epoch (1|35|70)/|total wall time|throughput" "$OUT/$run.log"
+  grep -E "^Epoch (1|35|70|164)/|total wall time|throughput" "$OUT/$run.log"
 done
 step "done"

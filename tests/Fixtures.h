@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <csignal>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -18,12 +19,15 @@
 #include <utility>
 #include <vector>
 
+#include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "app/Cli.h"
 #include "data/Dataset.h"
 #include "data/InputError.h"
+#include "train/Signals.h"
 #include "train/TrainConfig.h"
+#include "train/Trainer.h"
 
 namespace mgpu::testing {
 
@@ -284,6 +288,16 @@ inline mgpu::train::TrainConfig stripes_config() {
   c.verbose = 0;
   c.seed = 7;
   return c;
+}
+
+/// Fits `trainer` on the stripes until a stop request (SIGUSR1, raised as its first epoch ends)
+/// stops it after the next step, with a checkpoint: the first part of a resume test.
+inline void stop_in_second_epoch(mgpu::train::Trainer& trainer, mgpu::train::Progress& progress) {
+  mgpu::train::install_stop_handlers();
+  EXPECT_THROW(trainer.fit(stripes(), stripes(), progress,
+                           [](const mgpu::train::History&) { std::raise(SIGUSR1); }),
+               mgpu::train::StopRequested);
+  mgpu::train::clear_stop_request();
 }
 
 /// Largest difference between the two models' parameters, relative to the largest value.

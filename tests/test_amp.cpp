@@ -14,6 +14,7 @@
 
 #include "Fixtures.h"
 #include "data/Preprocess.h"
+#include "train/Device.h"
 #include "train/Signals.h"
 #include "train/Trainer.h"
 
@@ -34,10 +35,11 @@ train::TrainConfig fp16_config() {
   return c;
 }
 
-std::unique_ptr<train::Trainer> small_trainer(const train::TrainConfig& c, int64_t replicas = 1) {
+std::unique_ptr<train::Trainer> small_trainer(const train::TrainConfig& c, int64_t replicas = 1,
+                                              torch::Device device = torch::kCPU) {
   torch::manual_seed(c.seed);
   return std::make_unique<train::Trainer>(
-      c, torch::nn::AnyModule(SmallNet()), std::vector<torch::Device>(replicas, torch::kCPU),
+      c, torch::nn::AnyModule(SmallNet()), std::vector<torch::Device>(replicas, device),
       data::mean_image(stripes().images));
 }
 
@@ -179,18 +181,34 @@ TEST(Fp16, TheScaleIsInTheCheckpointAndAResumeContinuesWithIt) {
   whole->fit(stripes(), stripes(), quiet);
   EXPECT_GE(whole->loss_scale(), 1024.0 * 8);  // restoring it matters
 
-  train::install_stop_handlers();
   auto first = make("parts");
-  EXPECT_THROW(first->fit(stripes(), stripes(), quiet,
-                          [](const train::History&) { std::raise(SIGUSR1); }),
-               train::StopRequested);
-  train::clear_stop_request();
+  mgpu::testing::stop_in_second_epoch(*first, quiet);
   auto second = make("parts");
   second->resume(first->last_checkpoint());
   EXPECT_EQ(second->loss_scale(), first->loss_scale());
   second->fit(stripes(), stripes(), quiet);
   EXPECT_EQ(second->loss_scale(), whole->loss_scale());
   EXPECT_TRUE(same(parameters_of(*whole->model().ptr()), *second->model().ptr()));
+}
+
+// On a GPU the check, the skip and the scale's update are captured in the CUDA graph: its
+// replays overflow, skip and rescale as the eager steps do.
+TEST(Fp16Gpu, CudaGraphReplaysSkipAndRescaleAsEagerSteps) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "needs a GPU";
+  train::set_deterministic(true);
+  auto eager = fp16_config();
+  auto graphs = eager;
+  graphs.cuda_graphs = true;
+  auto a = small_trainer(eager, 1, torch::kCUDA), b = small_trainer(graphs, 1, torch::kCUDA);
+  for (auto* t : {a.get(), b.get()}) {
+    t->train_steps(stripes(), 6);  // the graph is captured at step 4 and replayed
+    t->set_loss_scale(std::ldexp(1.0, 120));
+    t->train_steps(stripes(), 6);  // replays from the start: the first overflows, and so on
+  }
+  train::set_deterministic(false);
+  EXPECT_LT(b->loss_scale(), std::ldexp(1.0, 120));
+  EXPECT_EQ(a->loss_scale(), b->loss_scale());
+  EXPECT_LT(relative_difference(*a->model().ptr(), *b->model().ptr()), 1e-5);
 }
 
 // The shipped MiniGoogLeNet, dropout included, in float16 as users run it.

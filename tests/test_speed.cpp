@@ -171,12 +171,8 @@ TEST(Speed, AFastRunStoppedAndResumedEndsAsItsUninterruptedSelf) {
   auto whole = make("whole");
   whole->fit(stripes(), stripes(), quiet);
 
-  train::install_stop_handlers();
   auto first = make("parts");
-  EXPECT_THROW(first->fit(stripes(), stripes(), quiet,
-                          [](const train::History&) { std::raise(SIGUSR1); }),
-               train::StopRequested);
-  train::clear_stop_request();
+  mgpu::testing::stop_in_second_epoch(*first, quiet);
   auto second = make("parts");
   second->resume(first->last_checkpoint());  // epoch 2, after step 1: momentum and all
   second->fit(stripes(), stripes(), quiet);
@@ -198,7 +194,6 @@ TEST(Speed, ARunResumedInTheOtherMemoryFormatContinuesAsTorchSgdDoes) {
   auto make = [&](const train::TrainConfig& c, const std::string& dir) {
     return checkpointing_trainer(c, tmp.path() / dir);
   };
-  train::install_stop_handlers();
   std::vector<std::unique_ptr<train::Trainer>> resumed;
   for (bool fused : {true, false}) {
     auto c = base_config();
@@ -206,10 +201,7 @@ TEST(Speed, ARunResumedInTheOtherMemoryFormatContinuesAsTorchSgdDoes) {
     c.channels_last = true;
     const std::string dir = fused ? "fused" : "plain";
     auto first = make(c, dir);
-    EXPECT_THROW(first->fit(stripes(), stripes(), quiet,
-                            [](const train::History&) { std::raise(SIGUSR1); }),
-                 train::StopRequested);
-    train::clear_stop_request();
+    mgpu::testing::stop_in_second_epoch(*first, quiet);
     c.channels_last = false;
     resumed.push_back(make(c, dir));
     resumed.back()->resume(first->last_checkpoint());  // epoch 2, after step 1
