@@ -100,8 +100,8 @@ class Trainer {
   double run_seconds() const;
   /// --amp fp16: replica 0's loss scale now (0 in other precisions); reads the device.
   double loss_scale() const;
-  /// --amp fp16: sets the loss scale of every replica (replica < 0) or of one, as a resume
-  /// does; tests use it to make a step overflow.
+  /// --amp fp16: sets the loss scale of every replica (replica < 0) or of one; the tests use
+  /// it to make a step overflow.
   void set_loss_scale(double scale, int64_t replica = -1);
   /// Training images per second over all epochs so far (training steps only, no evaluation).
   double images_per_second() const { return train_seconds_ > 0 ? train_images_ / train_seconds_ : 0; }
