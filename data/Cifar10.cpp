@@ -75,12 +75,29 @@ Dataset read_cifar10_file(const fs::path& file, int64_t max_records) {
   return read_cifar_file(file, {"CIFAR-10", {"label"}, {10}, 0}, max_records);
 }
 
-std::optional<fs::path> find_cifar10_dir(const fs::path& dir) {
+std::optional<fs::path> find_cifar_folder(const fs::path& dir, const std::string& folder,
+                                          const std::string& first_file) {
   std::error_code ec;
-  for (const fs::path& candidate : {dir, dir / "cifar-10-batches-bin"}) {
-    if (fs::is_regular_file(candidate / "data_batch_1.bin", ec)) return candidate;
+  for (const fs::path& candidate : {dir, dir / folder}) {
+    if (fs::is_regular_file(candidate / first_file, ec)) return candidate;
   }
   return std::nullopt;
+}
+
+fs::path cifar_folder(const fs::path& dir, const std::string& name, const std::string& folder,
+                      const std::string& first_file, const std::string& archive) {
+  const auto found = find_cifar_folder(dir, folder, first_file);
+  if (!found) {
+    throw InputError(fmt::format(
+        "no {} files in {}: expected {} or {} (the official binary version, {})", name,
+        dir.string(), (dir / first_file).string(), (dir / folder / first_file).string(),
+        archive));
+  }
+  return *found;
+}
+
+std::optional<fs::path> find_cifar10_dir(const fs::path& dir) {
+  return find_cifar_folder(dir, "cifar-10-batches-bin", "data_batch_1.bin");
 }
 
 namespace {
@@ -97,28 +114,22 @@ Dataset concat(const std::vector<Dataset>& parts) {
 }  // namespace
 
 DataSplit load_cifar10(const fs::path& dir, int64_t limit_train, int64_t limit_test) {
-  const auto found = find_cifar10_dir(dir);
-  if (!found) {
-    throw InputError(fmt::format(
-        "no CIFAR-10 files in {}: expected {} or {} (the official binary version, "
-        "cifar-10-binary.tar.gz)",
-        dir.string(), (dir / "data_batch_1.bin").string(),
-        (dir / "cifar-10-batches-bin" / "data_batch_1.bin").string()));
-  }
+  const fs::path found = cifar_folder(dir, "CIFAR-10", "cifar-10-batches-bin",
+                                      "data_batch_1.bin", "cifar-10-binary.tar.gz");
   DataSplit split;
   split.name = "cifar10";
-  split.source = found->string();
+  split.source = found.string();
   split.class_names = {"airplane", "automobile", "bird", "cat", "deer",
                        "dog",      "frog",       "horse", "ship", "truck"};
   std::vector<Dataset> parts;
   int64_t have = 0;
   for (int i = 1; i <= 5 && (limit_train <= 0 || have < limit_train); ++i) {
     const int64_t want = limit_train > 0 ? limit_train - have : 0;
-    parts.push_back(read_cifar10_file(*found / fmt::format("data_batch_{}.bin", i), want));
+    parts.push_back(read_cifar10_file(found / fmt::format("data_batch_{}.bin", i), want));
     have += parts.back().size();
   }
   split.train = concat(parts);
-  split.test = read_cifar10_file(*found / "test_batch.bin", limit_test);
+  split.test = read_cifar10_file(found / "test_batch.bin", limit_test);
   return split;
 }
 

@@ -28,6 +28,18 @@ struct CifarFormat {
 Dataset read_cifar_file(const std::filesystem::path& file, const CifarFormat& format,
                         int64_t max_records = 0);
 
+/// Where a CIFAR data set's files are: the folder holding first_file, dir itself or
+/// dir/folder; nullopt if neither.
+std::optional<std::filesystem::path> find_cifar_folder(const std::filesystem::path& dir,
+                                                       const std::string& folder,
+                                                       const std::string& first_file);
+
+/// find_cifar_folder, or an InputError that names the data set, both places looked at and the
+/// official archive.
+std::filesystem::path cifar_folder(const std::filesystem::path& dir, const std::string& name,
+                                   const std::string& folder, const std::string& first_file,
+                                   const std::string& archive);
+
 /// Reads one batch file: records of 1 label byte (0-9) + 3,072 pixel bytes (R, G, B planes of
 /// 32x32). At most max_records are kept (all when max_records <= 0), but the whole file is
 /// validated. Throws InputError naming the file and the problem.

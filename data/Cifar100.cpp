@@ -48,11 +48,7 @@ const std::vector<std::string> kCoarseNames = {
 }  // namespace
 
 std::optional<fs::path> find_cifar100_dir(const fs::path& dir) {
-  std::error_code ec;
-  for (const fs::path& candidate : {dir, dir / "cifar-100-binary"}) {
-    if (fs::is_regular_file(candidate / "train.bin", ec)) return candidate;
-  }
-  return std::nullopt;
+  return find_cifar_folder(dir, "cifar-100-binary", "train.bin");
 }
 
 DataSplit load_cifar100(const fs::path& dir, const std::string& labels, int64_t limit_train,
@@ -60,22 +56,16 @@ DataSplit load_cifar100(const fs::path& dir, const std::string& labels, int64_t 
   if (labels != "fine" && labels != "coarse") {
     throw InputError(fmt::format("--labels '{}': expected fine or coarse", labels));
   }
-  const auto found = find_cifar100_dir(dir);
-  if (!found) {
-    throw InputError(fmt::format(
-        "no CIFAR-100 files in {}: expected {} or {} (the official binary version, "
-        "cifar-100-binary.tar.gz)",
-        dir.string(), (dir / "train.bin").string(),
-        (dir / "cifar-100-binary" / "train.bin").string()));
-  }
+  const fs::path found =
+      cifar_folder(dir, "CIFAR-100", "cifar-100-binary", "train.bin", "cifar-100-binary.tar.gz");
   const bool fine = labels == "fine";
   const CifarFormat format{"CIFAR-100", {"coarse label", "fine label"}, {20, 100}, fine ? 1u : 0u};
   DataSplit split;
   split.name = fine ? "cifar100" : "cifar100-coarse";
-  split.source = found->string();
+  split.source = found.string();
   split.class_names = fine ? kFineNames : kCoarseNames;
-  split.train = read_cifar_file(*found / "train.bin", format, limit_train);
-  split.test = read_cifar_file(*found / "test.bin", format, limit_test);
+  split.train = read_cifar_file(found / "train.bin", format, limit_train);
+  split.test = read_cifar_file(found / "test.bin", format, limit_test);
   return split;
 }
 
