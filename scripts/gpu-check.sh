@@ -15,22 +15,10 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 EPOCHS="${1:-70}"
 DEADLINE="${2:-540}"  # seconds after the start by which the script must be done
-FINAL="${OUT:-/tmp/mgpu-out}"
-OUT=/tmp/gpu-check
-mkdir -p "$OUT" "$FINAL" /tmp/deps
+mkdir -p /tmp/deps
 failed=()
-step() { echo "== [$SECONDS s] $*"; }
-pack() { tar -C "$OUT" --exclude='*.pt' -czf "$FINAL/results.tar.gz" .; }
-trap pack EXIT
-
-step "machine"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/machine.txt"
-{ python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
-  g++ --version | head -1; cmake --version | head -1; nproc; } 2>&1 | tee -a "$OUT/machine.txt"
-
-# The CIFAR-10 stand-in converts while the build runs.
-(python3 .deps/cifar10_from_jpeg.py --out .deps/data > "$OUT/cifar.log" 2>&1; echo "rc $?" >> "$OUT/cifar.log") &
-convert_pid=$!
+source scripts/gpu-common.sh
+gpu_start gpu-check  # the CIFAR-10 stand-in converts while the build runs
 
 step "build"
 scripts/gpu-build.sh "$OUT" || exit 1

@@ -17,17 +17,8 @@ DEADLINE="${1:-560}"
 shift || true
 RUNS=("$@")
 [[ ${#RUNS[@]} -gt 0 ]] || RUNS=(s1 s2 s3 notf32 acc4 acc4lin fp16 resnet20)
-FINAL="${OUT:-/tmp/mgpu-out}"
-OUT=/tmp/gpu-fidelity
-mkdir -p "$OUT" "$FINAL"
-step() { echo "== [$SECONDS s] $*"; }
-pack() { tar -C "$OUT" --exclude='*.pt' -czf "$FINAL/results.tar.gz" .; }
-trap pack EXIT
-
-step "machine"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/machine.txt"
-(python3 .deps/cifar10_from_jpeg.py --out .deps/data > "$OUT/cifar.log" 2>&1; echo "rc $?" >> "$OUT/cifar.log") &
-convert_pid=$!
+source scripts/gpu-common.sh
+gpu_start gpu-fidelity
 step "build"
 scripts/gpu-build.sh "$OUT" || exit 1
 wait "$convert_pid"

@@ -11,18 +11,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DEADLINE="${1:-560}"
-FINAL="${OUT:-/tmp/mgpu-out}"
-OUT=/tmp/gpu-speed
-mkdir -p "$OUT" "$FINAL"
-step() { echo "== [$SECONDS s] $*"; }
-pack() { tar -C "$OUT" --exclude='*.pt' -czf "$FINAL/results.tar.gz" .; }
-trap pack EXIT
-
-step "machine"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/machine.txt"
-python3 -c 'import torch; print("torch", torch.__version__)' | tee -a "$OUT/machine.txt"
-(python3 .deps/cifar10_from_jpeg.py --out .deps/data > "$OUT/cifar.log" 2>&1; echo "rc $?" >> "$OUT/cifar.log") &
-convert_pid=$!
+source scripts/gpu-common.sh
+gpu_start gpu-speed
 step "build"
 scripts/gpu-build.sh "$OUT" || exit 1
 
