@@ -224,7 +224,8 @@ void write_cache(const fs::path& cache, const std::string& key, const Decoded& d
 
 // The size and colour of the first image that can be read (every later one must match), and
 // that image.
-std::pair<ImageInfo, fs::path> first_image(const std::vector<fs::path>& files,
+std::pair<ImageInfo, fs::path> first_image(const fs::path& dir,
+                                           const std::vector<fs::path>& files,
                                            const FolderOptions& options) {
   for (const auto& f : files) {
     try {
@@ -236,7 +237,8 @@ std::pair<ImageInfo, fs::path> first_image(const std::vector<fs::path>& files,
       if (!options.skip_bad_images) throw;
     }
   }
-  throw InputError("no image of the folder can be decoded");
+  throw InputError(
+      fmt::format("none of the {} image files of {} can be decoded", files.size(), dir.string()));
 }
 
 Decoded decode_all(const fs::path& dir, const std::vector<fs::path>& files, const ImageInfo& shape,
@@ -316,7 +318,7 @@ DataSplit load_image_folder(const fs::path& dir, const FolderOptions& options, s
                                  dir.string()));
   }
   const Listing listing = has_train ? list_split_folders(dir) : list_held_out(dir, options.val_split);
-  const auto [shape, first] = first_image(listing.files, options);
+  const auto [shape, first] = first_image(dir, listing.files, options);
   const fs::path cache =
       dir / fmt::format(".mgpu-cache-{}x{}x{}.pt", shape.height, shape.width, shape.channels);
   const std::string key = cache_key(dir, listing.files, shape, options.skip_bad_images);

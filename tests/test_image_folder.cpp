@@ -221,6 +221,17 @@ TEST(ImageFolder, SkipBadImagesCountsThemAndKeepsTheRest) {
   EXPECT_NE(log_of(tmp.path(), options).find("skipped 2"), std::string::npos);
   EXPECT_NE(error_of([&] { load(tmp.path()); }).find("bad.jpg cannot be decoded"),
             std::string::npos);
+  // With the flag, a folder of nothing but bad files is an error that names the folder.
+  TempDir all_bad;
+  for (const char* split : {"train", "test"}) {
+    fs::create_directories(all_bad.path() / split / "a");
+    std::ofstream(all_bad.path() / split / "a" / "bad.png") << "not a png";
+  }
+  const std::string error = error_of([&] { load(all_bad.path(), options); });
+  EXPECT_NE(error.find(fmt::format("none of the 2 image files of {} can be decoded",
+                                   all_bad.path().string())),
+            std::string::npos)
+      << error;
 }
 
 // As users run it: train on a folder, then predict and evaluate print its class names.
