@@ -74,9 +74,13 @@ TEST(Checkpoint, NamesSortInTrainingOrderAndOldOnesArePruned) {
     std::ofstream(train::checkpoint_path(tmp.path(), e, s)) << "x";
   }
   std::ofstream(tmp.path() / "ckpt-e0009-s000000.pt.tmp") << "half-written";  // never chosen
+  for (const char* other : {"ckpt-e9-s000000.pt", "ckpt-e0009-s00000x.pt",
+                            "old-ckpt-e0009-s000000.pt", "ckpt-e0009_s000000.pt"}) {
+    std::ofstream(tmp.path() / other) << "not a checkpoint's name";
+  }
   EXPECT_EQ(train::latest_checkpoint(tmp.path())->filename(), "ckpt-e0002-s000000.pt");
   train::prune_checkpoints(tmp.path(), 1);
-  EXPECT_EQ(mgpu::testing::list_dir(tmp.path()).size(), 3u);  // newest, one older, the .tmp
+  EXPECT_EQ(mgpu::testing::list_dir(tmp.path()).size(), 7u);  // newest, one older, the others
   EXPECT_TRUE(fs::exists(train::checkpoint_path(tmp.path(), 1, 5)));
   EXPECT_FALSE(fs::exists(train::checkpoint_path(tmp.path(), 1, 0)));
 }

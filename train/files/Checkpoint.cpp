@@ -7,7 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <regex>
+#include <cctype>
+#include <string_view>
 #include <vector>
 
 namespace mgpu::train {
@@ -15,14 +16,31 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// Whether name is a checkpoint's: ckpt-e<4 or more digits>-s<6 or more digits>.pt (std::regex
+// would do, but GCC 12 warns of its own headers wherever it is used).
+bool is_checkpoint_name(std::string_view name) {
+  const auto digits = [&name](size_t at_least) {
+    size_t n = 0;
+    while (n < name.size() && std::isdigit(static_cast<unsigned char>(name[n]))) ++n;
+    name.remove_prefix(n);
+    return n >= at_least;
+  };
+  const auto literal = [&name](std::string_view text) {
+    if (name.substr(0, text.size()) != text) return false;
+    name.remove_prefix(text.size());
+    return true;
+  };
+  return literal("ckpt-e") && digits(4) && literal("-s") && digits(6) && literal(".pt") &&
+         name.empty();
+}
+
 // Checkpoints in dir, oldest first (their names sort in training order). Listed with POSIX
 // calls, not a directory_iterator: see docs/architecture.md on LibTorch's std::filesystem.
 std::vector<fs::path> list_checkpoints(const fs::path& dir) {
-  static const std::regex kName(R"(ckpt-e\d{4,}-s\d{6,}\.pt)");
   std::vector<std::string> names;
   if (DIR* d = opendir(dir.c_str())) {
     while (const dirent* entry = readdir(d)) {
-      if (std::regex_match(entry->d_name, kName)) names.emplace_back(entry->d_name);
+      if (is_checkpoint_name(entry->d_name)) names.emplace_back(entry->d_name);
     }
     closedir(d);
   }
