@@ -41,12 +41,18 @@ DataSplit load_data(const DataConfig& config) {
     throw InputError(fmt::format("--labels {} is for --dataset cifar100, not {}", config.labels,
                                  name));
   }
+  // The shapes of the fixed data sets are known before their files are read.
+  const auto check = [&](int64_t channels, int64_t height, int64_t width, int64_t classes) {
+    if (config.check_shape) config.check_shape(channels, height, width, classes);
+  };
   if (name == "cifar10") {
+    check(3, 32, 32, 10);
     const std::string dir = config.data_dir.empty() ? kDefaultDataDir : config.data_dir;
     fetch_unless_present(config, find_cifar10_dir(dir).has_value(), cifar10_download(), dir);
     return load_cifar10(dir, config.limit_train, config.limit_test);
   }
   if (name == "cifar100") {
+    check(3, 32, 32, config.labels == "coarse" ? 20 : 100);
     const std::string dir = config.data_dir.empty() ? kDefaultDataDir : config.data_dir;
     fetch_unless_present(config, find_cifar100_dir(dir).has_value(), cifar100_download(), dir);
     return load_cifar100(dir, config.labels, config.limit_train, config.limit_test);
@@ -62,25 +68,29 @@ DataSplit load_data(const DataConfig& config) {
     options.skip_bad_images = config.skip_bad_images;
     options.limit_train = config.limit_train;
     options.limit_test = config.limit_test;
+    options.check_shape = config.check_shape;
     return load_image_folder(config.data_dir, options, std::cerr);
   }
   if (name == "fashion-mnist") {
+    check(1, 28, 28, 10);
     const std::string dir = config.data_dir.empty() ? kFashionMnistDir : config.data_dir;
     return load_fashion_mnist(dir, config.limit_train, config.limit_test);
   }
   if (name == "auto") {
     const std::string dir = config.data_dir.empty() ? kDefaultDataDir : config.data_dir;
-    if (find_cifar10_dir(dir)) return load_cifar10(dir, config.limit_train, config.limit_test);
-    if (has_fashion_mnist(dir)) {
-      return load_fashion_mnist(dir, config.limit_train, config.limit_test);
+    if (find_cifar10_dir(dir)) {
+      check(3, 32, 32, 10);
+      return load_cifar10(dir, config.limit_train, config.limit_test);
     }
-    if (!config.data_dir.empty()) {
+    const bool here = has_fashion_mnist(dir);
+    if (!here && !config.data_dir.empty()) {
       throw InputError(fmt::format(
           "--data-dir {} holds neither CIFAR-10 (data_batch_1.bin, or cifar-10-batches-bin/) nor "
           "Fashion-MNIST IDX files",
           dir));
     }
-    return load_fashion_mnist(kFashionMnistDir, config.limit_train, config.limit_test);
+    check(1, 28, 28, 10);
+    return load_fashion_mnist(here ? dir : kFashionMnistDir, config.limit_train, config.limit_test);
   }
   throw InputError(fmt::format(
       "--dataset '{}' is unknown (expected cifar10, cifar100, fashion-mnist, folder or auto)",

@@ -1,6 +1,7 @@
 // Picks and loads the data set a run asks for (CIFAR-10, CIFAR-100 or Fashion-MNIST).
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "data/Dataset.h"
@@ -27,6 +28,11 @@ struct DataConfig {
   bool skip_bad_images = false;
   int64_t limit_train = 0;  // 0: all records
   int64_t limit_test = 0;
+  /// Called with the images' shape and the class count before the data is read (an image
+  /// folder: before its images are decoded); throws to refuse them (a model that cannot take
+  /// them).
+  std::function<void(int64_t channels, int64_t height, int64_t width, int64_t classes)>
+      check_shape;
 };
 
 /// Throws InputError for an unknown name or missing/invalid files.

@@ -18,6 +18,16 @@ namespace mgpu::data {
 
 namespace {
 constexpr int64_t kMaxImagePixels = 100'000'000;  // a 10,000 x 10,000 photo
+
+// Whether every pixel of the picture in bytes has red == green == blue.
+bool all_pixels_grey(const std::string& bytes, const std::string& source) {
+  int w = 0, h = 0, found = 0;
+  stbi_info_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()),
+                        static_cast<int>(bytes.size()), &w, &h, &found);
+  const torch::Tensor rgb = decode_image(bytes, source, 3, h, w);  // [3, H, W]
+  return torch::equal(rgb[0], rgb[1]) && torch::equal(rgb[1], rgb[2]);
+}
+
 }  // namespace
 
 torch::Tensor load_image(const std::filesystem::path& file, int64_t channels, int64_t height,
@@ -38,7 +48,12 @@ ImageInfo probe_image(const std::string& bytes, const std::string& source) {
                                  "TGA, PSD, HDR, PIC or PNM)",
                                  source, stbi_failure_reason()));
   }
-  return {h, w, found >= 3 ? 3 : 1};
+  ImageInfo info{h, w, found >= 3 ? 3 : 1};
+  if (info.channels == 3 && bytes.compare(0, 4, "GIF8") == 0 && all_pixels_grey(bytes, source)) {
+    info.channels = 1;
+    info.grey_palette = true;
+  }
+  return info;
 }
 
 torch::Tensor decode_image(const std::string& bytes, const std::string& source, int64_t channels,

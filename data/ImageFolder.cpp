@@ -4,12 +4,14 @@
 #include <fmt/core.h>
 #include <fmt/ranges.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <fstream>
 #include <iterator>
+#include <numeric>
 #include <random>
 #include <set>
 #include <string>
@@ -28,7 +30,7 @@ namespace {
 // The split and the order of the images do not depend on --seed: runs with other seeds train
 // and test on the same images.
 constexpr uint64_t kFolderSeed = 2017;
-constexpr const char* kCacheFormat = "mgpu image cache 1";
+constexpr const char* kCacheFormat = "mgpu image cache 2";
 
 struct ClassFolder {
   std::string name;
@@ -86,10 +88,17 @@ struct Labelled {
   int64_t label;
 };
 
+// A class folder's files: files[begin, end) of the listing, sorted by name.
+struct FolderSpan {
+  fs::path folder;
+  size_t begin = 0, end = 0;
+};
+
 struct Listing {
   std::vector<std::string> class_names;
   std::vector<fs::path> files;  // training classes' files first, then the test folder's
   std::vector<Labelled> train, test;
+  std::vector<FolderSpan> folders;  // in the order of files
 };
 
 std::vector<std::string> names_of(const std::vector<ClassFolder>& classes) {
@@ -104,10 +113,12 @@ Listing list_split_folders(const fs::path& dir) {
   const auto train = list_classes(dir / "train");
   out.class_names = names_of(train);
   for (size_t k = 0; k < train.size(); ++k) {
+    out.folders.push_back({dir / "train" / train[k].name, out.files.size(), 0});
     for (const auto& f : train[k].files) {
       out.train.push_back({out.files.size(), static_cast<int64_t>(k)});
       out.files.push_back(f);
     }
+    out.folders.back().end = out.files.size();
   }
   for (const auto& c : list_classes(dir / "test")) {
     const auto it = std::find(out.class_names.begin(), out.class_names.end(), c.name);
@@ -117,10 +128,12 @@ Listing list_split_folders(const fs::path& dir) {
           (dir / "test" / c.name).string(), (dir / "train").string(),
           fmt::join(out.class_names, ", ")));
     }
+    out.folders.push_back({dir / "test" / c.name, out.files.size(), 0});
     for (const auto& f : c.files) {
       out.test.push_back({out.files.size(), it - out.class_names.begin()});
       out.files.push_back(f);
     }
+    out.folders.back().end = out.files.size();
   }
   return out;
 }
@@ -131,9 +144,11 @@ Listing list_held_out(const fs::path& dir, double val_split) {
   const auto classes = list_classes(dir);
   out.class_names = names_of(classes);
   for (size_t k = 0; k < classes.size(); ++k) {
-    auto files = classes[k].files;
-    shuffle_fixed(files, kFolderSeed + k);
+    const auto& files = classes[k].files;  // sorted by name, and listed so
     const auto n = static_cast<int64_t>(files.size());
+    std::vector<int64_t> order(files.size());  // the held-out images: the first of a shuffle
+    std::iota(order.begin(), order.end(), 0);
+    shuffle_fixed(order, kFolderSeed + k);
     const auto held = static_cast<int64_t>(std::llround(val_split * static_cast<double>(n)));
     if (held >= n) {
       throw InputError(fmt::format(
@@ -141,10 +156,16 @@ Listing list_held_out(const fs::path& dir, double val_split) {
           "to train on",
           (dir / classes[k].name).string(), n, held, val_split));
     }
-    for (int64_t i = 0; i < n; ++i) {
-      (i < held ? out.test : out.train).push_back({out.files.size(), static_cast<int64_t>(k)});
-      out.files.push_back(files[static_cast<size_t>(i)]);
+    std::vector<bool> held_out(files.size(), false);
+    for (int64_t i = 0; i < held; ++i) {
+      held_out[static_cast<size_t>(order[static_cast<size_t>(i)])] = true;
     }
+    out.folders.push_back({dir / classes[k].name, out.files.size(), 0});
+    for (size_t i = 0; i < files.size(); ++i) {
+      (held_out[i] ? out.test : out.train).push_back({out.files.size(), static_cast<int64_t>(k)});
+      out.files.push_back(files[i]);
+    }
+    out.folders.back().end = out.files.size();
   }
   if (out.test.empty()) {
     throw InputError(fmt::format("--val-split {} holds out no image of {} (its classes are too "
@@ -180,24 +201,67 @@ struct Decoded {
   std::vector<std::string> bad;  // why each bad file was refused
 };
 
-bool read_cache(const fs::path& cache, const std::string& key, Decoded& out) {
+int64_t good_count(const Decoded& d) { return d.good.sum().item<int64_t>(); }
+
+// CRC32 of what the cache holds: LibTorch's archive reader does not notice changed bytes
+// inside a tensor, so a damaged cache would train on them.
+int64_t content_checksum(const Decoded& d) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  auto add = [&](const void* data, size_t size) {
+    for (size_t at = 0; at < size; at += 1u << 30) {  // crc32 takes a uInt length
+      const auto len = static_cast<uInt>(std::min<size_t>(1u << 30, size - at));
+      crc = crc32(crc, static_cast<const Bytef*>(data) + at, len);
+    }
+  };
+  const auto images = d.images.contiguous();
+  const auto good = d.good.contiguous();
+  add(images.data_ptr(), static_cast<size_t>(images.nbytes()));
+  add(good.data_ptr(), static_cast<size_t>(good.nbytes()));
+  for (const auto& message : d.bad) add(message.data(), message.size() + 1);  // with its '\0'
+  return static_cast<int64_t>(crc);
+}
+
+enum class CacheState { kMissing, kStale, kDamaged, kRead };
+
+CacheState read_cache(const fs::path& cache, const std::string& key, Decoded& out) {
   std::error_code ec;
-  if (!fs::exists(cache, ec)) return false;
+  if (!fs::exists(cache, ec)) return CacheState::kMissing;
   try {
     torch::serialize::InputArchive archive;
     archive.load_from(cache.string());
     c10::IValue stored, bad;
     archive.read("key", stored);
-    if (!stored.isString() || stored.toStringRef() != key) return false;
+    if (!stored.isString() || stored.toStringRef() != key) return CacheState::kStale;
+    torch::Tensor checksum;
     archive.read("images", out.images);
     archive.read("good", out.good);
     archive.read("bad", bad);
+    archive.read("checksum", checksum);
     out.bad.clear();
     for (const auto& message : bad.toListRef()) out.bad.push_back(message.toStringRef());
-    return true;
+    const auto n = static_cast<int64_t>(std::count(key.begin(), key.end(), '\n')) - 2;
+    const bool shaped = out.images.dim() == 4 && out.images.size(0) == n &&
+                        out.images.scalar_type() == torch::kUInt8 && out.good.dim() == 1 &&
+                        out.good.size(0) == n && out.good.scalar_type() == torch::kBool;
+    if (!shaped || checksum.item<int64_t>() != content_checksum(out)) return CacheState::kDamaged;
+    return CacheState::kRead;
   } catch (const c10::Error&) {
-    return false;  // damaged or of another version: decode again
+    return CacheState::kDamaged;  // truncated, or not an archive
   }
+}
+
+// The other image caches of dir (other sizes or colours): only the newest is kept.
+std::vector<fs::path> other_caches(const fs::path& dir, const fs::path& keep) {
+  std::vector<fs::path> found;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    const bool cache_name = name.rfind(".mgpu-cache-", 0) == 0 && name.size() > 15 &&
+                            name.compare(name.size() - 3, 3, ".pt") == 0 &&
+                            name.find(".part") == std::string::npos;
+    if (cache_name && entry.path().filename() != keep.filename()) found.push_back(entry.path());
+  }
+  return found;
 }
 
 void write_cache(const fs::path& cache, const std::string& key, const Decoded& d,
@@ -211,8 +275,17 @@ void write_cache(const fs::path& cache, const std::string& key, const Decoded& d
     c10::List<std::string> bad;
     for (const auto& message : d.bad) bad.push_back(message);
     archive.write("bad", c10::IValue(bad));
+    archive.write("checksum", torch::tensor(content_checksum(d), torch::kInt64));
     archive.save_to(part.string());
     fs::rename(part, cache);
+    for (const auto& old : other_caches(cache.parent_path(), cache)) {
+      std::error_code ec;
+      if (fs::remove(old, ec)) {
+        log << fmt::format("removed the older image cache {} (a folder keeps one cache, for the "
+                           "image size last used)\n",
+                           old.string());
+      }
+    }
   } catch (const std::exception& e) {
     std::error_code ec;
     fs::remove(part, ec);
@@ -248,28 +321,36 @@ Decoded decode_all(const fs::path& dir, const std::vector<fs::path>& files, cons
   d.images = torch::zeros({n, shape.channels, shape.height, shape.width}, torch::kUInt8);
   d.good = torch::ones({n}, torch::kBool);
   TextBar bar(log, "decoding " + dir.string());
-  for (int64_t i = 0; i < n; ++i) {
-    const fs::path& file = files[static_cast<size_t>(i)];
-    bar.draw(static_cast<double>(i) / static_cast<double>(n), fmt::format("{} of {} images", i, n));
-    try {
-      const std::string bytes = read_bytes(file);
-      const ImageInfo info = probe_image(bytes, file.string());
-      if (info.channels != shape.channels) {  // never skipped: the folder is of two kinds
-        const auto kind = [](int64_t c) { return c == 1 ? "grey" : "colour"; };
-        throw std::invalid_argument(fmt::format(
-            "image {} is {} but the folder's first image, {}, is {}: a data set's images must "
-            "all be grey or all colour",
-            file.string(), kind(info.channels), first.string(), kind(shape.channels)));
+  try {
+    for (int64_t i = 0; i < n; ++i) {
+      const fs::path& file = files[static_cast<size_t>(i)];
+      bar.draw(static_cast<double>(i) / static_cast<double>(n),
+               fmt::format("{} of {} images", i, n));
+      try {
+        const std::string bytes = read_bytes(file);
+        const ImageInfo info = probe_image(bytes, file.string());
+        const bool fits =
+          info.channels == shape.channels || (info.grey_palette && shape.channels == 3);
+        if (!fits) {  // never skipped: the folder is of two kinds
+          const auto kind = [](int64_t c) { return c == 1 ? "grey" : "colour"; };
+          throw std::invalid_argument(fmt::format(
+              "image {} is {} but the folder's first image, {}, is {}: a data set's images must "
+              "all be grey or all colour",
+              file.string(), kind(info.channels), first.string(), kind(shape.channels)));
+        }
+        d.images[i].copy_(decode_image(bytes, file.string(), shape.channels, shape.height,
+                                       shape.width));
+      } catch (const InputError& e) {
+        if (!options.skip_bad_images) throw;
+        d.good[i].fill_(false);
+        d.bad.push_back(e.what());
+      } catch (const std::invalid_argument& e) {
+        throw InputError(e.what());
       }
-      d.images[i].copy_(decode_image(bytes, file.string(), shape.channels, shape.height,
-                                     shape.width));
-    } catch (const InputError& e) {
-      if (!options.skip_bad_images) throw;
-      d.good[i].fill_(false);
-      d.bad.push_back(e.what());
-    } catch (const std::invalid_argument& e) {
-      throw InputError(e.what());
     }
+  } catch (...) {
+    bar.end_line();  // the message goes on a line of its own
+    throw;
   }
   bar.draw(1.0, fmt::format("{} of {} images", n, n), /*last=*/true);
   return d;
@@ -319,25 +400,51 @@ DataSplit load_image_folder(const fs::path& dir, const FolderOptions& options, s
   }
   const Listing listing = has_train ? list_split_folders(dir) : list_held_out(dir, options.val_split);
   const auto [shape, first] = first_image(dir, listing.files, options);
+  if (options.check_shape) {  // before the images are decoded: the model can take them
+    options.check_shape(shape.channels, shape.height, shape.width,
+                        static_cast<int64_t>(listing.class_names.size()));
+  }
   const fs::path cache =
       dir / fmt::format(".mgpu-cache-{}x{}x{}.pt", shape.height, shape.width, shape.channels);
   const std::string key = cache_key(dir, listing.files, shape, options.skip_bad_images);
   Decoded decoded;
-  if (read_cache(cache, key, decoded)) {
-    log << fmt::format("{} images of {} from the cache {}\n", listing.files.size(), dir.string(),
+  const CacheState cached = read_cache(cache, key, decoded);
+  if (cached == CacheState::kDamaged) {
+    log << fmt::format("warning: the image cache {} is damaged (truncated, or its contents do "
+                       "not match their checksum): decoding the images again\n",
                        cache.string());
+  }
+  const auto skipped = [](const Decoded& d) {
+    return d.bad.empty() ? std::string()
+                         : fmt::format(" ({} undecodable files skipped)", d.bad.size());
+  };
+  if (cached == CacheState::kRead) {
+    log << fmt::format("{} images of {} from the cache {}{}\n", good_count(decoded), dir.string(),
+                       cache.string(), skipped(decoded));
   } else {
     const auto start = std::chrono::steady_clock::now();
     decoded = decode_all(dir, listing.files, shape, first, options, log);
-    log << fmt::format("decoded {} images in {:.1f} s\n", listing.files.size(),
+    log << fmt::format("decoded {} images in {:.1f} s{}\n", good_count(decoded),
                        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-                           .count());
-    write_cache(cache, key, decoded, log);
+                           .count(),
+                       skipped(decoded));
   }
   if (!decoded.bad.empty()) {
     log << fmt::format("warning: skipped {} image files that cannot be decoded (--skip-bad-images), "
                        "the first: {}\n",
                        decoded.bad.size(), decoded.bad.front());
+  }
+  // A class is never empty: not when its folder has no image files, nor when none decodes.
+  const auto good = decoded.good.accessor<bool, 1>();
+  for (const auto& span : listing.folders) {
+    int64_t usable = 0;
+    for (size_t i = span.begin; i < span.end; ++i) usable += good[static_cast<int64_t>(i)];
+    if (usable == 0) {
+      throw InputError(fmt::format("class folder {}: none of its {} image files can be decoded "
+                                   "(--skip-bad-images skips bad files, but a class needs at "
+                                   "least one image)",
+                                   span.folder.string(), span.end - span.begin));
+    }
   }
   DataSplit split;
   split.name = "folder";
@@ -349,6 +456,8 @@ DataSplit load_image_folder(const fs::path& dir, const FolderOptions& options, s
     throw InputError(fmt::format("{}: no {} image could be decoded", dir.string(),
                                  split.train.size() == 0 ? "training" : "test"));
   }
+  // Written only now: a folder that fails writes no cache.
+  if (cached != CacheState::kRead) write_cache(cache, key, decoded, log);
   return split;
 }
 

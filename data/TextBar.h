@@ -21,6 +21,7 @@ class TextBar {
     const auto now = std::chrono::steady_clock::now();
     if (!last && now - drawn_ < std::chrono::milliseconds(100)) return;
     drawn_ = now;
+    open_ = !last;
     constexpr int kWidth = 30;
     const int filled = std::clamp(static_cast<int>(kWidth * fraction), 0, kWidth);
     out_ << fmt::format("\r{}: {} [{}{}]", label_, text,
@@ -29,10 +30,18 @@ class TextBar {
          << (last ? "\n" : "") << std::flush;
   }
 
+  /// Ends the bar's line if it is drawn and not ended, so that what is printed next (an error
+  /// message) starts on a line of its own.
+  void end_line() {
+    if (open_) out_ << "\n" << std::flush;
+    open_ = false;
+  }
+
  private:
   std::ostream& out_;
   std::string label_;
   std::chrono::steady_clock::time_point drawn_{};
+  bool open_ = false;  // a line is drawn and not ended
 };
 
 }  // namespace mgpu::data

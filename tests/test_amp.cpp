@@ -218,6 +218,9 @@ TEST(Fp16Binary, TrainRecordsTheScaleAndTheFusedStep) {
       "train --gpus 0 --threads 1 --amp fp16 --epochs 1 --limit-train 32 --limit-test 16 "
       "--batch-per-device 16 --verbose 0 --out-dir " + (tmp.path() / "run").string());
   ASSERT_EQ(run.code, 0) << run.err;
+  EXPECT_NE(run.err.find("warning: --amp fp16 on the CPU is far slower than float32"),
+            std::string::npos)
+      << run.err;
   std::ifstream in(tmp.path() / "run" / "summary.json");
   const auto summary = nlohmann::json::parse(in);
   EXPECT_EQ(summary["config"]["amp"], "fp16");

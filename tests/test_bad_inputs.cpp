@@ -100,7 +100,7 @@ void good_cifar(const fs::path& d) { mgpu::testing::write_cifar_dir(d / "data", 
 const char* kCifar100 = "train --gpus 0 --threads 1 --dataset cifar100 --no-download --data-dir "
                         "{d}/data --epochs 1 --batch-per-device 16 --verbose 0 --out-dir {d}/run";
 const char* kFolder = "train --gpus 0 --threads 1 --dataset folder --data-dir {d}/shapes --epochs 1 "
-                      "--batch-per-device 4 --verbose 0 --out-dir {d}/run";
+                      "--batch-per-device 4 --verbose 0 --out-dir {d}/run --model resnet20";
 
 // d/shapes/train/{a,b}/0..3.png and d/shapes/test/{a,b}/0.png, colour 8x8 images.
 void good_folder(const fs::path& d) {
@@ -174,6 +174,14 @@ std::vector<Case> corpus() {
          mgpu::testing::remove_tree(d / "shapes");
          fs::rename(d / "shapes2", d / "shapes");
        }, kFolder, 2, "give --val-split F"},
+      {"image folder with a class none of whose images decodes", [](const fs::path& d) {
+         good_folder(d);
+         std::ofstream(d / "shapes" / "test" / "b" / "0.png") << "not a png";
+       }, std::string(kFolder) + " --skip-bad-images", 2,
+       "class folder {d}/shapes/test/b: none of its 1 image files can be decoded"},
+      {"a model that cannot take the folder's images", good_folder,
+       std::string(kFolder) + " --model minigooglenet", 2,
+       "minigooglenet needs images of at least 28x28 pixels, got 8x8"},
       {"a bad --image-size", good_folder, std::string(kFolder) + " --image-size 0x5", 2,
        "--image-size: '0x5' is not HxW"},
       {"a --val-split of 1", good_folder, std::string(kFolder) + " --val-split 1", 2,
@@ -259,6 +267,20 @@ std::vector<Case> corpus() {
          std::ofstream(d / "file") << "x";
        }, "evaluate --gpus 0 --weights " + (donor() / "model.pt").string() +
               " --data-dir {d}/data --no-download --out-dir {d}/file/eval", 2, "--out-dir {d}/file/eval"},
+      {"evaluate a folder without --data-dir, into a new --out-dir", [](const fs::path&) {},
+       "evaluate --gpus 0 --weights " + (donor() / "model.pt").string() +
+           " --dataset folder --out-dir {d}/run/eval/deeper", 2,
+       "--dataset folder needs --data-dir"},
+      {"evaluate data that does not fit the weights, into a new --out-dir", [](const fs::path& d) {
+         fashion_dir(d / "fm");
+       }, "evaluate --gpus 0 --weights " + (donor() / "model.pt").string() +
+              " --dataset fashion-mnist --data-dir {d}/fm --out-dir {d}/run/eval", 2,
+       "does not fit the weights"},
+      {"export damaged weights into a new folder", [](const fs::path& d) {
+         fs::copy_file(donor() / "model.pt", d / "w.pt");
+         for (int64_t at = 5000; at < 5000 + 32; ++at) poke(d / "w.pt", at, 'X');
+       }, "export --weights {d}/w.pt --to {d}/run/exported/model.pt", 2,
+       "weights file {d}/w.pt is damaged"},
       {"an image that is not one", [](const fs::path& d) { std::ofstream(d / "cat.png") << "meow"; },
        "predict --gpus 0 --weights " + (donor() / "model.pt").string() + " {d}/cat.png", 2,
        "image {d}/cat.png cannot be decoded"},
@@ -309,8 +331,13 @@ TEST(BadInputs, EveryOneIsAClearErrorWithNothingHalfWritten) {
     EXPECT_NE(err.find(expand(c.message, tmp.path())), std::string::npos) << c.name << ": " << err;
     EXPECT_EQ(leftovers(tmp.path()), std::vector<std::string>{}) << c.name;
     EXPECT_FALSE(fs::exists(tmp.path() / "run" / "model.pt")) << c.name;
-    if (c.code == 2) {  // a refused run leaves no run directory
+    if (c.code == 2) {  // a refused command leaves no directory it made
       EXPECT_FALSE(fs::exists(tmp.path() / "run")) << c.name;
+    }
+    // A data set that failed to load leaves no image cache.
+    for (fs::recursive_directory_iterator it(tmp.path()), end; it != end; ++it) {
+      EXPECT_NE(it->path().filename().string().rfind(".mgpu-cache", 0), 0u)
+          << c.name << ": " << it->path();
     }
   }
 }

@@ -273,6 +273,78 @@ TEST(CheckpointBinary, TwoProcessesStoppedMidEpochAndResumedEndAsTheUninterrupte
   EXPECT_TRUE(same_model_files(parts / "model.pt", tmp.path() / "whole" / "model.pt"));
 }
 
+// Ranks that would not train the same run are refused before the first step, on every rank,
+// naming what differs, instead of waiting for --comm-timeout: here rank 1's --out-dir has no
+// checkpoint while rank 0's has, and then rank 1 has another --limit-train.
+TEST(CheckpointBinary, RanksThatDisagreeAboutTheStartAreAllRefusedAtOnce) {
+  TempDir tmp;
+  const auto data = mgpu::testing::write_cifar_dir(tmp.path() / "data", 40).parent_path();
+  auto logs = [&] { return read_file(tmp.path() / "log0") + read_file(tmp.path() / "log1"); };
+  for (pid_t pid : start_two_ranks(data, tmp.path() / "a", tmp.path(), "--epochs 1")) {
+    ASSERT_EQ(wait_exit_code(pid), 0) << logs();
+  }
+  const auto refused_by_both = [&](const std::string& rank1_out, const std::string& rank1_extra) {
+    const std::string env = fmt::format("WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={}",
+                                        mgpu::testing::free_port());
+    const std::string flags = "--epochs 1 --limit-train 128 --limit-test 32 --batch-per-device 8 "
+                              "--resume auto --comm-timeout 600";
+    const auto started = std::chrono::steady_clock::now();
+    const pid_t rank0 = start_training(data, tmp.path() / "a", tmp.path() / "log0", flags,
+                                       "RANK=0 " + env);
+    const pid_t rank1 = start_training(data, rank1_out, tmp.path() / "log1",
+                                       flags + " " + rank1_extra, "RANK=1 " + env);
+    EXPECT_EQ(wait_exit_code(rank0), 2) << logs();
+    EXPECT_EQ(wait_exit_code(rank1), 2) << logs();
+    const auto waited = std::chrono::steady_clock::now() - started;
+    EXPECT_LT(waited, std::chrono::seconds(300)) << "they waited for the timeout";
+  };
+  refused_by_both((tmp.path() / "b").string(), "");
+  for (const char* log : {"log0", "log1"}) {
+    const auto text = read_file(tmp.path() / log);
+    EXPECT_NE(text.find("the processes do not start from the same place: rank 0 resumes from "
+                        "checkpoint ckpt-e0001-s000000.pt, rank 1 starts afresh"),
+              std::string::npos)
+        << log << ": " << text;
+  }
+  EXPECT_FALSE(fs::exists(tmp.path() / "b")) << "rank 1 writes nothing";
+
+  refused_by_both((tmp.path() / "a").string(), "--limit-train 96");
+  for (const char* log : {"log0", "log1"}) {
+    const auto text = read_file(tmp.path() / log);
+    EXPECT_NE(text.find("rank 1 cannot start: checkpoint "), std::string::npos) << log << text;
+    EXPECT_NE(text.find("train_images: the checkpoint has 128, this run 96"), std::string::npos)
+        << log << ": " << text;
+  }
+}
+
+// Processes started with different runs are refused before the first step, naming the rank
+// and the settings that differ.
+TEST(CheckpointBinary, ProcessesOfDifferentRunsAreAllRefusedBeforeTheFirstStep) {
+  TempDir tmp;
+  const auto data = mgpu::testing::write_cifar_dir(tmp.path() / "data", 40).parent_path();
+  const std::string env = fmt::format("WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={}",
+                                      mgpu::testing::free_port());
+  const std::string flags = "--epochs 1 --limit-train 128 --batch-per-device 8 --comm-timeout 600";
+  const pid_t rank0 = start_training(data, tmp.path() / "run", tmp.path() / "log0", flags,
+                                     "RANK=0 " + env);
+  const pid_t rank1 = start_training(data, tmp.path() / "run", tmp.path() / "log1",
+                                     flags + " --lr 0.01 --model resnet20", "RANK=1 " + env);
+  EXPECT_EQ(wait_exit_code(rank0), 2);
+  EXPECT_EQ(wait_exit_code(rank1), 2);
+  for (const char* log : {"log0", "log1"}) {
+    const auto text = read_file(tmp.path() / log);
+    EXPECT_NE(text.find("the processes were started with different runs, so they cannot train "
+                        "together: "),
+              std::string::npos)
+        << log << ": " << text;
+    EXPECT_NE(text.find("lr: rank 0 has 0.005, rank 1 0.01"), std::string::npos) << text;
+    EXPECT_NE(text.find("model: rank 0 has \"minigooglenet\", rank 1 \"resnet20\""),
+              std::string::npos)
+        << text;
+  }
+  EXPECT_FALSE(fs::exists(tmp.path() / "run" / "checkpoints" / "ckpt-e0001-s000000.pt"));
+}
+
 // The advice after a non-finite loss works, on two processes: both name the last good
 // checkpoint (not the one just before the bad step, whose weights gave it), and a resume from
 // it with a lower --lr (never a higher one) finishes the run and records the change.

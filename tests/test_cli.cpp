@@ -243,6 +243,12 @@ TEST(CliBinary, WithoutGnuplotARunWarnsAndKeepsEverythingElse) {
   for (const char* name : {"history.csv", "summary.json", "model.pt", "mean.pt"}) {
     EXPECT_TRUE(std::filesystem::is_regular_file(run / name)) << name;
   }
+  // mean.pt is read by a plain torch.load, as export's NAME.mean.pt is.
+  const std::string python = fmt::format(
+      "{} -c \"import torch; m = torch.load('{}'); assert tuple(m.shape) == (3, 32, 32), "
+      "m.shape\"",
+      mgpu::testing::kPython, (run / "mean.pt").string());
+  EXPECT_EQ(std::system(python.c_str()), 0) << python;
   r = run_mgpu("plot " + (run / "history.csv").string() + " --output " +
                    (tmp.path() / "p.png").string(),
                "env PATH=/nonexistent ");

@@ -217,8 +217,15 @@ TEST(ImageFolder, SkipBadImagesCountsThemAndKeepsTheRest) {
   EXPECT_NE(log.str().find("warning: skipped 2 image files that cannot be decoded"),
             std::string::npos)
       << log.str();
+  // The counts are of the images kept; the skipped files are counted apart.
+  EXPECT_NE(log.str().find("decoded 8 images in"), std::string::npos) << log.str();
+  EXPECT_NE(log.str().find("(2 undecodable files skipped)"), std::string::npos) << log.str();
   // The warning again from the cache, and without the flag the same files are errors.
-  EXPECT_NE(log_of(tmp.path(), options).find("skipped 2"), std::string::npos);
+  const std::string cached = log_of(tmp.path(), options);
+  EXPECT_NE(cached.find("skipped 2"), std::string::npos) << cached;
+  EXPECT_NE(cached.find("8 images of " + tmp.path().string() + " from the cache"),
+            std::string::npos)
+      << cached;
   EXPECT_NE(error_of([&] { load(tmp.path()); }).find("bad.jpg cannot be decoded"),
             std::string::npos);
   // With the flag, a folder of nothing but bad files is an error that names the folder.
@@ -232,6 +239,161 @@ TEST(ImageFolder, SkipBadImagesCountsThemAndKeepsTheRest) {
                                    all_bad.path().string())),
             std::string::npos)
       << error;
+}
+
+namespace {
+
+// Flips every byte of the first run of n bytes equal to value in file (the pixels of an
+// image of that value, inside the cache's images tensor); false if there is none.
+bool flip_run(const fs::path& file, char value, size_t n) {
+  std::ifstream in(file, std::ios::binary);
+  std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  const auto at = bytes.find(std::string(n, value));
+  if (at == std::string::npos) return false;
+  for (size_t i = at; i < at + n; ++i) bytes[i] = static_cast<char>(~bytes[i]);
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
+  return true;
+}
+
+// A 1x1 GIF whose one pixel is the colour (r, g, b) of its table.
+std::vector<uint8_t> gif_pixel(uint8_t r, uint8_t g, uint8_t b) {
+  return {'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0, 0x80, 0, 0, r, g, b, 0, 0, 0,
+          0x2c, 0,   0,   0,   0,   1,   0, 1, 0, 0, 2,    2, 0x44, 0x01, 0, 0x3b};
+}
+
+}  // namespace
+
+// A cache whose pixel bytes changed is not trained on: its checksum fails, a warning says so,
+// and the images are decoded again (and the cache rewritten).
+TEST(ImageFolder, ACacheWhosePixelsChangedIsDecodedAgainWithAWarning) {
+  TempDir tmp;
+  write_classes(tmp.path() / "train", {"a", "b"}, 3);
+  write_classes(tmp.path() / "test", {"a", "b"}, 1);
+  const DataSplit before = load(tmp.path());
+  const auto cache = tmp.path() / ".mgpu-cache-6x6x3.pt";
+  ASSERT_TRUE(flip_run(cache, 12, 6 * 6 * 3)) << "image 2 of class b (value 12) not in the cache";
+  std::ostringstream log;
+  const DataSplit after = load_image_folder(tmp.path(), {}, log);
+  EXPECT_NE(log.str().find("warning: the image cache " + cache.string() + " is damaged"),
+            std::string::npos)
+      << log.str();
+  EXPECT_NE(log.str().find("decoding"), std::string::npos) << log.str();
+  EXPECT_TRUE(torch::equal(after.train.images, before.train.images));
+  const std::string again = log_of(tmp.path());  // the rewritten cache is good
+  EXPECT_NE(again.find("from the cache"), std::string::npos) << again;
+  EXPECT_EQ(again.find("warning"), std::string::npos) << again;
+}
+
+// A folder keeps one cache: the one for the size last used.
+TEST(ImageFolder, ACacheOfAnotherSizeReplacesTheOldOne) {
+  TempDir tmp;
+  write_classes(tmp.path() / "train", {"a"}, 2);
+  write_classes(tmp.path() / "test", {"a"}, 1);
+  load(tmp.path());
+  FolderOptions small;
+  small.height = small.width = 4;
+  const std::string log = log_of(tmp.path(), small);
+  EXPECT_NE(log.find("removed the older image cache " +
+                     (tmp.path() / ".mgpu-cache-6x6x3.pt").string()),
+            std::string::npos)
+      << log;
+  EXPECT_FALSE(fs::exists(tmp.path() / ".mgpu-cache-6x6x3.pt"));
+  EXPECT_TRUE(fs::exists(tmp.path() / ".mgpu-cache-4x4x3.pt"));
+}
+
+// With --skip-bad-images a class none of whose files decodes is an error, as an empty class
+// is, and a folder that fails writes no cache.
+TEST(ImageFolder, AClassWithNoDecodableImageIsAnErrorAndNoCacheIsWritten) {
+  FolderOptions skip;
+  skip.skip_bad_images = true;
+  TempDir tmp;
+  write_classes(tmp.path() / "train", {"a", "b"}, 2);
+  fs::create_directories(tmp.path() / "test" / "a");
+  std::ofstream(tmp.path() / "test" / "a" / "bad.png") << "not a png";
+  std::string error = error_of([&] { load(tmp.path(), skip); });
+  EXPECT_NE(error.find("class folder " + (tmp.path() / "test" / "a").string() +
+                       ": none of its 1 image files can be decoded"),
+            std::string::npos)
+      << error;
+  write_classes(tmp.path() / "test", {"a", "b"}, 1);
+  std::ofstream(tmp.path() / "train" / "c.png");  // not a class: ignored
+  fs::create_directories(tmp.path() / "train" / "c");
+  std::ofstream(tmp.path() / "train" / "c" / "zero.png");
+  error = error_of([&] { load(tmp.path(), skip); });
+  EXPECT_NE(error.find("class folder " + (tmp.path() / "train" / "c").string() +
+                       ": none of its 1 image files can be decoded"),
+            std::string::npos)
+      << error;
+  for (const auto& name : mgpu::testing::list_dir(tmp.path())) {
+    EXPECT_EQ(name.find(".mgpu-cache"), std::string::npos) << name;
+  }
+}
+
+// An error while decoding starts on a line of its own, not after the progress bar.
+TEST(ImageFolder, AnErrorWhileDecodingEndsTheProgressBarsLine) {
+  TempDir tmp;
+  write_classes(tmp.path() / "train", {"a"}, 2);
+  write_classes(tmp.path() / "test", {"a"}, 1);
+  std::ofstream(tmp.path() / "train" / "a" / "5.png") << "not a png";
+  std::ostringstream log;
+  EXPECT_THROW(load_image_folder(tmp.path(), {}, log), InputError);
+  ASSERT_FALSE(log.str().empty());
+  EXPECT_NE(log.str().find("decoding"), std::string::npos) << log.str();
+  EXPECT_EQ(log.str().back(), '\n') << log.str();
+}
+
+// GIF has no grey mode: a GIF whose colours are all grey belongs in a grey folder (and fits a
+// colour one); a GIF with colour does not fit a grey folder.
+TEST(ImageFolder, AGreyGifIsGrey) {
+  TempDir tmp;
+  write_png(tmp.path() / "train" / "a" / "0.png", 50, 6, 6, 1);
+  mgpu::testing::write_bytes(tmp.path() / "train" / "a" / "1.gif", gif_pixel(0x80, 0x80, 0x80));
+  write_png(tmp.path() / "test" / "a" / "0.png", 50, 6, 6, 1);
+  DataSplit d = load(tmp.path());
+  EXPECT_EQ(d.train.images.sizes().vec(), (std::vector<int64_t>{2, 1, 6, 6}));
+  EXPECT_TRUE(d.train.images.eq(0x80).any().item<bool>());
+  write_png(tmp.path() / "train" / "a" / "0.png", 50, 6, 6, 3);  // now a colour folder
+  write_png(tmp.path() / "test" / "a" / "0.png", 50, 6, 6, 3);
+  d = load(tmp.path());
+  EXPECT_EQ(d.train.images.sizes().vec(), (std::vector<int64_t>{2, 3, 6, 6}));
+  write_png(tmp.path() / "train" / "a" / "0.png", 50, 6, 6, 1);  // grey again, a red GIF
+  write_png(tmp.path() / "test" / "a" / "0.png", 50, 6, 6, 1);
+  mgpu::testing::write_bytes(tmp.path() / "train" / "a" / "1.gif", gif_pixel(0xff, 0, 0));
+  const std::string error = error_of([&] { load(tmp.path()); });
+  EXPECT_NE(error.find("1.gif is colour but the folder's first image"), std::string::npos)
+      << error;
+}
+
+// The default size is the first file's by name, whatever images --val-split holds out.
+TEST(ImageFolder, TheDefaultSizeIsTheFirstFilesByName) {
+  TempDir tmp;
+  write_png(tmp.path() / "a" / "00.png", 1, 8, 5);
+  for (int i = 1; i < 10; ++i) write_png(tmp.path() / "a" / fmt::format("{:02}.png", i), 1, 6, 6);
+  write_classes(tmp.path(), {"b"}, 4);
+  for (double split : {0.2, 0.5, 0.7}) {
+    FolderOptions options;
+    options.val_split = split;
+    const DataSplit d = load(tmp.path(), options);
+    EXPECT_EQ(d.train.images.sizes().slice(2).vec(), (std::vector<int64_t>{8, 5})) << split;
+  }
+}
+
+// The shape is checked before anything is decoded: a refusal costs no decoding and no cache.
+TEST(ImageFolder, TheShapeIsCheckedBeforeDecoding) {
+  TempDir tmp;
+  write_classes(tmp.path() / "train", {"a", "b", "c"}, 2);
+  write_classes(tmp.path() / "test", {"a", "b", "c"}, 1);
+  FolderOptions options;
+  std::vector<int64_t> seen;
+  options.check_shape = [&](int64_t c, int64_t h, int64_t w, int64_t k) {
+    seen = {c, h, w, k};
+    throw InputError("this model takes no 6x6 images");
+  };
+  std::ostringstream log;
+  EXPECT_THROW(load_image_folder(tmp.path(), options, log), InputError);
+  EXPECT_EQ(seen, (std::vector<int64_t>{3, 6, 6, 3}));
+  EXPECT_EQ(log.str().find("decoding"), std::string::npos) << log.str();
+  EXPECT_FALSE(fs::exists(tmp.path() / ".mgpu-cache-6x6x3.pt"));
 }
 
 // As users run it: train on a folder, then predict and evaluate print its class names.

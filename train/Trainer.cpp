@@ -433,6 +433,7 @@ History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Prog
         "--batch-per-device, --accumulate and the replica count)",
         train.size(), batch));
   }
+  if (!agreed_) agree_on_start();
   place_data(train, test);
   // A fresh run starts every replica from rank 0's weights; a resumed one has restored each
   // replica's own state (its batch-norm statistics differ from the others' mid-epoch).

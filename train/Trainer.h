@@ -71,6 +71,14 @@ class Trainer {
   /// returned, and kept in lr_changes() and every later checkpoint. Throws data::InputError
   /// naming the file and what differs or is damaged.
   Resumed resume(const std::filesystem::path& file);
+  /// Before the first step of a job of several processes, every process tells the others what
+  /// it starts from: the run's fingerprint (model, data set sizes, world size, recipe) and rate,
+  /// the checkpoint and position it resumes from or a fresh start, and `refusal`, why it cannot
+  /// start (a checkpoint it refused), if it cannot. When they differ, or one refused, every
+  /// rank throws data::InputError naming the rank and what differs, within the time peers take
+  /// to get there. fit() calls it unless the caller did. With one process it only throws
+  /// refusal, if given.
+  void agree_on_start(const std::string& refusal = {});
   /// Every lowering of the learning rate by a resume, over all parts of the run, oldest first.
   const std::vector<LrChange>& lr_changes() const { return lr_changes_; }
   /// The last checkpoint written or resumed from (empty if none); in a process other than
@@ -173,6 +181,7 @@ class Trainer {
   std::vector<Saved> saved_;
   int64_t start_epoch_ = 0, start_step_ = 0;  // where fit() begins (after resume())
   bool resumed_ = false;                       // resume() restored every replica's state
+  bool agreed_ = false;                        // agree_on_start() has run
   std::vector<LrChange> lr_changes_;
 };
 

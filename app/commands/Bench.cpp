@@ -16,7 +16,7 @@
 #include "data/Preprocess.h"      // defines: mean_image
 #include "models/Registry.h"       // defines: make_model, count_parameters
 #include "train/Device.h"         // defines: select_devices, describe_device, set_threads, configure_kernels
-#include "train/files/AtomicFile.h"     // defines: write_text_atomically
+#include "train/files/AtomicFile.h"     // defines: write_text_atomically, NewDirectories
 #include "train/comm/LocalGroup.h"     // defines: make_local_group
 #include "train/comm/NcclGroup.h"      // defines: make_nccl_group
 #include "train/report/Plot.h"           // defines: can_plot, plot_bars
@@ -138,9 +138,8 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
   const int64_t threads = set_threads(config.train.threads);
   configure_kernels(config.train);
   const fs::path dir = bench_dir(config);
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) throw data::InputError(fmt::format("--out-dir {}: {}", dir.string(), ec.message()));
+  NewDirectories created;  // a refusal or failure leaves no directory it made behind
+  created.prepare(dir, "--out-dir");
 
   // Synthetic CIFAR-sized data: speed does not depend on what the pixels show.
   auto gen = at::detail::createCPUGenerator(config.train.seed);

@@ -13,7 +13,7 @@
 #include "data/InputError.h"  // defines: InputError
 #include "data/Preprocess.h"  // defines: subtract_mean
 #include "train/Device.h"     // defines: select_devices, set_threads, describe_device
-#include "train/files/AtomicFile.h"  // defines: write_text_atomically, prepare_output_dir
+#include "train/files/AtomicFile.h"  // defines: write_text_atomically, NewDirectories
 #include "train/report/Plot.h"       // defines: can_plot, plot_confusion
 #include "train/files/Weights.h"    // defines: load_weights
 
@@ -110,7 +110,8 @@ void run_evaluate(const EvaluateConfig& config, std::ostream& out) {
   const fs::path out_dir = !config.out_dir.empty()          ? fs::path(config.out_dir)
                            : weights_file.has_parent_path() ? weights_file.parent_path()
                                                             : fs::path(".");
-  prepare_output_dir(out_dir, "--out-dir");
+  NewDirectories created;  // a refusal or failure leaves no directory it made behind
+  created.prepare(out_dir, "--out-dir");
 
   data::DataConfig data_config = config.data;
   if (data_config.dataset == "auto") data_config = data::data_set_named(data_config, w.dataset);
@@ -118,17 +119,18 @@ void run_evaluate(const EvaluateConfig& config, std::ostream& out) {
     data_config.image_height = w.shape.height;
     data_config.image_width = w.shape.width;
   }
+  // Refused before the data is read (an image folder: before its images are decoded).
+  data_config.check_shape = [&](int64_t channels, int64_t height, int64_t width, int64_t classes) {
+    if (channels != w.shape.channels || height != w.shape.height || width != w.shape.width ||
+        classes != static_cast<int64_t>(w.class_names.size())) {
+      throw data::InputError(fmt::format(
+          "{} ({}x{}x{} images, {} classes) does not fit the weights in {} ({}x{}x{}, {} "
+          "classes, trained on {})",
+          data_config.dataset, channels, height, width, classes, weights_file.string(),
+          w.shape.channels, w.shape.height, w.shape.width, w.class_names.size(), w.dataset));
+    }
+  };
   const data::DataSplit data = data::load_data(data_config);
-  const auto shape = data.test.images.sizes().slice(1).vec();  // [C, H, W]
-  if (shape != std::vector<int64_t>{w.shape.channels, w.shape.height, w.shape.width} ||
-      data.class_names.size() != w.class_names.size()) {
-    throw data::InputError(fmt::format(
-        "{} ({} test images of {}x{}x{}, {} classes) does not fit the weights in {} ({}x{}x{}, "
-        "{} classes, trained on {})",
-        data.name, data.test.size(), shape[0], shape[1], shape[2], data.class_names.size(),
-        weights_file.string(), w.shape.channels, w.shape.height, w.shape.width,
-        w.class_names.size(), w.dataset));
-  }
   out << fmt::format("evaluating {} ({}) on {} from {}, {} test images; device {}, {} threads\n",
                      weights_file.string(), w.model, data.name, data.source, data.test.size(),
                      describe_device(device), threads);

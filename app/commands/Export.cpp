@@ -1,10 +1,7 @@
 // state_dict and export_weights: pickled tensors for Python's torch.load.
 #include "app/commands/Export.h"
 
-#include <caffe2/serialize/inline_container.h>
 #include <fmt/core.h>
-#include <torch/csrc/jit/serialization/export.h>
-#include <torch/csrc/jit/serialization/pickler.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -13,50 +10,13 @@
 #include "app/commands/Flags.h"    // defines: get, int_at_least, ...
 #include "data/InputError.h"  // defines: InputError
 #include "train/Device.h"            // defines: set_threads
-#include "train/files/AtomicFile.h"  // defines: write_atomically, write_text_atomically, prepare_output_dir
+#include "train/files/AtomicFile.h"  // defines: write_text_atomically, NewDirectories
+#include "train/files/Pickle.h"      // defines: write_pickle
 
 namespace mgpu::app {
 
 using namespace mgpu::train;  // a command is built from the training library's parts
 namespace fs = std::filesystem;
-
-namespace {
-
-// torch::pickle_save without its type tags: they name torch.jit._pickle.restore_type_tag,
-// which Python's torch.load refuses with weights_only=True (its default since PyTorch 2.6).
-// Otherwise the same: a zip archive of data.pkl and the tensors' storages.
-std::vector<char> pickle_for_python(const c10::IValue& value) {
-  std::vector<char> pickle;
-  torch::jit::Pickler pickler(
-      [&](const char* data, size_t size) { pickle.insert(pickle.end(), data, data + size); },
-      /*tensor_table=*/nullptr, /*type_renamer=*/nullptr, /*memoized_class_types=*/nullptr,
-      /*get_tensor_id=*/nullptr, /*tag_aggregates=*/false);
-  pickler.protocol();
-  pickler.pushIValue(value);
-  pickler.stop();
-  std::vector<char> archive;
-  caffe2::serialize::PyTorchStreamWriter writer([&](const void* data, size_t size) {
-    archive.insert(archive.end(), static_cast<const char*>(data),
-                   static_cast<const char*>(data) + size);
-    return size;
-  });
-  torch::jit::writeArchiveAndTensors("data", pickle.data(), pickle.size(), pickler.tensorData(),
-                                     writer);
-  writer.writeEndOfFile();
-  return archive;
-}
-
-void write_pickle(const fs::path& path, const c10::IValue& value) {
-  const std::vector<char> bytes = pickle_for_python(value);
-  write_atomically(path, [&](const fs::path& tmp) {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) throw std::runtime_error(fmt::format("cannot write {}", tmp.string()));
-  });
-}
-
-}  // namespace
 
 std::vector<std::pair<std::string, torch::Tensor>> state_dict(const torch::nn::Module& module) {
   std::vector<std::pair<std::string, torch::Tensor>> entries;
@@ -111,7 +71,8 @@ void run_export(const std::string& weights, const std::string& to, std::ostream&
   if (target.filename().empty() || fs::is_directory(target)) {
     throw data::InputError(fmt::format("--to {}: expected a file name such as model.pt", to));
   }
-  if (target.has_parent_path()) prepare_output_dir(target.parent_path(), "--to");
+  NewDirectories created;  // a refusal or failure leaves no directory it made behind
+  if (target.has_parent_path()) created.prepare(target.parent_path(), "--to");
   const Weights w = load_weights(weights, torch::kCPU);
   const ExportFiles files = export_weights(w, target);
   out << fmt::format(

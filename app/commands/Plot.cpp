@@ -8,7 +8,7 @@
 #include "app/commands/Command.h"    // defines: CommandSpec, make_command
 #include "app/commands/Flags.h"      // defines: get
 #include "data/InputError.h"         // defines: InputError
-#include "train/files/AtomicFile.h"  // defines: prepare_output_dir
+#include "train/files/AtomicFile.h"  // defines: NewDirectories
 #include "train/report/History.h"    // defines: read_history_csv
 #include "train/report/Plot.h"       // defines: can_plot, plot_history
 
@@ -21,7 +21,8 @@ void plot_from_csv(const fs::path& csv, const fs::path& png) {
   const History history = read_history_csv(csv);
   std::string why;
   if (!can_plot(&why)) throw std::runtime_error("cannot plot: " + why);
-  if (png.has_parent_path()) prepare_output_dir(png.parent_path(), "--output");
+  NewDirectories created;  // a failure leaves no directory it made behind
+  if (png.has_parent_path()) created.prepare(png.parent_path(), "--output");
   plot_history(history, png, csv.string());
 }
 

@@ -23,7 +23,8 @@
 #include "train/Trainer.h"             // defines: Trainer
 #include "train/comm/Groups.h"         // defines: make_communicators
 #include "train/comm/Launcher.h"       // defines: read_launcher_env
-#include "train/files/AtomicFile.h"    // defines: write_atomically, prepare_output_dir
+#include "train/files/AtomicFile.h"    // defines: write_text_atomically, NewDirectories
+#include "train/files/Pickle.h"        // defines: write_pickle
 #include "train/files/Weights.h"       // defines: save_weights
 #include "train/report/Plot.h"         // defines: plot_history
 #include "train/report/Progress.h"     // defines: Progress
@@ -140,7 +141,11 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
   const int64_t threads = set_threads(config.threads);
   configure_kernels(config);
 
-  data::DataSplit data = data::load_data(config.data);
+  data::DataConfig data_config = config.data;
+  data_config.check_shape = [&](int64_t channels, int64_t height, int64_t width, int64_t classes) {
+    models::make_model(config.model, {channels, height, width, classes});  // throws if it cannot
+  };
+  data::DataSplit data = data::load_data(data_config);
   RunResult result;
   result.out_dir = config.out_dir.empty()
                        ? fs::path("runs") / fmt::format("{}-{}", data.name, timestamp())
@@ -187,6 +192,12 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
                               process.master_port));
   }
   if (lead && !plotting) progress.warn(fmt::format("no plot will be drawn: {}", no_plot_reason));
+  if (config.amp == "fp16" && !devices[0].is_cuda()) {
+    progress.warn(
+        "--amp fp16 on the CPU is far slower than float32 (LibTorch's CPU float16 convolutions; "
+        "MiniGoogLeNet trained 16x slower on a 2-core x86 machine, docs/benchmarks.md): float16 "
+        "is for GPUs without bfloat16. On a CPU use --amp bf16, or leave --amp off");
+  }
 
   CheckpointPolicy checkpoints;
   checkpoints.dir = result.out_dir / "checkpoints";
@@ -207,7 +218,13 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
       from = fs::path(config.resume);
     }
     if (from) {
-      const Resumed resumed = trainer.resume(*from);
+      Resumed resumed;
+      try {
+        resumed = trainer.resume(*from);
+      } catch (const data::InputError& e) {
+        trainer.agree_on_start(e.what());  // every process refuses, not only this one
+        throw;                              // (agree_on_start threw already)
+      }
       progress.info(fmt::format("resuming from {}", from->string()));
       if (const auto& lowered = resumed.lr_lowered) {
         progress.info(fmt::format(
@@ -238,8 +255,7 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
   save_weights({config.model, model_shape, data.name, data.class_names, mean,
                 trainer.model().clone(torch::kCPU)},
                result.out_dir / "model.pt");
-  write_atomically(result.out_dir / "mean.pt",
-                   [&](const fs::path& tmp) { torch::save(mean, tmp.string()); });
+  write_pickle(result.out_dir / "mean.pt", c10::IValue(mean.contiguous()));  // as export's
   clock_result();
   const auto summary = summary_json(config, data, device_text, threads, parameters, trainer,
                                     result);

@@ -6,6 +6,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace mgpu::train {
 
@@ -46,5 +47,10 @@ class Communicator {
 /// [world, n]: row r is rank r's row (flattened), on every rank; [1, n] without comm. An
 /// all-gather through all_reduce_sum of zero-padded rows, which is exact (x + 0 == x).
 torch::Tensor gather_rows(Communicator* comm, const torch::Tensor& row);
+
+/// Every rank's text, in rank order, on every rank (gather_rows of the bytes; tensors on
+/// device, as the communicator needs them). A collective: every rank must call it.
+std::vector<std::string> gather_texts(Communicator* comm, const std::string& text,
+                                      const torch::Device& device);
 
 }  // namespace mgpu::train

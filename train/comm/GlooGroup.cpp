@@ -43,9 +43,21 @@ class GlooCommunicator : public Communicator {
   int world_size() const override { return world_; }
   std::string backend() const override { return "gloo"; }
 
+  // An all-gather, then every rank adds the rows itself in rank order, as the threads of one
+  // process do (LocalGroup): N processes then train bit for bit as N replicas, where Gloo's
+  // ring all-reduce would add in another order (float addition is not associative: 3.3e-3
+  // relative after 4 steps of 3 ranks). It moves world - 1 copies of the tensor to each rank
+  // where a ring moves about two; for the gradients of CPU-sized models (MiniGoogLeNet's are
+  // 6.6 MB) on a few processes, that is the price of exact equality.
   void all_reduce_sum(torch::Tensor& tensor) override {
-    std::vector<at::Tensor> tensors{tensor};
-    run("all_reduce", tensor, [&] { return group_->allreduce(tensors); });
+    std::vector<std::vector<at::Tensor>> rows(1);
+    for (int r = 0; r < world_; ++r) rows[0].push_back(torch::empty_like(tensor));
+    std::vector<at::Tensor> mine{tensor};
+    run("all_reduce", tensor, [&] { return group_->allgather(rows, mine); });
+    torch::NoGradGuard no_grad;
+    torch::Tensor sum = rows[0][0];
+    for (int r = 1; r < world_; ++r) sum = sum + rows[0][r];
+    tensor.copy_(sum);
   }
 
   void broadcast(torch::Tensor& tensor, int root) override {
