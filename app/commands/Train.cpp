@@ -194,9 +194,9 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
   if (lead && !plotting) progress.warn(fmt::format("no plot will be drawn: {}", no_plot_reason));
   if (config.amp == "fp16" && !devices[0].is_cuda()) {
     progress.warn(
-        "--amp fp16 on the CPU is far slower than float32 (LibTorch's CPU float16 convolutions; "
-        "MiniGoogLeNet trained 16x slower on a 2-core x86 machine, docs/benchmarks.md): float16 "
-        "is for GPUs without bfloat16. On a CPU use --amp bf16, or leave --amp off");
+        "--amp fp16 on the CPU is far slower than float32 (LibTorch's CPU float16 convolutions: "
+        "MiniGoogLeNet's step took 135 times as long on a 2-core Xeon, docs/benchmarks.md): "
+        "float16 is for GPUs without bfloat16. On a CPU use --amp bf16, or leave --amp off");
   }
 
   CheckpointPolicy checkpoints;
