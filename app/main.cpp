@@ -6,6 +6,7 @@
 
 #include "app/Cli.h"          // defines: parse_command_line, Command
 #include "data/InputError.h"  // defines: InputError (exit code 2)
+#include "train/Device.h"     // defines: explain_kernel_error
 #include "train/Signals.h"    // defines: StopRequested, kExitStopped
 
 namespace {
@@ -37,7 +38,7 @@ int main(int argc, char** argv) {
     std::cerr << "mgpu: error: " << e.what() << "\n";
     return 2;
   } catch (const c10::Error& e) {
-    std::cerr << "mgpu: error: " << e.what_without_backtrace() << "\n";
+    std::cerr << "mgpu: error: " << mgpu::train::explain_kernel_error(e) << "\n";
     return 1;
   } catch (const std::exception& e) {
     std::cerr << "mgpu: error: " << e.what() << "\n";

@@ -271,7 +271,27 @@ struct SmallNetImpl : torch::nn::Cloneable<SmallNetImpl> {
     fc = register_module("fc", torch::nn::Linear(4 * 4 * 4, 2));
   }
   torch::Tensor forward(const torch::Tensor& x) {
-    return fc(torch::adaptive_avg_pool2d(torch::relu(bn(conv(x))), {4, 4}).flatten(1));
+    return fc(pool_4x4(torch::relu(bn(conv(x)))).flatten(1));
+  }
+  // [B, C, H, W] -> [B, C, 4, 4]: adaptive average pooling's windows, each a mean, whose CUDA
+  // backward is deterministic (adaptive_avg_pool2d's uses atomicAdd, which --deterministic
+  // refuses), so that GPU tests of this net repeat bit for bit.
+  static torch::Tensor pool_4x4(const torch::Tensor& x) {
+    const auto window = [](int64_t i, int64_t size) {  // [start, end) as adaptive pooling's
+      const int64_t start = i * size / 4, end = ((i + 1) * size + 3) / 4;
+      return std::pair<int64_t, int64_t>{start, end - start};
+    };
+    std::vector<torch::Tensor> rows;
+    for (int64_t i = 0; i < 4; ++i) {
+      std::vector<torch::Tensor> cells;
+      const auto [top, height] = window(i, x.size(2));
+      for (int64_t j = 0; j < 4; ++j) {
+        const auto [left, width] = window(j, x.size(3));
+        cells.push_back(x.narrow(2, top, height).narrow(3, left, width).mean({2, 3}));
+      }
+      rows.push_back(torch::stack(cells, -1));  // [B, C, 4]
+    }
+    return torch::stack(rows, -2);  // [B, C, 4, 4]
   }
   torch::nn::Conv2d conv{nullptr};
   torch::nn::BatchNorm2d bn{nullptr};

@@ -165,9 +165,33 @@ TEST(Training, DeterministicSwitchesLibTorchsKernelChoice) {
   EXPECT_TRUE(context.deterministicCuDNN());
   EXPECT_FALSE(context.benchmarkCuDNN());
   EXPECT_TRUE(context.deterministicAlgorithms());
-  EXPECT_TRUE(context.deterministicAlgorithmsWarnOnly());
+  EXPECT_FALSE(context.deterministicAlgorithmsWarnOnly());
   EXPECT_STREQ(std::getenv("CUBLAS_WORKSPACE_CONFIG"), ":4096:8");
+  // A kernel without a deterministic implementation (put_ without accumulation, even on the
+  // CPU) stops the run with a message naming it and the flag, not a warning.
+  auto x = torch::zeros({5});
+  try {
+    x.put_(torch::tensor({0, 1}), torch::tensor({1.0f, 2.0f}), /*accumulate=*/false);
+    ADD_FAILURE() << "a non-deterministic kernel ran under --deterministic";
+  } catch (const c10::Error& e) {
+    const std::string message = mgpu::train::explain_kernel_error(e);
+    EXPECT_NE(message.find("--deterministic: the kernel put_ has no deterministic "
+                           "implementation"),
+              std::string::npos)
+        << message;
+  }
   mgpu::train::set_deterministic(false);
   EXPECT_FALSE(context.deterministicCuDNN());
   EXPECT_FALSE(context.deterministicAlgorithms());
+}
+
+// The tests' SmallNet pools with means over adaptive pooling's windows (deterministic on a
+// GPU): the same values as adaptive_avg_pool2d, for the sizes the tests use.
+TEST(Training, TheTestNetsPoolIsAdaptiveAveragePooling) {
+  for (int64_t size : {26, 30, 7}) {
+    const auto x = torch::randn({2, 3, size, size});
+    EXPECT_TRUE(torch::allclose(mgpu::testing::SmallNetImpl::pool_4x4(x),
+                                torch::adaptive_avg_pool2d(x, {4, 4}), 1e-6, 1e-6))
+        << size;
+  }
 }

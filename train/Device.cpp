@@ -39,7 +39,22 @@ void set_deterministic(bool on) {
   auto& context = at::globalContext();
   context.setDeterministicCuDNN(on);
   context.setBenchmarkCuDNN(false);
-  context.setDeterministicAlgorithms(on, /*warn_only=*/true);
+  // Not warn_only: a kernel without a deterministic implementation stops the run (with
+  // explain_kernel_error's message) instead of breaking the bit-for-bit promise with a warning.
+  context.setDeterministicAlgorithms(on, /*warn_only=*/false);
+}
+
+std::string explain_kernel_error(const c10::Error& error) {
+  const std::string what = error.what_without_backtrace();
+  const auto at = what.find(" does not have a deterministic implementation");
+  if (at == std::string::npos) return what;
+  const auto start = what.rfind('\n', at);
+  const std::string kernel = what.substr(start == std::string::npos ? 0 : start + 1,
+                                         at - (start == std::string::npos ? 0 : start + 1));
+  return fmt::format("--deterministic: the kernel {} has no deterministic implementation on "
+                     "this device, so the run could not repeat bit for bit; train without "
+                     "--deterministic (or with another model or device)",
+                     kernel);
 }
 
 void configure_kernels(const TrainConfig& config) {

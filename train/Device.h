@@ -18,9 +18,13 @@ std::vector<torch::Device> select_devices(int64_t gpus, int64_t cpu_replicas);
 std::string describe_device(const torch::Device& device);
 
 /// Deterministic kernels on (cuDNN's deterministic algorithms, no cuDNN autotuning, LibTorch's
-/// deterministic implementations with a warning where one has none, cuBLAS's fixed workspace)
-/// or back to LibTorch's defaults. Call before the first CUDA work.
+/// deterministic implementations, and an error from any kernel that has none; cuBLAS's fixed
+/// workspace) or back to LibTorch's defaults. Call before the first CUDA work.
 void set_deterministic(bool on);
+
+/// The message for a LibTorch error: for a kernel refused by --deterministic, one that names
+/// the kernel and the flag; any other error's own message.
+std::string explain_kernel_error(const c10::Error& error);
 
 /// A run's global kernel choices, before its first CUDA work: deterministic kernels if
 /// config.deterministic (set_deterministic), else cuDNN autotuning if config.cudnn_benchmark;

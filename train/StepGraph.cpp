@@ -4,20 +4,23 @@
 #include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <fmt/core.h>
 
+#include <memory>
 #include <stdexcept>
 
 namespace mgpu::train {
 
 struct StepGraph::Impl {
   explicit Impl(torch::Device d)
-      : device(d), stream(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, d.index())) {}
+      : device(d), stream(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, d.index())),
+        graph(std::make_unique<at::cuda::CUDAGraph>()) {}
   torch::Device device;
   c10::cuda::CUDAStream stream;
-  at::cuda::CUDAGraph graph;
+  std::unique_ptr<at::cuda::CUDAGraph> graph;
   bool captured = false;
 };
 
@@ -44,11 +47,51 @@ StepGraph::Scope::Scope(StepGraph& graph) {
   state_.reset(new State{previous, stream, c10::cuda::CUDAStreamGuard(stream)});
 }
 
+// A destructor must not throw, and this one may run while an exception unwinds: the previous
+// stream waits for the graph stream's work unless that fails (a stream left capturing by a
+// failure cannot be waited on; capture() ends its capture, so this is a last resort).
 StepGraph::Scope::~Scope() {
-  at::cuda::CUDAEvent done;
-  done.record(state_->stream);
-  done.block(state_->previous);
+  try {
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(state_->stream.stream(), &status) != cudaSuccess ||
+        status != cudaStreamCaptureStatusNone) {
+      return;
+    }
+    at::cuda::CUDAEvent done;
+    done.record(state_->stream);
+    done.block(state_->previous);
+  } catch (const std::exception& e) {
+    TORCH_WARN("StepGraph: the stream after the training step could not wait for it: ",
+               e.what());
+  }
 }
+
+namespace {
+
+// After a capture failed part-way: ends the stream's capture if it is still on (discarding the
+// partial graph), sends the allocator's requests back from the graph's memory pool, releases
+// the pool, and clears CUDA's last error. Never throws: it runs on the way out of a failure.
+void abandon_capture(const c10::cuda::CUDAStream& stream, c10::DeviceIndex device,
+                     at::cuda::MempoolId_t pool) noexcept {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(stream.stream(), &status) == cudaSuccess &&
+      status != cudaStreamCaptureStatusNone) {
+    cudaGraph_t partial = nullptr;
+    cudaStreamEndCapture(stream.stream(), &partial);  // fails for an invalidated capture
+    if (partial) cudaGraphDestroy(partial);
+  }
+  try {  // throws if capture_end got as far as doing it already
+    c10::cuda::CUDACachingAllocator::endAllocateToPool(device, pool);
+  } catch (const std::exception&) {
+  }
+  try {
+    c10::cuda::CUDACachingAllocator::releasePool(device, pool);
+  } catch (const std::exception&) {
+  }
+  cudaGetLastError();
+}
+
+}  // namespace
 
 void StepGraph::capture(const std::function<void()>& step) {
   TORCH_CHECK(!impl_->captured, "the training step is captured once");
@@ -57,11 +100,19 @@ void StepGraph::capture(const std::function<void()>& step) {
   // A cast cached during capture would be reused by later replays with stale values.
   const bool cache = at::autocast::is_autocast_cache_enabled();
   at::autocast::set_autocast_cache_enabled(false);
+  // The graph's memory pool is ours, so that a failed capture can give it back.
+  const auto pool = at::cuda::graph_pool_handle();
   try {
     // Thread-local: the other replicas' threads may be capturing or running at the same time.
-    impl_->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
-    step();
-    impl_->graph.capture_end();
+    impl_->graph->capture_begin(pool, cudaStreamCaptureModeThreadLocal);
+    try {
+      step();
+      impl_->graph->capture_end();
+    } catch (...) {
+      abandon_capture(impl_->stream, impl_->device.index(), pool);
+      impl_->graph = std::make_unique<at::cuda::CUDAGraph>();  // the failed one, discarded
+      throw;
+    }
   } catch (const std::exception& e) {
     at::autocast::set_autocast_cache_enabled(cache);
     throw std::runtime_error(
@@ -75,7 +126,7 @@ void StepGraph::capture(const std::function<void()>& step) {
 
 void StepGraph::replay() {
   TORCH_CHECK(impl_->captured, "StepGraph::replay before capture");
-  impl_->graph.replay();
+  impl_->graph->replay();
 }
 
 bool StepGraph::captured() const { return impl_->captured; }

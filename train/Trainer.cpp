@@ -9,7 +9,6 @@
 #include <limits>
 #include <map>
 #include <optional>
-#include <thread>
 
 #include "data/Augment.h"             // defines: shift_and_flip, Augmenter::draw
 #include "data/InputError.h"          // defines: InputError
@@ -21,6 +20,8 @@
 #include "train/Sharding.h"           // defines: shard_batch
 #include "train/Signals.h"            // defines: stop_signal, StopRequested
 #include "train/StepGraph.h"          // defines: StepGraph
+#include "train/Teardown.h"           // defines: release_graphs_then_communicators
+#include "train/Workers.h"            // defines: Workers
 #include "train/comm/LocalGroup.h"    // defines: make_local_group
 #include "train/files/Checkpoint.h"   // defines: generator_state
 #include "train/report/History.h"     // defines: EpochStats
@@ -32,9 +33,6 @@ namespace {
 // Seeds for the independent random streams of a run, all derived from --seed.
 constexpr uint64_t kShuffleStream = 1;
 constexpr uint64_t kAugmentStream = 2;
-// With --cuda-graphs, the steps run eagerly before the capture (cuDNN autotuning, lazy
-// initialisation and the allocator settle first).
-constexpr int64_t kEagerStepsBeforeCapture = 3;
 // --amp fp16: torch.amp.GradScaler's factors, and the scale below which every step has
 // overflowed so often that the run has stopped learning (float16's smallest subnormal).
 constexpr double kScaleGrowth = 2.0;
@@ -142,6 +140,7 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
     if (config_.cuda_graphs) replica->graph = std::make_unique<StepGraph>(devices[r]);
     replicas_.push_back(std::move(replica));
   }
+  workers_ = std::make_unique<Workers>(replicas_.size());
   if (config.lr_scaling == "linear") {
     schedule_.scale = static_cast<double>(world_size() * config.accumulate);
   }
@@ -152,7 +151,9 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
         config.lr, schedule_.base_lr * schedule_.scale, std::numeric_limits<float>::max()));
   }
 }
-Trainer::~Trainer() = default;
+// The graphs go before the communicators they captured (train/Teardown.h), whether the run
+// ended or failed; then the members: the worker threads (idle), the replicas.
+Trainer::~Trainer() { release_graphs_then_communicators(replicas_); }
 
 int64_t Trainer::world_size() const {
   return replicas_[0]->comm ? replicas_[0]->comm->world_size() : 1;
@@ -176,21 +177,15 @@ void Trainer::set_loss_scale(double scale, int64_t replica) {
 }
 
 void Trainer::for_each_replica(const std::function<void(Replica&)>& f) {
-  const size_t n = replicas_.size();
-  std::vector<std::exception_ptr> errors(n);
-  auto guarded = [&](size_t r) {
+  const auto errors = workers_->run([&](size_t r) {
     try {
       c10::DeviceGuard device_guard(replicas_[r]->device);
       f(*replicas_[r]);
     } catch (...) {
-      errors[r] = std::current_exception();
-      if (replicas_[r]->comm) replicas_[r]->comm->abort(message_of(errors[r]));
+      if (replicas_[r]->comm) replicas_[r]->comm->abort(message_of(std::current_exception()));
+      throw;
     }
-  };
-  std::vector<std::thread> threads;
-  for (size_t r = 1; r < n; ++r) threads.emplace_back(guarded, r);
-  guarded(0);
-  for (auto& t : threads) t.join();
+  });
   // Report the cause, not the peers that were aborted because of it.
   for (const auto& e : errors) {
     if (e && !is_comm_error(e)) std::rethrow_exception(e);

@@ -41,6 +41,12 @@ struct Resumed {
   int64_t threads = 0;  // LibTorch threads of the part that wrote it (0: not recorded)
 };
 
+class Workers;
+
+/// With --cuda-graphs, the steps run eagerly before the capture (cuDNN autotuning, lazy
+/// initialisation and the allocator settle first); the next step is captured and replayed.
+inline constexpr int64_t kEagerStepsBeforeCapture = 3;
+
 class Trainer {
  public:
   /// model: any module whose forward maps [B, C, H, W] float to [B, classes] logits; replica 0
@@ -161,13 +167,16 @@ class Trainer {
   EpochPlan plan_epoch(int64_t epoch, int64_t steps, const data::Dataset& train);
   /// The shards of each global batch this replica trains on, in micro-batch order.
   std::vector<Shard> local_shards(const Replica& replica) const;
-  /// Runs f(replica) for every replica, each in its own thread (replica 0 in this one);
-  /// a failure in one aborts the group so the others stop too, and is rethrown here.
+  /// Runs f(replica) for every replica, each on its own thread (replica 0 on this one), the
+  /// same thread for the whole run (workers_); a failure in one aborts the group so the others
+  /// stop too, and is rethrown here.
   void for_each_replica(const std::function<void(Replica&)>& f);
 
   TrainConfig config_;
   LrSchedule schedule_;
   std::vector<std::unique_ptr<Replica>> replicas_;
+  std::unique_ptr<Workers> workers_;  // one thread per replica; declared after replicas_, so
+                                      // its threads end before the replicas they ran go
   torch::Generator shuffle_;  // CPU generator for the per-epoch permutation
   torch::Generator augment_;  // CPU generator for the per-epoch augmentation draws
   torch::Tensor epoch_shuffle_state_, epoch_augment_state_;  // theirs before this epoch's plan

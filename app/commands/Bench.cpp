@@ -8,7 +8,6 @@
 #include <chrono>
 #include <ctime>
 #include <iostream>
-#include <thread>
 
 #include "app/commands/Command.h"  // defines: CommandSpec, make_command
 #include "app/commands/Flags.h"    // defines: get, int_at_least, ...
@@ -17,6 +16,7 @@
 #include "models/Registry.h"       // defines: make_model, count_parameters
 #include "train/Device.h"         // defines: select_devices, describe_device, set_threads, configure_kernels
 #include "train/files/AtomicFile.h"     // defines: write_text_atomically, NewDirectories
+#include "train/Workers.h"              // defines: Workers
 #include "train/comm/LocalGroup.h"     // defines: make_local_group
 #include "train/comm/NcclGroup.h"      // defines: make_nccl_group
 #include "train/report/Plot.h"           // defines: can_plot, plot_bars
@@ -41,13 +41,13 @@ std::string bench_dir(const BenchConfig& config) {
 }
 
 // Milliseconds per sum all-reduce of a `numel`-float buffer (the model's flat gradient buffer),
-// every rank in its own thread as in training, after a few untimed calls; rank 0's mean.
+// every rank on a thread of its own as in training, after a few untimed calls; rank 0's mean.
 double time_all_reduce(std::vector<std::unique_ptr<Communicator>> comms,
                        const std::vector<torch::Device>& devices, int64_t numel) {
   constexpr int kWarmup = 5, kTimed = 50;
   double ms = 0;
-  std::vector<std::exception_ptr> errors(comms.size());
-  auto rank_body = [&](size_t r) {
+  Workers workers(comms.size());
+  const auto errors = workers.run([&](size_t r) {
     try {
       c10::DeviceGuard guard(devices[r]);
       auto buffer = torch::zeros({numel}, torch::TensorOptions().device(devices[r]));
@@ -59,14 +59,10 @@ double time_all_reduce(std::vector<std::unique_ptr<Communicator>> comms,
       const std::chrono::duration<double, std::milli> took = std::chrono::steady_clock::now() - start;
       if (r == 0) ms = took.count() / kTimed;
     } catch (...) {
-      errors[r] = std::current_exception();
       comms[r]->abort("all-reduce timing failed on another rank");
+      throw;
     }
-  };
-  std::vector<std::thread> threads;
-  for (size_t r = 1; r < comms.size(); ++r) threads.emplace_back(rank_body, r);
-  rank_body(0);
-  for (auto& t : threads) t.join();
+  });
   for (const auto& e : errors) {
     if (e) std::rethrow_exception(e);
   }
@@ -129,6 +125,10 @@ TrainConfig at_level(TrainConfig config, const std::string& level) {
   return config;
 }
 
+int64_t warmup_steps(const TrainConfig& train, int64_t asked) {
+  return train.cuda_graphs ? std::max(asked, kEagerStepsBeforeCapture + 2) : asked;
+}
+
 std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
   // Refuse what this machine cannot run before spending time on the rest.
   std::vector<std::vector<torch::Device>> device_sets;
@@ -153,11 +153,21 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
                                 config.train.cudnn_benchmark ? "on" : "off",
                                 config.train.tf32 ? "on" : "off")
                   : "";
+  // With CUDA graphs the capture is part of the warm-up, never timed (warmup_steps).
+  const bool graphs = config.train.cuda_graphs ||
+                      std::count(config.levels.begin(), config.levels.end(), "cuda-graphs") > 0;
+  const int64_t graph_steps = warmup_steps(at_level(config.train, "cuda-graphs"), config.warmup);
+  const std::string graph_warmup =
+      graphs && graph_steps > config.warmup
+          ? fmt::format(" ({} with CUDA graphs: {} eager, the capture, one replay)", graph_steps,
+                        kEagerStepsBeforeCapture)
+          : "";
   out << fmt::format("mgpu bench: {}, 3x32x32, batch {} per replica, {} timed steps "
-                     "after {} warm-up steps; device {}, {} LibTorch threads{}; {:.3f} GFLOP per "
-                     "training image (3x the forward pass)\n",
+                     "after {} warm-up steps{}; device {}, {} LibTorch threads{}; {:.3f} GFLOP "
+                     "per training image (3x the forward pass)\n",
                      config.train.model, config.train.batch_per_device, config.steps, config.warmup,
-                     describe_device(device_sets[0][0]), threads, kernels, train_flops / 1e9);
+                     graph_warmup, describe_device(device_sets[0][0]), threads, kernels,
+                     train_flops / 1e9);
   out << fmt::format("{:<14} {:>8} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8} {:>6} {:>9} {:>10}\n",
                      "level", "replicas", "batch", "ms/step", "images/s", "s/epoch", "TFLOP/s",
                      "peak MiB", "x", "scaling", "allreduce")
@@ -176,7 +186,7 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
         comms = make_nccl_group(devices, train.comm_timeout_s);
       }
       Trainer trainer(train, net, devices, mean, std::move(comms));
-      trainer.train_steps(images, config.warmup);
+      trainer.train_steps(images, warmup_steps(train, config.warmup));
       for (const auto& d : devices) {
         if (d.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(d.index());
       }

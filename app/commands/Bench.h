@@ -18,12 +18,17 @@ std::vector<std::string> bench_levels(const std::string& text, bool gpus);
 /// config with the switches of `level` and of every level below it, the others off.
 train::TrainConfig at_level(train::TrainConfig config, const std::string& level);
 
+/// The untimed steps the bench runs before timing train, given --warmup `asked`: with CUDA
+/// graphs at least the eager steps before the capture, the capture (with its first replay) and
+/// one more replay, so that no timed step captures or instantiates the graph.
+int64_t warmup_steps(const train::TrainConfig& train, int64_t asked);
+
 struct BenchConfig {
   train::TrainConfig train;               // batch, threads, seed, lr, comm, speed switches
   bool gpus = false;               // replicas are GPUs (else CPU replicas)
   std::vector<int64_t> replicas;   // e.g. {1, 2, 4}
   int64_t steps = 20;              // timed steps per configuration
-  int64_t warmup = 5;              // untimed steps first (--cuda-graphs captures after 3)
+  int64_t warmup = 3;              // untimed steps first (more with CUDA graphs: warmup_steps)
   std::vector<std::string> levels; // empty: train's speed switches as given
   std::string out_dir;             // bench.csv and bench.png; empty: runs/bench-<time>
 };

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -76,6 +77,30 @@ struct GroupState {
   std::atomic<bool> aborted{false};
 };
 
+using Clock = std::chrono::steady_clock;
+
+// The communicators are non-blocking (ncclConfig_t.blocking = 0): no NCCL call waits on the
+// host, so ncclCommAbort returns at once even while a peer is gone, and every wait is this
+// file's own, with a deadline. A call may return ncclInProgress; the communicator's state
+// (ncclCommGetAsyncError) then says when it has finished. Returns that final state, or
+// ncclInProgress if the deadline passed or stop() asked to stop first.
+ncclResult_t settle(ncclComm_t comm, Clock::time_point deadline,
+                    const std::function<bool()>& stop = {}) {
+  while (true) {
+    ncclResult_t state = ncclSuccess;
+    const ncclResult_t asked = ncclCommGetAsyncError(comm, &state);
+    if (asked != ncclSuccess) return asked;
+    if (state != ncclInProgress) return state;
+    if (Clock::now() > deadline || (stop && stop())) return ncclInProgress;
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+}
+
+Clock::time_point after(double seconds) {
+  return Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                            std::chrono::duration<double>(seconds));
+}
+
 class NcclCommunicator : public Communicator {
  public:
   NcclCommunicator(ncclComm_t comm, int rank, int world, torch::Device device, double timeout_s,
@@ -89,10 +114,26 @@ class NcclCommunicator : public Communicator {
     MGPU_CUDA_CHECK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
   }
 
+  // The owner destroys every CUDA graph that captured this communicator's collectives first
+  // (train/Teardown.h): NCCL's destroy and abort wait for those graphs to go. After a failure
+  // the communicator is aborted (non-blocking: it returns at once and tells the device's NCCL
+  // kernels to quit); otherwise it is finalized, with a deadline, and destroyed. Nothing here
+  // throws.
   ~NcclCommunicator() override {
     cudaEventDestroy(ready_);
     cudaEventDestroy(done_);
-    if (comm_) ncclCommDestroy(comm_);  // destructors must not throw: results ignored
+    if (!comm_) return;
+    if (failed_ || state_->aborted) {
+      ncclCommAbort(comm_);
+      return;
+    }
+    const ncclResult_t finalized = ncclCommFinalize(comm_);
+    if ((finalized == ncclSuccess || finalized == ncclInProgress) &&
+        settle(comm_, after(timeout_s_)) == ncclSuccess) {
+      ncclCommDestroy(comm_);
+    } else {
+      ncclCommAbort(comm_);
+    }
   }
 
   int rank() const override { return rank_; }
@@ -101,17 +142,15 @@ class NcclCommunicator : public Communicator {
 
   void all_reduce_sum(torch::Tensor& tensor) override {
     run("all_reduce", tensor, [&](cudaStream_t s) {
-      MGPU_NCCL_CHECK(ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(),
-                                    nccl_type(tensor), ncclSum, comm_, s),
-                      comm_);
+      return ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(),
+                           nccl_type(tensor), ncclSum, comm_, s);
     });
   }
 
   void broadcast(torch::Tensor& tensor, int root) override {
     run("broadcast", tensor, [&](cudaStream_t s) {
-      MGPU_NCCL_CHECK(ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(),
-                                    nccl_type(tensor), root, comm_, s),
-                      comm_);
+      return ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(),
+                           nccl_type(tensor), root, comm_, s);
     });
   }
 
@@ -141,7 +180,22 @@ class NcclCommunicator : public Communicator {
     MGPU_CUDA_CHECK(cudaEventRecord(ready_, compute));
     MGPU_CUDA_CHECK(cudaStreamWaitEvent(stream_->stream(), ready_, 0));
     c10::cuda::CUDACachingAllocator::recordStream(tensor.storage().data_ptr(), *stream_);
-    launch(stream_->stream());
+    const ncclResult_t launched = launch(stream_->stream());
+    if (launched != ncclSuccess && launched != ncclInProgress) {
+      fail(op, fmt::format("could not be queued: {} ({})", ncclGetErrorString(launched),
+                           ncclGetLastError(comm_)));
+    }
+    // Non-blocking: the collective may still be on its way into the stream.
+    const ncclResult_t queued =
+        settle(comm_, after(timeout_s_), [&] { return state_->aborted.load(); });
+    if (queued == ncclInProgress) {
+      fail(op, state_->aborted ? "aborted: " + reason()
+                               : fmt::format("was not queued within {:.1f} s", timeout_s_));
+    }
+    if (queued != ncclSuccess) {
+      fail(op, fmt::format("NCCL reported {} ({})", ncclGetErrorString(queued),
+                           ncclGetLastError(comm_)));
+    }
     MGPU_CUDA_CHECK(cudaEventRecord(done_, stream_->stream()));
     MGPU_CUDA_CHECK(cudaStreamWaitEvent(compute, done_, 0));
     // While a CUDA graph is captured nothing runs: its replays are watched by wait_for_enqueued.
@@ -152,20 +206,19 @@ class NcclCommunicator : public Communicator {
 
   // Waits for done_ with a deadline, watching NCCL's asynchronous errors and aborts.
   void wait(const char* op) {
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s_);
+    const auto deadline = after(timeout_s_);
     while (true) {
       const cudaError_t q = cudaEventQuery(done_);
       if (q == cudaSuccess) return;
       if (q != cudaErrorNotReady) MGPU_CUDA_CHECK(q);
       ncclResult_t async = ncclSuccess;
       MGPU_NCCL_CHECK(ncclCommGetAsyncError(comm_, &async), comm_);
-      if (async != ncclSuccess) {
+      if (async != ncclSuccess && async != ncclInProgress) {
         fail(op, fmt::format("NCCL reported {} ({})", ncclGetErrorString(async),
                              ncclGetLastError(comm_)));
       }
       if (state_->aborted) fail(op, "aborted: " + reason());
-      if (std::chrono::steady_clock::now() > deadline) {
+      if (Clock::now() > deadline) {
         fail(op, fmt::format("timed out after {:.1f} s waiting for its peers", timeout_s_));
       }
       std::this_thread::sleep_for(std::chrono::microseconds(50));
@@ -176,11 +229,13 @@ class NcclCommunicator : public Communicator {
     if (state_->aborted) fail(op, "aborted: " + reason());
   }
 
+  // Marks the failure (the other local ranks stop too) and throws. The communicator itself is
+  // aborted only by its destructor, after its owner has destroyed the CUDA graphs that
+  // captured it: aborted here, while a graph lives, NCCL would wait for that graph forever.
   [[noreturn]] void fail(const char* op, const std::string& why) {
     const std::string message = fmt::format("rank {}: NCCL {} {}", rank_, op, why);
-    abort(message);  // the other local ranks stop too
-    ncclCommAbort(comm_);
-    comm_ = nullptr;
+    failed_ = true;
+    abort(message);
     throw CommError(message);
   }
 
@@ -196,6 +251,7 @@ class NcclCommunicator : public Communicator {
   std::shared_ptr<GroupState> state_;
   std::unique_ptr<c10::cuda::CUDAStream> stream_;
   cudaEvent_t ready_ = nullptr, done_ = nullptr;
+  bool failed_ = false;
 };
 
 void require_visible(const torch::Device& d) {
@@ -207,26 +263,67 @@ void require_visible(const torch::Device& d) {
   }
 }
 
+// This process's communicators, ranks first_rank.. of world on devices, joined inside one
+// group (several devices of one process must join together, or the first would wait for the
+// others forever), non-blocking, each ready or failed before this returns.
+std::vector<std::unique_ptr<Communicator>> join(const std::vector<torch::Device>& devices,
+                                                const ncclUniqueId& id, int first_rank, int world,
+                                                double timeout_s) {
+  std::vector<ncclComm_t> comms(devices.size(), nullptr);
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  const auto abort_all = [&] {
+    for (auto c : comms) {
+      if (c) ncclCommAbort(c);
+    }
+  };
+  MGPU_NCCL_CHECK(ncclGroupStart(), nullptr);
+  for (size_t i = 0; i < devices.size(); ++i) {
+    MGPU_CUDA_CHECK(cudaSetDevice(devices[i].index()));
+    const ncclResult_t r = ncclCommInitRankConfig(&comms[i], world, id,
+                                                  first_rank + static_cast<int>(i), &config);
+    if (r != ncclSuccess && r != ncclInProgress) {
+      ncclGroupEnd();
+      abort_all();
+      MGPU_NCCL_CHECK(r, nullptr);
+    }
+  }
+  const ncclResult_t ended = ncclGroupEnd();
+  if (ended != ncclSuccess && ended != ncclInProgress) {
+    abort_all();
+    MGPU_NCCL_CHECK(ended, nullptr);
+  }
+  const auto deadline = after(timeout_s);
+  for (size_t i = 0; i < comms.size(); ++i) {
+    const ncclResult_t state = settle(comms[i], deadline);
+    if (state != ncclSuccess) {
+      const std::string why =
+          state == ncclInProgress
+              ? fmt::format("did not form within {:.1f} s (a rank never joined?)", timeout_s)
+              : fmt::format("failed: {} ({})", ncclGetErrorString(state),
+                            ncclGetLastError(comms[i]));
+      abort_all();
+      throw CommError(fmt::format("rank {}: the NCCL group of {} ranks {}",
+                                  first_rank + static_cast<int>(i), world, why));
+    }
+  }
+  auto state = std::make_shared<GroupState>();
+  std::vector<std::unique_ptr<Communicator>> group;
+  for (size_t i = 0; i < devices.size(); ++i) {
+    group.push_back(std::make_unique<NcclCommunicator>(
+        comms[i], first_rank + static_cast<int>(i), world, devices[i], timeout_s, state));
+  }
+  return group;
+}
+
 }  // namespace
 
 std::vector<std::unique_ptr<Communicator>> make_nccl_group(const std::vector<torch::Device>& devices,
                                                            double timeout_s) {
-  std::vector<int> ids;
-  for (const auto& d : devices) {
-    require_visible(d);
-    ids.push_back(d.index());
-  }
-  const int n = static_cast<int>(ids.size());
-  std::vector<ncclComm_t> comms(static_cast<size_t>(n));
-  MGPU_NCCL_CHECK(ncclCommInitAll(comms.data(), n, ids.data()), nullptr);
-  auto state = std::make_shared<GroupState>();
-  std::vector<std::unique_ptr<Communicator>> group;
-  for (int r = 0; r < n; ++r) {
-    group.push_back(std::make_unique<NcclCommunicator>(comms[static_cast<size_t>(r)], r, n,
-                                                       devices[static_cast<size_t>(r)],
-                                                       timeout_s, state));
-  }
-  return group;
+  for (const auto& d : devices) require_visible(d);
+  ncclUniqueId id;
+  MGPU_NCCL_CHECK(ncclGetUniqueId(&id), nullptr);
+  return join(devices, id, 0, static_cast<int>(devices.size()), timeout_s);
 }
 
 std::vector<std::unique_ptr<Communicator>> make_nccl_ranks(
@@ -247,23 +344,7 @@ std::vector<std::unique_ptr<Communicator>> make_nccl_ranks(
     }
     std::memcpy(&id, bytes.data(), sizeof id);
   }
-  // Several devices of one process must join inside one group, or the first init would wait
-  // for the others forever.
-  std::vector<ncclComm_t> comms(devices.size());
-  MGPU_NCCL_CHECK(ncclGroupStart(), nullptr);
-  for (size_t i = 0; i < devices.size(); ++i) {
-    MGPU_CUDA_CHECK(cudaSetDevice(devices[i].index()));
-    MGPU_NCCL_CHECK(ncclCommInitRank(&comms[i], world, id, first_rank + static_cast<int>(i)),
-                    nullptr);
-  }
-  MGPU_NCCL_CHECK(ncclGroupEnd(), nullptr);
-  auto state = std::make_shared<GroupState>();
-  std::vector<std::unique_ptr<Communicator>> group;
-  for (size_t i = 0; i < devices.size(); ++i) {
-    group.push_back(std::make_unique<NcclCommunicator>(
-        comms[i], first_rank + static_cast<int>(i), world, devices[i], timeout_s, state));
-  }
-  return group;
+  return join(devices, id, first_rank, world, timeout_s);
 }
 
 #endif

@@ -13,17 +13,21 @@
 namespace mgpu::train {
 
 /// One NCCL communicator per device in `devices` (CUDA devices of this process, one replica
-/// each), created together with ncclCommInitAll. Collectives are queued on a per-device NCCL
-/// stream ordered after the device's current stream by events; each call then waits for its
-/// completion, polling ncclCommGetAsyncError, and aborts the communicator and throws
-/// CommError (naming the rank and the operation) once timeout_s has passed.
+/// each), non-blocking (ncclConfig_t.blocking = 0), joined together in one group. Collectives
+/// are queued on a per-device NCCL stream ordered after the device's current stream by
+/// events; each call then waits for its completion, polling ncclCommGetAsyncError, and
+/// throws CommError (naming the rank and the operation) on an NCCL error, an abort by another
+/// replica, or once timeout_s has passed. A failed communicator is aborted when it is
+/// destroyed, which its owner does after destroying the CUDA graphs that captured it
+/// (train/Teardown.h); ncclCommAbort then returns at once.
 /// Throws data::InputError when a device is not a visible CUDA GPU or the build has no NCCL.
 std::vector<std::unique_ptr<Communicator>> make_nccl_group(const std::vector<torch::Device>& devices,
                                                            double timeout_s);
 
 /// This process's ranks of a multi-process NCCL job: one per device, ranks first_rank,
 /// first_rank + 1, ... of world. Global rank 0 creates the NCCL unique id and publishes it
-/// through the job's store; every process then joins with ncclCommInitRank inside one group.
+/// through the job's store; every process then joins with ncclCommInitRankConfig (non-blocking,
+/// as above) inside one group.
 std::vector<std::unique_ptr<Communicator>> make_nccl_ranks(
     const std::vector<torch::Device>& devices, c10d::Store& store, int first_rank, int world,
     double timeout_s);
