@@ -137,7 +137,10 @@ def main():
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--repeat", type=int, default=1, help="rounds; the best of each is kept")
     p.add_argument("--mgpu", help="path of the mgpu binary: run its bench too, side by side")
-    p.add_argument("--csv", help="write the PyTorch rows here")
+    p.add_argument("--csv", help="write the PyTorch rows here, each as soon as it is measured")
+    p.add_argument("--budget", type=float, default=0,
+                   help="seconds: start no PyTorch configuration after this many (0: no limit); "
+                        "what was measured by then is written and compared")
     args = p.parse_args()
 
     levels = [l for l in LEVELS if args.device == "cuda" or l != "cuda-graphs"] \
@@ -166,7 +169,16 @@ def main():
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"PyTorch {torch.__version__} reference: {args.model}, batch {args.batch}, "
           f"{args.steps} timed steps after {args.warmup}; device {name}, {threads} threads")
+    started = time.perf_counter()
     best, mgpu = {}, {}  # (mode, level) -> fastest PyTorch row; level -> fastest mgpu row
+    out = None
+    if args.csv:  # each row is written as soon as it is measured: a timeout loses nothing
+        out = open(args.csv, "w", newline="")
+        fields = ["ms_per_step", "images_per_second", "seconds_per_epoch", "peak_memory_mib",
+                  "level", "mode", "round"]
+        writer = csv.DictWriter(out, fieldnames=fields)
+        writer.writeheader()
+        out.flush()
     for round_ in range(1, args.repeat + 1):
         if args.repeat > 1:
             print(f"round {round_} of {args.repeat}", flush=True)
@@ -177,24 +189,32 @@ def main():
                     mgpu[level] = row
         for mode in modes:
             for level in levels:
+                if args.budget and time.perf_counter() - started > args.budget:
+                    print(f"  pytorch {mode:<7} {level:<14} not run: the {args.budget:g} s "
+                          "budget is spent", flush=True)
+                    continue
                 r = time_level(args, level, mode, device, images, labels, mean)
                 if r is None:
                     continue
-                r.update(level=level, mode=mode)
+                r.update(level=level, mode=mode, round=round_)
+                ours = mgpu.get(level)
+                ratio = (f"  mgpu {float(ours['images_per_second']):9.1f} images/s, "
+                         f"{float(ours['images_per_second']) / r['images_per_second']:.2f}x"
+                         if ours else "")
                 print(f"  pytorch {mode:<7} {level:<14} {r['ms_per_step']:9.2f} ms/step "
                       f"{r['images_per_second']:9.1f} images/s {r['seconds_per_epoch']:8.2f} "
                       "s/epoch" + (f" {r['peak_memory_mib']:8.0f} MiB"
-                                   if r["peak_memory_mib"] >= 0 else ""), flush=True)
+                                   if r["peak_memory_mib"] >= 0 else "") + ratio, flush=True)
+                if out:
+                    writer.writerow(r)
+                    out.flush()
                 key = (mode, level)
                 if key not in best or r["images_per_second"] > best[key]["images_per_second"]:
                     best[key] = r
+    if out:
+        out.close()
     rows = list(best.values())
-    if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
-    if not mgpu:
+    if not mgpu or not rows:
         return
 
     def peer(mode, level):

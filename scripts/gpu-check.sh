@@ -1,60 +1,65 @@
 #!/usr/bin/env bash
-# Run on the GPU machine (device tool, with .deps carried; see scripts/gpu-prepare.sh):
-# builds against that machine's PyTorch and runs, in order of importance,
-#   1. the test suite (the GPU tests included),
-#   2. the one-rank NCCL run against the plain single-GPU path (deterministic kernels, so the
-#      two must agree bit for bit),
-#   3. mgpu bench --gpus 1 (step time and the full-gradient NCCL all-reduce),
-#   4. the tutorial's run on CIFAR-10 (--epochs EPOCHS), cut off at the script's deadline;
-#      history.csv keeps every finished epoch.
-# Step 4 is skipped if any earlier step failed, so that device time is left for a rerun.
-# Everything lands in /tmp/gpu-check; $OUT gets results.tar.gz of it (the device tool brings
-# back few files) and the long run's history.csv and log.
-# Usage: scripts/gpu-check.sh [EPOCHS] [DEADLINE_S]
+# Run on the GPU machine (device tool, `carry: [".deps"]`, after scripts/gpu-prepare.sh here):
+# builds against that machine's PyTorch and runs the checks below in this order, each under a
+# budget of its own, writing each result as soon as it has it ($OUT/results.tar.gz is repacked
+# after every part, so a call cut off at its limit still brings back what was done). Budgets
+# in seconds; the measured figures behind them are in docs/benchmarks.md ("GPU check budgets").
+#   1. build                                                                  120
+#   2. the GPU tests (Gpu|Nccl|StepGraph|Cuda: graphs, a failed capture, cuDNN's cache on a
+#      replica thread, NCCL)                                                   90
+#   3. one-rank NCCL against the plain path, --deterministic, bit for bit      60
+#   4. bench --levels cuda-graphs at --warmup 3 and --warmup 30 (the capture is never timed)  50
+#   5. bench --gpus 1 (step time and the NCCL all-reduce)                      30
+#   6. the rest of the test suite                                             150
+#   7. the tutorial's run (--epochs EPOCHS) until DEADLINE_S after the start, only if 1-6 passed
+#      (at least 40 s are left for it when every part uses its whole budget)
+# Usage: scripts/gpu-check.sh [EPOCHS] [DEADLINE_S]   (defaults 70 and 540: one call of at most
+# 9 minutes, so that a rerun fits the session's 15)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 EPOCHS="${1:-70}"
-DEADLINE="${2:-540}"  # seconds after the start by which the script must be done
-mkdir -p /tmp/deps
+DEADLINE="${2:-540}"
 failed=()
 source scripts/gpu-common.sh
 gpu_start gpu-check  # the CIFAR-10 stand-in converts while the build runs
+plan "build 120" "GPU tests 90" "NCCL against plain 60" "bench warm-up 50" "bench 30" \
+  "rest of the suite 150" "the tutorial's run until ${DEADLINE} s"
 
-step "build"
-scripts/gpu-build.sh "$OUT" || exit 1
-step "built"
+part "build" 120 scripts/gpu-build.sh "$OUT" || { pack; exit 1; }
 
-step "tests"
-(cd build-gpu && timeout 150 ctest -j 8 --timeout 120 --output-on-failure > "$OUT/ctest.log" 2>&1) ||
-  failed+=(tests)
-grep -E "tests passed|Failed|Skipped|\*\*\*" "$OUT/ctest.log" | head -20
+part "GPU tests" 90 bash -c "cd build-gpu && ctest -j 4 --timeout 100 -R 'Gpu|Nccl|StepGraph|Cuda' \
+  --output-on-failure > '$OUT/ctest-gpu.log' 2>&1" || failed+=(gpu-tests)
+grep -E "tests passed|Failed|\*\*\*|first forward" "$OUT/ctest-gpu.log" | head -20
 
 wait "$convert_pid"
 tail -2 "$OUT/cifar.log"
 B=build-gpu/mgpu
 DATA=(--dataset cifar10 --data-dir .deps/data --verbose 2)
-
-step "one-rank NCCL against the plain single-GPU path"
 SHORT=(--limit-train 12800 --limit-test 2000 --epochs 2 --deterministic)
-$B train --gpus 1 "${DATA[@]}" "${SHORT[@]}" --out-dir "$OUT/plain" > "$OUT/plain.log" 2>&1 ||
-  failed+=(plain)
-$B train --gpus 1 --comm nccl "${DATA[@]}" "${SHORT[@]}" --out-dir "$OUT/nccl" > "$OUT/nccl.log" 2>&1 ||
-  failed+=(nccl)
-tail -4 "$OUT/plain.log" "$OUT/nccl.log"
-cat "$OUT/plain/history.csv" "$OUT/nccl/history.csv"
-if cmp -s <(cut -d, -f1,2,4- "$OUT/plain/history.csv") <(cut -d, -f1,2,4- "$OUT/nccl/history.csv") &&
-   python3 scripts/compare_weights.py "$OUT/plain/model.pt" "$OUT/nccl/model.pt"; then
-  echo "SAME: the history (all but seconds) and every weight are identical"
-else
-  echo "DIFFERENT"; failed+=(same)
-  # Is the plain path itself reproducible? A second plain run tells.
-  $B train --gpus 1 "${DATA[@]}" "${SHORT[@]}" --out-dir "$OUT/plain2" > "$OUT/plain2.log" 2>&1
-  python3 scripts/compare_weights.py "$OUT/plain/model.pt" "$OUT/plain2/model.pt"
-fi
+nccl_against_plain() {
+  $B train --gpus 1 "${DATA[@]}" "${SHORT[@]}" --out-dir "$OUT/plain" > "$OUT/plain.log" 2>&1 &&
+  $B train --gpus 1 --comm nccl "${DATA[@]}" "${SHORT[@]}" --out-dir "$OUT/nccl" > "$OUT/nccl.log" 2>&1 &&
+  cmp -s <(cut -d, -f1,2,4- "$OUT/plain/history.csv") <(cut -d, -f1,2,4- "$OUT/nccl/history.csv") &&
+  python3 scripts/compare_weights.py "$OUT/plain/model.pt" "$OUT/nccl/model.pt"
+}
+part "one-rank NCCL against the plain path" 60 nccl_against_plain || failed+=(nccl)
+tail -n 3 "$OUT/plain.log" "$OUT/nccl.log"
 
-step "bench"
-$B bench --gpus 1 --steps 300 --warmup 30 --out-dir "$OUT/bench" 2>&1 | tee "$OUT/bench.log" ||
-  failed+=(bench)
+bench_warmups() {
+  for w in 3 30; do
+    $B bench --gpus 1 --levels cuda-graphs --steps 200 --warmup $w --out-dir "$OUT/bench-w$w" \
+      > "$OUT/bench-w$w.log" 2>&1 || return 1
+    grep -A1 "^level" "$OUT/bench-w$w.log" | tail -1
+  done
+}
+part "bench cuda-graphs at --warmup 3 and 30" 50 bench_warmups || failed+=(bench-warmup)
+
+part "bench" 30 bash -c "$B bench --gpus 1 --steps 300 --warmup 30 --out-dir '$OUT/bench' \
+  > '$OUT/bench.log' 2>&1; tail -n 6 '$OUT/bench.log'" || failed+=(bench)
+
+part "rest of the suite" 150 bash -c "cd build-gpu && ctest -j 8 --timeout 120 \
+  -E 'Gpu|Nccl|StepGraph|Cuda' --output-on-failure > '$OUT/ctest.log' 2>&1" || failed+=(tests)
+grep -E "tests passed|Failed|\*\*\*" "$OUT/ctest.log" | head -20
 
 if ((${#failed[@]})); then
   step "FAILED: ${failed[*]}; the long run is skipped"
@@ -62,10 +67,9 @@ if ((${#failed[@]})); then
 fi
 left=$((DEADLINE - SECONDS))
 step "the tutorial's run: $EPOCHS epochs, cut off after $left s"
-pack
 timeout --signal=INT "$left" $B train --gpus 1 "${DATA[@]}" --epochs "$EPOCHS" --out-dir "$OUT/full" \
-  > "$FINAL/full.log" 2>&1
+  > "$OUT/full.log" 2>&1
 echo "rc $?"
 cp "$OUT/full/history.csv" "$OUT/full/summary.json" "$FINAL/" 2>/dev/null
-tail -n 14 "$FINAL/full.log"
+tail -n 14 "$OUT/full.log"
 step "done"

@@ -1,10 +1,33 @@
 # The head every scripts/gpu-*.sh shares, sourced after it has cd'ed to the checkout:
-# gpu_start NAME collects results in /tmp/NAME (packed into $OUT/results.tar.gz on exit, the
-# device tool bringing back few files), records the machine, and starts converting the CIFAR-10
-# stand-in in the background (convert_pid) while the caller builds. step prints a timed header;
-# pack packs the results so far.
+# gpu_start NAME collects results in /tmp/NAME (packed into $OUT/results.tar.gz on exit and
+# after every part, the device tool bringing back few files), records the machine, and starts
+# converting the CIFAR-10 stand-in in the background (convert_pid) while the caller builds.
+# plan prints the parts and their budgets first; part NAME BUDGET_S COMMAND... runs one under
+# its budget, says how long it took, and packs what there is so far; step prints a timed
+# header; pack packs the results so far.
 step() { echo "== [$SECONDS s] $*"; }
-pack() { tar -C "$OUT" --exclude='*.pt' -czf "$FINAL/results.tar.gz" .; }
+pack() { tar -C "$OUT" --exclude='*.pt' -czf "$FINAL/results.tar.gz.part" . &&
+         mv "$FINAL/results.tar.gz.part" "$FINAL/results.tar.gz"; }
+plan() {
+  echo "== the parts of this call, in order, with their budgets (s):"
+  local p; for p in "$@"; do echo "   - $p"; done
+}
+part() {
+  local name=$1 budget=$2 start=$SECONDS rc
+  shift 2
+  step "$name (budget ${budget} s)"
+  if declare -F "$1" > /dev/null; then  # a function of the script: timeout cannot run it
+    export -f "$1"
+    export B OUT
+    timeout "$budget" bash -c "$(declare -p DATA SHORT 2>/dev/null); $*"
+  else
+    timeout "$budget" "$@"
+  fi
+  rc=$?
+  echo "   $name: rc $rc after $((SECONDS - start)) s$( ((rc == 124)) && echo ' (budget spent)')"
+  pack
+  return $rc
+}
 
 gpu_start() {
   FINAL="${OUT:-/tmp/mgpu-out}"
