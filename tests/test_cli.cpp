@@ -317,10 +317,26 @@ TEST(Cli, BenchLists) {
 }
 
 TEST(Cli, SpeedFlags) {
+  // The CPU's default is its fastest exact path, channels-last (docs/benchmarks.md); each
+  // default has its off switch, and a GPU keeps the plain path until it is measured there.
   auto c = parse_command_line({"mgpu", "train", "--gpus", "0"}).as<TrainConfig>();
   EXPECT_EQ(c.amp, "off");
-  EXPECT_FALSE(c.channels_last || c.fused_sgd || c.cuda_graphs);
+  EXPECT_TRUE(c.channels_last);
+  EXPECT_FALSE(c.fused_sgd || c.cuda_graphs);
   EXPECT_TRUE(c.cudnn_benchmark && c.tf32);
+  EXPECT_FALSE(parse_command_line({"mgpu", "train", "--gpus", "0", "--no-channels-last"})
+                   .as<TrainConfig>()
+                   .channels_last);
+  EXPECT_FALSE(parse_command_line({"mgpu", "train", "--gpus", "1"}).as<TrainConfig>().channels_last);
+  EXPECT_TRUE(parse_command_line({"mgpu", "bench", "--cpu-replicas", "1"})
+                  .as<BenchConfig>()
+                  .train.channels_last);
+  EXPECT_FALSE(parse_command_line({"mgpu", "bench", "--cpu-replicas", "1", "--no-channels-last"})
+                   .as<BenchConfig>()
+                   .train.channels_last);
+  EXPECT_NE(refusal({"train", "--channels-last", "--no-channels-last"})
+                .find("--channels-last and --no-channels-last: give one of them"),
+            std::string::npos);
   c = parse_command_line({"mgpu", "train", "--gpus", "0", "--amp", "bf16", "--channels-last",
                           "--fused-sgd", "--no-cudnn-benchmark", "--no-tf32"})
           .as<TrainConfig>();

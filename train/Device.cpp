@@ -5,6 +5,8 @@
 #include <fmt/core.h>
 
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "data/InputError.h"
@@ -64,6 +66,19 @@ void configure_kernels(const TrainConfig& config) {
   const auto precision = config.tf32 ? at::Float32Precision::TF32 : at::Float32Precision::IEEE;
   context.setFloat32Precision(at::Float32Backend::CUDA, at::Float32Op::CONV, precision);
   context.setFloat32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL, precision);
+}
+
+bool cpu_has_bf16() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  for (std::string line; std::getline(cpuinfo, line);) {
+    if (line.rfind("flags", 0) != 0) continue;
+    std::istringstream flags(line.substr(line.find(':') + 1));
+    for (std::string flag; flags >> flag;) {
+      if (flag == "avx512_bf16" || flag == "amx_bf16") return true;
+    }
+    return false;  // every core lists the same flags
+  }
+  return false;
 }
 
 int64_t set_threads(int64_t threads) {

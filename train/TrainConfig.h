@@ -48,7 +48,8 @@ struct TrainConfig {
                                   // implies fused_sgd (a skipped step is decided on the device)
   double loss_scale = 65536;      // fp16: the initial loss scale (GradScaler's init_scale)
   int64_t loss_scale_growth_interval = 2000;  // fp16: clean steps before the scale doubles
-  bool channels_last = false;     // 4-d weights and inputs in NHWC memory order
+  bool channels_last = false;     // 4-d weights and inputs in NHWC memory order (the CLI's
+                                  // default on the CPU)
   bool fused_sgd = false;         // SGD over one flat parameter buffer: 3 kernels a step
   bool cuda_graphs = false;       // GPU: replay the whole training step from a CUDA graph
                                   // (implies fused_sgd: the learning rate lives on the device)

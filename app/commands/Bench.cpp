@@ -301,11 +301,12 @@ BenchConfig parse_bench(const cxxopts::ParseResult& r) {
                       : r.count("cpu-replicas") ? count_list(r, "cpu-replicas")
                       : c.levels.empty() ? std::vector<int64_t>{1, 2}
                                          : std::vector<int64_t>{1};
+  c.train.model = models::find_model(get<std::string>(r, "model")).name;
+  c.train.gpus = c.gpus ? 1 : 0;  // channels-last's default depends on the device
   speed_flags(r, c.train);
   if (c.train.cuda_graphs && !c.gpus) {
     throw InputError("--cuda-graphs needs GPUs (mgpu bench --gpus N): CPU training has no CUDA graphs");
   }
-  c.train.model = models::find_model(get<std::string>(r, "model")).name;
   c.steps = int_at_least(r, "steps", 1);
   c.warmup = int_at_least(r, "warmup", 0);
   c.train.batch_per_device = int_at_least(r, "batch-per-device", 1, kMaxBatch);

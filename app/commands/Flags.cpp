@@ -98,7 +98,8 @@ void add_speed_flags(cxxopts::Options& o) {
        "gradient overflows, doubled after 2000 clean steps) and implies --fused-sgd",
        cxxopts::value<std::string>()->default_value("off"))
       ("channels-last", "weights and images in NHWC memory order (faster convolutions on "
-       "tensor cores and on CPUs)")
+       "tensor cores and on CPUs; the default on the CPU)")
+      ("no-channels-last", "keep weights and images in NCHW order (the default on a GPU)")
       ("fused-sgd", "SGD with momentum over one flat buffer of all parameters: 3 kernels a step "
        "instead of 3 per tensor")
       ("cuda-graphs", "GPU: capture the whole training step (augmentation, forward, backward, "
@@ -114,9 +115,16 @@ void speed_flags(const cxxopts::ParseResult& r, train::TrainConfig& c) {
   if (c.amp != "off" && c.amp != "bf16" && c.amp != "fp16") {
     throw InputError(fmt::format("--amp '{}': expected off, bf16 or fp16", c.amp));
   }
-  c.channels_last = r.count("channels-last") > 0;
+  if (r.count("channels-last") && r.count("no-channels-last")) {
+    throw InputError("--channels-last and --no-channels-last: give one of them");
+  }
   c.cuda_graphs = r.count("cuda-graphs") > 0;
   c.fused_sgd = r.count("fused-sgd") > 0 || c.cuda_graphs || c.amp == "fp16";
+  // On the CPU the default is the fastest path that changes float32 results only by rounding,
+  // measured (docs/benchmarks.md, "Fast defaults"): channels-last. On a GPU the plain path,
+  // until the GPU measurements confirm the same choice there.
+  c.channels_last =
+      r.count("channels-last") > 0 || (c.gpus == 0 && r.count("no-channels-last") == 0);
   c.cudnn_benchmark = r.count("no-cudnn-benchmark") == 0;
   c.tf32 = r.count("no-tf32") == 0;
 }

@@ -50,6 +50,8 @@ std::vector<int64_t> count_list(const cxxopts::ParseResult& r, const std::string
 
 /// --amp, --channels-last, --fused-sgd, --cuda-graphs, --no-cudnn-benchmark, --no-tf32.
 void add_speed_flags(cxxopts::Options& o);
+/// The speed switches into c, whose gpus must be set already: channels-last's default depends
+/// on the device. Throws InputError for a switch given both ways.
 void speed_flags(const cxxopts::ParseResult& r, train::TrainConfig& c);
 
 /// --val-split, --image-size and --skip-bad-images: the image folder's flags.
