@@ -1,6 +1,7 @@
 #include "train/StepGraph.h"
 
 #include <ATen/autocast_mode.h>
+#include <ATen/core/CachingHostAllocator.h>
 #include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <ATen/cuda/CUDAGraph.h>
@@ -14,13 +15,25 @@
 
 namespace mgpu::train {
 
+// LibTorch's CUDAGraph, with what a failed capture must undo that it keeps to itself
+// (protected members in LibTorch 2.11): whether capture_end got as far as ending the capture,
+// and the generators capture_begin put into capture mode. (Not in an anonymous namespace:
+// StepGraph::Impl, which holds one, is not.)
+struct StepGraphCuda : at::cuda::CUDAGraph {
+  bool ended() const { return capture_ended_; }
+  // Left capturing, a generator refuses every later eager draw on its device.
+  void end_generator_capture() {
+    for (auto& [state, increment] : captured_generator_states_) state->capturing_ = false;
+  }
+};
+
 struct StepGraph::Impl {
   explicit Impl(torch::Device d)
       : device(d), stream(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, d.index())),
-        graph(std::make_unique<at::cuda::CUDAGraph>()) {}
+        graph(std::make_unique<StepGraphCuda>()) {}
   torch::Device device;
   c10::cuda::CUDAStream stream;
-  std::unique_ptr<at::cuda::CUDAGraph> graph;
+  std::unique_ptr<StepGraphCuda> graph;
   bool captured = false;
 };
 
@@ -69,9 +82,11 @@ StepGraph::Scope::~Scope() {
 namespace {
 
 // After a capture failed part-way: ends the stream's capture if it is still on (discarding the
-// partial graph), sends the allocator's requests back from the graph's memory pool, releases
-// the pool, and clears CUDA's last error. Never throws: it runs on the way out of a failure.
-void abandon_capture(const c10::cuda::CUDAStream& stream, c10::DeviceIndex device,
+// partial graph), takes the generators out of capture mode, sends the device and pinned-host
+// allocators' requests back from the graph's pool and releases it (unless capture_end got as
+// far as ending the capture: then the graph's own reset() releases it), and clears CUDA's last
+// error. Never throws: it runs on the way out of a failure.
+void abandon_capture(StepGraphCuda& graph, const c10::cuda::CUDAStream& stream, c10::DeviceIndex device,
                      at::cuda::MempoolId_t pool) noexcept {
   cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
   if (cudaStreamIsCapturing(stream.stream(), &status) == cudaSuccess &&
@@ -80,13 +95,25 @@ void abandon_capture(const c10::cuda::CUDAStream& stream, c10::DeviceIndex devic
     cudaStreamEndCapture(stream.stream(), &partial);  // fails for an invalidated capture
     if (partial) cudaGraphDestroy(partial);
   }
-  try {  // throws if capture_end got as far as doing it already
+  graph.end_generator_capture();
+  // Each throws if capture_begin never got that far, or capture_end did it already.
+  try {
     c10::cuda::CUDACachingAllocator::endAllocateToPool(device, pool);
   } catch (const std::exception&) {
   }
   try {
-    c10::cuda::CUDACachingAllocator::releasePool(device, pool);
+    at::getHostAllocator(at::kCUDA)->end_allocate_to_pool(pool);
   } catch (const std::exception&) {
+  }
+  if (!graph.ended()) {
+    try {
+      c10::cuda::CUDACachingAllocator::releasePool(device, pool);
+    } catch (const std::exception&) {
+    }
+    try {
+      at::getHostAllocator(at::kCUDA)->release_pool(pool);
+    } catch (const std::exception&) {
+    }
   }
   cudaGetLastError();
 }
@@ -103,14 +130,14 @@ void StepGraph::capture(const std::function<void()>& step) {
   // The graph's memory pool is ours, so that a failed capture can give it back.
   const auto pool = at::cuda::graph_pool_handle();
   try {
-    // Thread-local: the other replicas' threads may be capturing or running at the same time.
-    impl_->graph->capture_begin(pool, cudaStreamCaptureModeThreadLocal);
     try {
+      // Thread-local: the other replicas' threads may be capturing or running at the same time.
+      impl_->graph->capture_begin(pool, cudaStreamCaptureModeThreadLocal);
       step();
       impl_->graph->capture_end();
     } catch (...) {
-      abandon_capture(impl_->stream, impl_->device.index(), pool);
-      impl_->graph = std::make_unique<at::cuda::CUDAGraph>();  // the failed one, discarded
+      abandon_capture(*impl_->graph, impl_->stream, impl_->device.index(), pool);
+      impl_->graph = std::make_unique<StepGraphCuda>();  // the failed one, discarded
       throw;
     }
   } catch (const std::exception& e) {

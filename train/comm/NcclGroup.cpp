@@ -79,9 +79,9 @@ struct GroupState {
 
 using Clock = std::chrono::steady_clock;
 
-// The communicators are non-blocking (ncclConfig_t.blocking = 0): no NCCL call waits on the
-// host, so ncclCommAbort returns at once even while a peer is gone, and every wait is this
-// file's own, with a deadline. A call may return ncclInProgress; the communicator's state
+// The communicators are non-blocking (ncclConfig_t.blocking = 0): initialisation and the
+// collectives never wait on the host, every wait is this file's own, with a deadline (destroy
+// and abort are always blocking in NCCL, so they come after the CUDA graphs: Teardown.h). A call may return ncclInProgress; the communicator's state
 // (ncclCommGetAsyncError) then says when it has finished. Returns that final state, or
 // ncclInProgress if the deadline passed or stop() asked to stop first.
 ncclResult_t settle(ncclComm_t comm, Clock::time_point deadline,
@@ -116,9 +116,10 @@ class NcclCommunicator : public Communicator {
 
   // The owner destroys every CUDA graph that captured this communicator's collectives first
   // (train/Teardown.h): NCCL's destroy and abort wait for those graphs to go. After a failure
-  // the communicator is aborted (non-blocking: it returns at once and tells the device's NCCL
-  // kernels to quit); otherwise it is finalized, with a deadline, and destroyed. Nothing here
-  // throws.
+  // the communicator is aborted: that first tells the device's NCCL kernels to quit, then (the
+  // last communicator of the process) waits for its work and frees every communicator, which
+  // with the graphs gone cannot wait forever. Otherwise it is finalized, with a deadline, and
+  // destroyed. Nothing here throws.
   ~NcclCommunicator() override {
     cudaEventDestroy(ready_);
     cudaEventDestroy(done_);

@@ -19,7 +19,7 @@ namespace mgpu::train {
 /// throws CommError (naming the rank and the operation) on an NCCL error, an abort by another
 /// replica, or once timeout_s has passed. A failed communicator is aborted when it is
 /// destroyed, which its owner does after destroying the CUDA graphs that captured it
-/// (train/Teardown.h); ncclCommAbort then returns at once.
+/// (train/Teardown.h): with the graphs gone, ncclCommAbort cannot wait forever.
 /// Throws data::InputError when a device is not a visible CUDA GPU or the build has no NCCL.
 std::vector<std::unique_ptr<Communicator>> make_nccl_group(const std::vector<torch::Device>& devices,
                                                            double timeout_s);
