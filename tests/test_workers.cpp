@@ -78,9 +78,9 @@ class ThreadRecorder : public train::Communicator {
   int rank() const override { return inner_->rank(); }
   int world_size() const override { return inner_->world_size(); }
   std::string backend() const override { return inner_->backend(); }
-  void all_reduce_sum(torch::Tensor& tensor) override {
+  std::unique_ptr<train::Work> all_reduce_sum_async(torch::Tensor tensor) override {
     record();
-    inner_->all_reduce_sum(tensor);
+    return inner_->all_reduce_sum_async(tensor);
   }
   void broadcast(torch::Tensor& tensor, int root) override {
     record();

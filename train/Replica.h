@@ -1,4 +1,4 @@
-// Trainer's internals shared by its source files (Trainer.cpp: the loop and the step;
+// Trainer's internals shared by its source files (Trainer.cpp: the loop; Step.cpp: the step;
 // Parameters.cpp; Evaluation.cpp; Checkpointing.cpp): one replica's state and an epoch's plan.
 // Not for use outside train/.
 #pragma once
@@ -11,6 +11,7 @@
 #include "train/StepGraph.h"  // defines: StepGraph
 #include "train/Trainer.h"
 #include "train/comm/Communicator.h"
+#include "train/comm/Reducer.h"  // defines: Reducer
 
 namespace mgpu::train {
 
@@ -34,6 +35,8 @@ struct Trainer::Replica {
   torch::Tensor loss_scale, growth_tracker, found_inf;
   std::unique_ptr<torch::optim::SGD> optimizer;  // without fused SGD
   std::unique_ptr<Communicator> comm;
+  std::unique_ptr<Reducer> reducer;  // with comm: the gradients' bucketed all-reduce (goes first)
+  double backward_ms = 0;            // the last step's backward passes, host clock
   data::Dataset train, test;        // uint8 images and labels on device
   torch::Tensor loss_sum, correct;  // epoch totals over all replicas, on device
   // --accumulate K > 1: the running statistics (every buffer) of micro-batches 1..K-1, while
@@ -51,6 +54,9 @@ struct Trainer::Replica {
 /// 1-d ones in a group of their own) and Nesterov switch; the rate is set before each step.
 std::unique_ptr<torch::optim::SGD> make_sgd(const TrainConfig& config,
                                             const std::vector<torch::Tensor>& params);
+
+/// Columns of an epoch plan: one row per image of the epoch's batches.
+enum PlanColumn : int64_t { kIndex = 0, kShiftX, kShiftY, kFlip, kPlanColumns };
 
 struct Trainer::EpochPlan {
   int64_t epoch = 0;  // 0-based

@@ -34,6 +34,8 @@ struct TrainConfig {
   int64_t accumulate = 1;         // micro-batches per optimizer step on each replica
   double comm_timeout_s = 300;    // a collective that waits longer for a peer fails
   std::string comm = "auto";      // "local", "nccl"; auto: nccl for several GPUs, else local
+  double bucket_mb = 25;          // gradient all-reduce buckets (DDP's bucket_cap_mb; the first 1)
+  bool overlap = true;            // start each bucket's all-reduce during the backward pass
   int64_t eval_batch = 256;       // evaluation batch (no effect on results)
   uint64_t seed = 42;
   // The tutorial's random shifts and flips, and the per-epoch shuffle (off: only for tests that

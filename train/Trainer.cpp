@@ -10,12 +10,9 @@
 #include <map>
 #include <optional>
 
-#include "data/Augment.h"             // defines: shift_and_flip, Augmenter::draw
+#include "data/Augment.h"             // defines: Augmenter::draw
 #include "data/InputError.h"          // defines: InputError
-#include "data/Preprocess.h"          // defines: subtract_mean
-#include "models/Dropout.h"           // defines: RowKeys
 #include "train/LrSchedule.h"         // defines: LrSchedule
-#include "train/Precision.h"          // defines: AutocastGuard, in_memory_format
 #include "train/Replica.h"            // defines: Trainer::Replica, Trainer::EpochPlan
 #include "train/Sharding.h"           // defines: shard_batch
 #include "train/Signals.h"            // defines: stop_signal, StopRequested
@@ -23,6 +20,8 @@
 #include "train/Teardown.h"           // defines: release_graphs_then_communicators
 #include "train/Workers.h"            // defines: Workers
 #include "train/comm/LocalGroup.h"    // defines: make_local_group
+#include "train/comm/Reducer.h"       // defines: Reducer
+#include "train/comm/SimulatedLink.h" // defines: behind_link_from_env
 #include "train/files/Checkpoint.h"   // defines: generator_state
 #include "train/report/History.h"     // defines: EpochStats
 
@@ -33,13 +32,6 @@ namespace {
 // Seeds for the independent random streams of a run, all derived from --seed.
 constexpr uint64_t kShuffleStream = 1;
 constexpr uint64_t kAugmentStream = 2;
-// --amp fp16: torch.amp.GradScaler's factors, and the scale below which every step has
-// overflowed so often that the run has stopped learning (float16's smallest subnormal).
-constexpr double kScaleGrowth = 2.0;
-constexpr double kScaleBackoff = 0.5;
-constexpr double kLowestLossScale = 5.96e-8;
-// Columns of an epoch plan: one row per image of the epoch's batches.
-enum PlanColumn : int64_t { kIndex = 0, kShiftX, kShiftY, kFlip, kPlanColumns };
 
 std::string message_of(const std::exception_ptr& error) {
   try {
@@ -50,6 +42,9 @@ std::string message_of(const std::exception_ptr& error) {
     return "unknown error";
   }
 }
+
+// With a GPU, the steps between two reads of the stop request and the fault flag.
+constexpr int64_t kStepsBetweenChecks = 16;
 
 bool is_comm_error(const std::exception_ptr& error) {
   try {
@@ -89,6 +84,7 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
   }
   TORCH_CHECK(comms.empty() || static_cast<int>(comms.size()) == n,
               "Trainer: one communicator per replica expected");
+  comms = behind_link_from_env(std::move(comms));
   if (config.cuda_graphs) {
     config_.fused_sgd = true;  // the captured step reads its rate from the device
     for (const auto& d : devices) {
@@ -130,6 +126,11 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
       replica->found_inf = torch::zeros({}, on_device);
     }
     bind_parameters(*replica);
+    if (replica->comm) {  // the gradients' all-reduce, bucket by bucket; the 2 control words last
+      const BucketOptions buckets{config.bucket_mb, /*first_bucket_mb=*/1, config.overlap};
+      replica->reducer = std::make_unique<Reducer>(replica->model.ptr()->parameters(),
+                                                   replica->grads, 2, *replica->comm, buckets);
+    }
     // --accumulate K: micro-batch k keeps running statistics of its own, as replica k would.
     for (int64_t k = 0; k < config.accumulate && config.accumulate > 1; ++k) {
       std::vector<torch::Tensor> set;
@@ -151,9 +152,12 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
         config.lr, schedule_.base_lr * schedule_.scale, std::numeric_limits<float>::max()));
   }
 }
-// The graphs go before the communicators they captured (train/Teardown.h), whether the run
-// ended or failed; then the members: the worker threads (idle), the replicas.
-Trainer::~Trainer() { release_graphs_then_communicators(replicas_); }
+// The reducers and then the graphs go before the communicators they use (train/Teardown.h),
+// whether the run ended or failed; then the members: the worker threads (idle), the replicas.
+Trainer::~Trainer() {
+  for (auto& r : replicas_) r->reducer.reset();  // its hooks and collectives use the comm
+  release_graphs_then_communicators(replicas_);
+}
 
 int64_t Trainer::world_size() const {
   return replicas_[0]->comm ? replicas_[0]->comm->world_size() : 1;
@@ -205,89 +209,6 @@ std::vector<Shard> Trainer::local_shards(const Replica& replica) const {
   return local;
 }
 
-void Trainer::train_step(Replica& replica, const torch::Tensor& batch_plan) {
-  const auto dev = replica.device;
-  const bool fp16 = replica.loss_scale.defined();
-  const double batch = static_cast<double>(global_batch());
-  const auto params_grads = replica.grads.narrow(0, 0, replica.grads.numel() - 2);
-  replica.grads.zero_();
-  auto step_loss = torch::zeros({}, torch::TensorOptions().device(dev));
-  const auto shards = local_shards(replica);
-  for (size_t k = 0; k < shards.size(); ++k) {
-    const Shard& shard = shards[k];
-    if (k > 0) swap_statistics(replica, k);
-    const auto rows = batch_plan.narrow(0, shard.offset, shard.size);
-    const auto idx = rows.select(1, kIndex);
-    auto x = data::shift_and_flip(
-        data::subtract_mean(replica.train.images.index_select(0, idx), replica.mean),
-        rows.select(1, kShiftX), rows.select(1, kShiftY),
-        rows.select(1, kFlip).to(torch::kBool));  // [b, C, H, W]
-    const auto labels = replica.train.labels.index_select(0, idx);
-    // Dropout masks keyed by each image's place in the run, not by who computes it.
-    const models::RowKeys::Scope dropout_rows(
-        replica.first_row + torch::arange(shard.offset, shard.offset + shard.size,
-                                          torch::TensorOptions().dtype(torch::kInt64).device(dev)),
-        config_.seed);
-    torch::Tensor logits, loss;
-    {
-      AutocastGuard amp(dev.type(), config_.amp);
-      logits = replica.model.forward(in_memory_format(x, config_.channels_last));  // [b, classes]
-      loss = torch::nn::functional::cross_entropy(
-          logits, labels,
-          torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(
-              config_.label_smoothing));
-    }
-    // Weighted by the shard's share, the summed gradients are the whole batch's gradient
-    // (times the loss scale in float16, so that small gradients do not underflow).
-    auto weighted = loss * (static_cast<double>(shard.size) / batch);
-    (fp16 ? weighted * replica.loss_scale : weighted).backward();
-    step_loss += loss.detach();
-    replica.loss_sum += loss.detach().to(torch::kFloat) * static_cast<double>(shard.size);
-    replica.correct += logits.detach().argmax(1).eq(labels).sum();
-  }
-  if (shards.size() > 1) swap_statistics(replica, 0);
-  // Flags ride with the gradients, so every replica learns of any replica's stop request or
-  // non-finite loss or gradient in the same step, without a collective of their own. In
-  // float16 an overflowing gradient only skips the step; a scale driven to nothing is a fault.
-  replica.control[0].copy_(replica.stop_flag);
-  replica.control[1].copy_(
-      fp16 ? torch::isfinite(step_loss).logical_not() | replica.loss_scale.lt(kLowestLossScale)
-           : torch::isfinite(step_loss + params_grads.sum()).logical_not());
-  if (replica.comm) replica.comm->all_reduce_sum(replica.grads);
-  if (fp16) {
-    // As GradScaler.unscale_: divide by the scale and note any inf or NaN, on the summed
-    // gradients, so that every replica finds the same and all skip the step together.
-    replica.found_inf.zero_();
-    at::_amp_foreach_non_finite_check_and_unscale_({params_grads}, replica.found_inf,
-                                                   replica.loss_scale.reciprocal());
-  }
-  if (config_.clip_grad_norm > 0) {
-    // As torch.nn.utils.clip_grad_norm_, on the global batch's gradient, on the device (no
-    // host round trip; a CUDA graph captures it).
-    params_grads.mul_((config_.clip_grad_norm / (params_grads.norm() + 1e-6)).clamp_max(1.0));
-  }
-  replica.first_bad.copy_(torch::where(replica.first_bad.lt(0) & replica.control[1].gt(0),
-                                       replica.step_number, replica.first_bad));
-  optimizer_step(replica);
-  if (fp16) {  // as GradScaler.update: halve after an overflow, double after enough clean steps
-    at::_amp_update_scale_(replica.loss_scale, replica.growth_tracker, replica.found_inf,
-                           kScaleGrowth, kScaleBackoff, config_.loss_scale_growth_interval);
-  }
-}
-
-void Trainer::swap_statistics(Replica& replica, size_t k) {
-  // The module holds micro-batch 0's statistics between steps; stat_sets[0] keeps them while
-  // micro-batches 1..K-1 run, each with its own set swapped in (copies: a CUDA graph captures
-  // them).
-  torch::NoGradGuard no_grad;
-  const auto buffers = replica.model.ptr()->buffers();
-  const size_t before = k == 0 ? replica.stat_sets.size() - 1 : k - 1;
-  for (size_t i = 0; i < buffers.size(); ++i) {
-    replica.stat_sets[before][i].copy_(buffers[i]);
-    buffers[i].copy_(replica.stat_sets[k][i]);
-  }
-}
-
 void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progress,
                         int64_t first_step) {
   auto& module = *replica.model.ptr();
@@ -303,6 +224,7 @@ void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progr
     replica.correct.zero_();
   }
   replica.first_bad.fill_(-1);
+  if (&replica == replicas_.front().get()) step_times_ = StepTimes{};
   std::optional<StepGraph::Scope> on_graph_stream;
   if (replica.graph) on_graph_stream.emplace(*replica.graph);
   for (int64_t step = first_step; step <= plan.steps; ++step) {
@@ -317,30 +239,45 @@ void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progr
       }
     }
     const auto batch_plan = rows.narrow(0, (step - 1) * batch, batch);
+    const auto step_start = std::chrono::steady_clock::now();
     if (!replica.graph) {
       train_step(replica, batch_plan);
     } else if (replica.graph->captured()) {
       replica.graph_batch.copy_(batch_plan);
       replica.graph->replay();
-      if (replica.comm) replica.comm->wait_for_enqueued("all_reduce (CUDA graph replay)");
+      if (replica.comm) replica.comm->watch_enqueued("all_reduce (CUDA graph replay)");
     } else if (++replica.eager_steps <= kEagerStepsBeforeCapture) {
       train_step(replica, batch_plan);
     } else {  // capture this step (capturing runs nothing), then replay it
       replica.graph_batch = batch_plan.clone();
       replica.graph->capture([&] { train_step(replica, replica.graph_batch); });
       replica.graph->replay();
-      if (replica.comm) replica.comm->wait_for_enqueued("all_reduce (CUDA graph replay)");
+      if (replica.comm) replica.comm->watch_enqueued("all_reduce (CUDA graph replay)");
+    }
+    if (&replica == replicas_.front().get()) {
+      step_times_.step_ms.push_back(std::chrono::duration<double, std::milli>(
+                                        std::chrono::steady_clock::now() - step_start)
+                                        .count());
+      step_times_.backward_ms.push_back(replica.backward_ms);
+      if (replica.reducer) step_times_.communication = replica.reducer->timeline();
     }
 
     const bool due = progress && progress->due(step);
     const int64_t global_step = plan.epoch * plan.steps + step;
     const bool periodic = checkpoints_.every_steps > 0 && !checkpoints_.dir.empty() &&
                           global_step % checkpoints_.every_steps == 0 && step < plan.steps;
+    // Reading a device value makes the host wait for the device, so on a GPU only every
+    // kStepsBetweenChecks steps, at checkpoints and at the epoch's end (and for the progress
+    // bar, at most 10 times a second). With peers, the stop request and the fault are read on
+    // the same steps everywhere, so that all agree; a dead peer fails that wait, never hangs it.
+    const bool check = !dev.is_cuda() || step % kStepsBetweenChecks == 0 || periodic ||
+                       step == plan.steps;
+    if (replica.comm && dev.is_cuda() && (check || due)) {
+      replica.comm->wait_for_enqueued("the training step's collectives");
+    }
     bool stop = stop_signal() != 0;
-    // Reading device values waits for the device: with one GPU only a few times a second;
-    // with peers every step (the all-reduce has waited already), so that all agree.
-    if (replica.comm || !dev.is_cuda() || due || periodic || step == plan.steps) {
-      if (replica.comm) stop = replica.control[0].item<double>() > 0;
+    if (replica.comm) stop = check && replica.control[0].item<double>() > 0;
+    if (check || (due && !replica.comm)) {
       if (const int64_t bad = replica.first_bad.item<int64_t>(); bad >= 0) {
         throw std::runtime_error(fmt::format(
             "the training loss or gradient became non-finite in epoch {} at step {}; stopping. "

@@ -14,6 +14,7 @@
 #include "data/Dataset.h"
 #include "train/files/Checkpoint.h"
 #include "train/comm/Communicator.h"
+#include "train/comm/Reducer.h"  // defines: StepTimeline
 #include "train/report/History.h"
 #include "train/LrSchedule.h"
 #include "train/report/Progress.h"
@@ -117,6 +118,14 @@ class Trainer {
   /// --amp fp16: sets the loss scale of every replica (replica < 0) or of one; the tests use
   /// it to make a step overflow.
   void set_loss_scale(double scale, int64_t replica = -1);
+  /// This process's replica 0 in the last epoch or train_steps(): per step the host's wall
+  /// milliseconds and those of its backward passes; with peers, the last step's communication.
+  /// (On a GPU the host's clock times the queueing, not the device.)
+  struct StepTimes {
+    std::vector<double> step_ms, backward_ms;
+    StepTimeline communication;
+  };
+  const StepTimes& step_times() const { return step_times_; }
   /// Training images per second over all epochs so far (training steps only, no evaluation).
   double images_per_second() const { return train_seconds_ > 0 ? train_images_ / train_seconds_ : 0; }
 
@@ -192,6 +201,7 @@ class Trainer {
   bool resumed_ = false;                       // resume() restored every replica's state
   bool agreed_ = false;                        // agree_on_start() has run
   std::vector<LrChange> lr_changes_;
+  StepTimes step_times_;
 };
 
 }  // namespace mgpu::train

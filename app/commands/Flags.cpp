@@ -5,6 +5,7 @@
 #include <torch/cuda.h>
 
 #include <charconv>
+#include <cmath>
 #include <tuple>
 #include <utility>
 #include <cstdlib>
@@ -107,7 +108,12 @@ void add_speed_flags(cxxopts::Options& o) {
       ("no-cudnn-benchmark", "do not let cuDNN time its algorithms for each shape (autotuning "
        "is on unless --deterministic)")
       ("no-tf32", "keep float32 convolutions and matmuls in full float32 (TF32 tensor cores "
-       "are allowed by default)");
+       "are allowed by default)")
+      ("bucket-mb", "with several replicas: the gradients are summed in buckets of this many MiB, "
+       "each started as soon as the backward pass has produced it (the first bucket 1 MiB), as "
+       "PyTorch DDP's bucket_cap_mb", cxxopts::value<std::string>()->default_value("25"))
+      ("no-overlap", "with several replicas: one all-reduce of all gradients after the backward "
+       "pass, instead of buckets overlapping it (the same weights, bit for bit)");
 }
 
 void speed_flags(const cxxopts::ParseResult& r, train::TrainConfig& c) {
@@ -127,6 +133,12 @@ void speed_flags(const cxxopts::ParseResult& r, train::TrainConfig& c) {
       r.count("channels-last") > 0 || (c.gpus == 0 && r.count("no-channels-last") == 0);
   c.cudnn_benchmark = r.count("no-cudnn-benchmark") == 0;
   c.tf32 = r.count("no-tf32") == 0;
+  c.bucket_mb = number(r, "bucket-mb");
+  if (!std::isfinite(c.bucket_mb) || c.bucket_mb <= 0 || c.bucket_mb > kMaxBucketMb) {
+    throw InputError(fmt::format("--bucket-mb {}: expected MiB > 0 and at most {}", c.bucket_mb,
+                                 kMaxBucketMb));
+  }
+  c.overlap = r.count("no-overlap") == 0;
 }
 
 void add_weights_flags(cxxopts::Options& o) {

@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -16,9 +17,24 @@ class CommError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// A collective in flight (Communicator::all_reduce_sum_async): its tensor belongs to the
+/// collective until wait() has returned.
+class Work {
+ public:
+  virtual ~Work() = default;
+  /// Returns once the result may be used by the caller's next operation: on the CPU the
+  /// result is there; with NCCL the caller's current CUDA stream waits for it, and the host
+  /// does not. Throws CommError if the collective failed. Call it once.
+  virtual void wait() = 0;
+  /// Whether the collective has finished, without waiting.
+  virtual bool test() = 0;
+  /// Why it failed, once it has (empty while it runs or after a success).
+  virtual std::string error() const = 0;
+};
+
 /// One replica's end of a group of world_size() replicas. Every rank must call the same
-/// collectives in the same order; each call blocks until all ranks have taken part or the
-/// group's deadline passes (CommError naming the rank and the operation).
+/// collectives in the same order; a blocking call returns when all ranks have taken part, or
+/// throws when the group's deadline passes (CommError naming the rank and the operation).
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -26,22 +42,32 @@ class Communicator {
   virtual int world_size() const = 0;
   /// "local" (threads of one process), "nccl", ...
   virtual std::string backend() const = 0;
-  /// In place: every rank's tensor becomes the element-wise sum over all ranks.
-  virtual void all_reduce_sum(torch::Tensor& tensor) = 0;
+  /// Starts an in-place sum over all ranks of a contiguous tensor and returns at once; the
+  /// collectives a rank starts run in the order it started them, after its earlier ones.
+  /// The tensor must stay untouched until the returned work's wait().
+  virtual std::unique_ptr<Work> all_reduce_sum_async(torch::Tensor tensor) = 0;
+  /// In place: every rank's tensor becomes the element-wise sum over all ranks (the
+  /// asynchronous one, waited for; with NCCL the host waits too, unless a CUDA graph is being
+  /// captured).
+  virtual void all_reduce_sum(torch::Tensor& tensor) { all_reduce_sum_async(tensor)->wait(); }
   /// In place: every rank's tensor becomes a copy of rank root's.
   virtual void broadcast(torch::Tensor& tensor, int root) = 0;
   /// Wakes every rank blocked in (or later entering) a collective with a CommError carrying
   /// reason: how a failing replica stops its peers instead of leaving them waiting.
   virtual void abort(const std::string& reason) = 0;
 
-  /// CUDA graphs: whether all_reduce_sum may be called while the current CUDA stream is being
-  /// captured. It then only enqueues the collective, and after each replay the caller watches
-  /// the replayed collectives with wait_for_enqueued.
+  /// CUDA graphs: whether the all-reduces may be called while the current CUDA stream is
+  /// being captured. They then only enqueue the collective, and after each replay the caller
+  /// hands the replayed collectives to the watchdog with watch_enqueued.
   virtual bool can_capture() const { return false; }
   /// Blocks until the work queued so far on the current CUDA stream (a replayed graph with its
   /// collectives) has finished, failing with a CommError, as the collectives do, when a peer
-  /// fails or the group's deadline passes: a dead peer never leaves a replay hanging.
+  /// fails or the group's deadline passes: where the host needs a value from the device, a
+  /// dead peer never leaves it hanging.
   virtual void wait_for_enqueued(const char* /*what*/) {}
+  /// Without waiting: the group fails (as above) if the work queued so far on the current CUDA
+  /// stream has not finished by the deadline.
+  virtual void watch_enqueued(const char* /*what*/) {}
 };
 
 /// [world, n]: row r is rank r's row (flattened), on every rank; [1, n] without comm. An

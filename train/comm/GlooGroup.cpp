@@ -48,23 +48,32 @@ class GlooCommunicator : public Communicator {
   // ring all-reduce would add in another order (float addition is not associative: 3.3e-3
   // relative after 4 steps of 3 ranks). It moves world - 1 copies of the tensor to each rank
   // where a ring moves about two; for the gradients of CPU-sized models (MiniGoogLeNet's are
-  // 6.6 MB) on a few processes, that is the price of exact equality.
-  void all_reduce_sum(torch::Tensor& tensor) override {
+  // 6.6 MB) on a few processes, that is the price of exact equality. Gloo's own threads move
+  // the rows; wait() adds them.
+  std::unique_ptr<Work> all_reduce_sum_async(torch::Tensor tensor) override {
+    check("all_reduce", tensor);
     std::vector<std::vector<at::Tensor>> rows(1);
     for (int r = 0; r < world_; ++r) rows[0].push_back(torch::empty_like(tensor));
     std::vector<at::Tensor> mine{tensor};
-    run("all_reduce", tensor, [&] { return group_->allgather(rows, mine); });
-    torch::NoGradGuard no_grad;
-    torch::Tensor sum = rows[0][0];
-    for (int r = 1; r < world_; ++r) sum = sum + rows[0][r];
-    tensor.copy_(sum);
+    c10::intrusive_ptr<c10d::Work> work;
+    try {
+      work = group_->allgather(rows, mine);
+    } catch (const std::exception& e) {
+      throw failed("all_reduce", e);
+    }
+    return std::make_unique<GatherWork>(this, std::move(work), std::move(rows[0]), tensor);
   }
 
   void broadcast(torch::Tensor& tensor, int root) override {
+    check("broadcast", tensor);
     std::vector<at::Tensor> tensors{tensor};
     c10d::BroadcastOptions options;
     options.rootRank = root;
-    run("broadcast", tensor, [&] { return group_->broadcast(tensors, options); });
+    try {
+      group_->broadcast(tensors, options)->wait();
+    } catch (const std::exception& e) {
+      throw failed("broadcast", e);
+    }
   }
 
   void abort(const std::string& reason) override {
@@ -72,21 +81,51 @@ class GlooCommunicator : public Communicator {
   }
 
  private:
-  template <typename Start>
-  void run(const char* op, const torch::Tensor& tensor, Start start) {
+  // The all-gather under way, and the sum of its rows that wait() makes.
+  class GatherWork : public Work {
+   public:
+    GatherWork(GlooCommunicator* comm, c10::intrusive_ptr<c10d::Work> work,
+               std::vector<at::Tensor> rows, torch::Tensor tensor)
+        : comm_(comm), work_(std::move(work)), rows_(std::move(rows)), tensor_(std::move(tensor)) {}
+    void wait() override {
+      try {
+        work_->wait();
+      } catch (const std::exception& e) {
+        error_ = comm_->failed("all_reduce", e).what();
+        throw CommError(error_);
+      }
+      torch::NoGradGuard no_grad;
+      torch::Tensor sum = rows_[0];
+      for (size_t r = 1; r < rows_.size(); ++r) sum = sum + rows_[r];
+      tensor_.copy_(sum);
+    }
+    bool test() override { return work_->isCompleted(); }
+    std::string error() const override { return error_; }
+
+   private:
+    GlooCommunicator* comm_;
+    c10::intrusive_ptr<c10d::Work> work_;
+    std::vector<at::Tensor> rows_;
+    torch::Tensor tensor_;
+    std::string error_;
+  };
+
+  void check(const char* op, const torch::Tensor& tensor) {
     TORCH_CHECK(tensor.device().is_cpu() && tensor.is_contiguous(), "Gloo ", op, ": rank ", rank_,
                 " needs a contiguous CPU tensor");
     if (!failure_.empty()) {
       throw CommError(fmt::format("rank {}: {} after an earlier failure: {}", rank_, op, failure_));
     }
-    try {
-      start()->wait();
-    } catch (const std::exception& e) {
+  }
+
+  // Remembers the first failure (later calls fail at once) and makes its error.
+  CommError failed(const char* op, const std::exception& e) {
+    if (failure_.empty()) {
       failure_ = fmt::format("rank {}: Gloo {} failed (a peer died, or did not take part within "
                              "{:.1f} s): {}",
                              rank_, op, timeout_s_, first_line(e));
-      throw CommError(failure_);
     }
+    return CommError(failure_);
   }
 
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;

@@ -6,7 +6,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -101,6 +103,35 @@ Clock::time_point after(double seconds) {
                             std::chrono::duration<double>(seconds));
 }
 
+// One collective's completion: an event recorded on the NCCL stream after it.
+struct Pending {
+  explicit Pending(const char* what) : op(what), started(Clock::now()) {
+    MGPU_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+  }
+  ~Pending() { cudaEventDestroy(done); }
+  Pending(const Pending&) = delete;
+  Pending& operator=(const Pending&) = delete;
+  cudaEvent_t done = nullptr;
+  const char* op;
+  Clock::time_point started;
+};
+
+class NcclCommunicator;
+
+// Work::wait makes the caller's stream wait for the collective; the host never waits here.
+class NcclWork : public Work {
+ public:
+  NcclWork(NcclCommunicator* comm, std::shared_ptr<Pending> pending)
+      : comm_(comm), pending_(std::move(pending)) {}
+  void wait() override;
+  bool test() override;
+  std::string error() const override;
+
+ private:
+  NcclCommunicator* comm_;
+  std::shared_ptr<Pending> pending_;
+};
+
 class NcclCommunicator : public Communicator {
  public:
   NcclCommunicator(ncclComm_t comm, int rank, int world, torch::Device device, double timeout_s,
@@ -111,7 +142,7 @@ class NcclCommunicator : public Communicator {
     stream_ = std::make_unique<c10::cuda::CUDAStream>(
         c10::cuda::getStreamFromPool(/*isHighPriority=*/true, device_.index()));
     MGPU_CUDA_CHECK(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
-    MGPU_CUDA_CHECK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
+    watchdog_ = std::thread([this] { watch(); });
   }
 
   // The owner destroys every CUDA graph that captured this communicator's collectives first
@@ -121,8 +152,14 @@ class NcclCommunicator : public Communicator {
   // with the graphs gone cannot wait forever. Otherwise it is finalized, with a deadline, and
   // destroyed. Nothing here throws.
   ~NcclCommunicator() override {
+    {
+      std::lock_guard<std::mutex> lock(watch_mutex_);
+      stopping_ = true;
+    }
+    watch_wake_.notify_all();
+    watchdog_.join();
+    pending_.clear();
     cudaEventDestroy(ready_);
-    cudaEventDestroy(done_);
     if (!comm_) return;
     if (failed_ || state_->aborted) {
       ncclCommAbort(comm_);
@@ -141,26 +178,54 @@ class NcclCommunicator : public Communicator {
   int world_size() const override { return world_; }
   std::string backend() const override { return "nccl"; }
 
-  void all_reduce_sum(torch::Tensor& tensor) override {
-    run("all_reduce", tensor, [&](cudaStream_t s) {
+  std::unique_ptr<Work> all_reduce_sum_async(torch::Tensor tensor) override {
+    return std::make_unique<NcclWork>(this, launch("all_reduce", tensor, [&](cudaStream_t s) {
       return ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(),
                            nccl_type(tensor), ncclSum, comm_, s);
-    });
+    }));
+  }
+
+  // Blocking, as the interface promises: the host waits too (unless the stream is captured).
+  void all_reduce_sum(torch::Tensor& tensor) override {
+    all_reduce_sum_async(tensor)->wait();
+    if (!capturing()) wait_for_enqueued("all_reduce");
   }
 
   void broadcast(torch::Tensor& tensor, int root) override {
-    run("broadcast", tensor, [&](cudaStream_t s) {
+    NcclWork(this, launch("broadcast", tensor, [&](cudaStream_t s) {
       return ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(),
                            nccl_type(tensor), root, comm_, s);
-    });
+    })).wait();
+    if (!capturing()) wait_for_enqueued("broadcast");
   }
 
   bool can_capture() const override { return true; }
 
+  // The host waits for the current stream's work so far, polling the event, the group's
+  // failure (which the watchdog sets) and the deadline: only where the host needs a value.
   void wait_for_enqueued(const char* what) override {
     c10::cuda::CUDAGuard guard(device_);
-    MGPU_CUDA_CHECK(cudaEventRecord(done_, c10::cuda::getCurrentCUDAStream(device_.index()).stream()));
-    wait(what);
+    Pending queued(what);
+    MGPU_CUDA_CHECK(cudaEventRecord(queued.done, current()));
+    const auto deadline = after(timeout_s_);
+    while (true) {
+      const cudaError_t q = cudaEventQuery(queued.done);
+      if (q == cudaSuccess) return;
+      if (q != cudaErrorNotReady) MGPU_CUDA_CHECK(q);
+      if (state_->aborted) fail(what, "aborted: " + reason());
+      if (Clock::now() > deadline) {
+        fail(what, fmt::format("timed out after {:.1f} s waiting for its peers", timeout_s_));
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+
+  // A replayed graph's collectives: the watchdog watches them; the host goes on.
+  void watch_enqueued(const char* what) override {
+    c10::cuda::CUDAGuard guard(device_);
+    auto queued = std::make_shared<Pending>(what);
+    MGPU_CUDA_CHECK(cudaEventRecord(queued->done, current()));
+    watch_later(std::move(queued));
   }
 
   void abort(const std::string& reason) override {
@@ -169,19 +234,43 @@ class NcclCommunicator : public Communicator {
     state_->aborted = true;
   }
 
+  std::string failure() {
+    return failed_ || state_->aborted ? reason() : std::string();
+  }
+
+  void check_aborted(const char* op) {
+    if (state_->aborted) fail(op, "aborted: " + reason());
+  }
+
+  // The consumer's side: the current stream waits for the collective (the host does not).
+  void join(const Pending& pending) {
+    check_aborted(pending.op);
+    c10::cuda::CUDAGuard guard(device_);
+    MGPU_CUDA_CHECK(cudaStreamWaitEvent(current(), pending.done, 0));
+  }
+
  private:
+  cudaStream_t current() const { return c10::cuda::getCurrentCUDAStream(device_.index()).stream(); }
+
+  bool capturing() const {
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    MGPU_CUDA_CHECK(cudaStreamIsCapturing(current(), &capture));
+    return capture != cudaStreamCaptureStatusNone;
+  }
+
+  // Queues the collective on the NCCL stream, after the work queued so far on the current
+  // stream, and returns its completion (watched by the watchdog unless a graph is captured).
   template <typename Launch>
-  void run(const char* op, torch::Tensor& tensor, Launch launch) {
+  std::shared_ptr<Pending> launch(const char* op, torch::Tensor& tensor, Launch nccl_call) {
     TORCH_CHECK(tensor.is_cuda() && tensor.device() == device_ && tensor.is_contiguous(),
                 "NCCL ", op, ": rank ", rank_, " needs a contiguous tensor on ", device_.str());
     check_aborted(op);
     c10::cuda::CUDAGuard guard(device_);
-    const cudaStream_t compute = c10::cuda::getCurrentCUDAStream(device_.index()).stream();
-    // The NCCL stream waits for the backward pass; the compute stream waits for the reduce.
-    MGPU_CUDA_CHECK(cudaEventRecord(ready_, compute));
+    // The NCCL stream waits for the producer (the backward pass so far).
+    MGPU_CUDA_CHECK(cudaEventRecord(ready_, current()));
     MGPU_CUDA_CHECK(cudaStreamWaitEvent(stream_->stream(), ready_, 0));
     c10::cuda::CUDACachingAllocator::recordStream(tensor.storage().data_ptr(), *stream_);
-    const ncclResult_t launched = launch(stream_->stream());
+    const ncclResult_t launched = nccl_call(stream_->stream());
     if (launched != ncclSuccess && launched != ncclInProgress) {
       fail(op, fmt::format("could not be queued: {} ({})", ncclGetErrorString(launched),
                            ncclGetLastError(comm_)));
@@ -197,37 +286,62 @@ class NcclCommunicator : public Communicator {
       fail(op, fmt::format("NCCL reported {} ({})", ncclGetErrorString(queued),
                            ncclGetLastError(comm_)));
     }
-    MGPU_CUDA_CHECK(cudaEventRecord(done_, stream_->stream()));
-    MGPU_CUDA_CHECK(cudaStreamWaitEvent(compute, done_, 0));
-    // While a CUDA graph is captured nothing runs: its replays are watched by wait_for_enqueued.
-    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-    MGPU_CUDA_CHECK(cudaStreamIsCapturing(compute, &capture));
-    if (capture == cudaStreamCaptureStatusNone) wait(op);
+    auto pending = std::make_shared<Pending>(op);
+    MGPU_CUDA_CHECK(cudaEventRecord(pending->done, stream_->stream()));
+    // While a CUDA graph is captured nothing runs: its replays are watched (watch_enqueued).
+    if (!capturing()) watch_later(pending);
+    return pending;
   }
 
-  // Waits for done_ with a deadline, watching NCCL's asynchronous errors and aborts.
-  void wait(const char* op) {
-    const auto deadline = after(timeout_s_);
-    while (true) {
-      const cudaError_t q = cudaEventQuery(done_);
-      if (q == cudaSuccess) return;
-      if (q != cudaErrorNotReady) MGPU_CUDA_CHECK(q);
+  void watch_later(std::shared_ptr<Pending> pending) {
+    std::lock_guard<std::mutex> lock(watch_mutex_);
+    pending_.push_back(std::move(pending));
+  }
+
+  // The watchdog, as ProcessGroupNCCL's: every few milliseconds, off the step's path, it looks
+  // at NCCL's asynchronous error and at the collectives not yet finished; an error, or one
+  // running past the deadline, fails the group, so that every later launch and host wait of
+  // every local rank throws at once. (The communicator itself is aborted by its destructor,
+  // after the graphs: Teardown.h.)
+  void watch() {
+    c10::cuda::CUDAGuard guard(device_);
+    std::unique_lock<std::mutex> lock(watch_mutex_);
+    while (!stopping_) {
+      watch_wake_.wait_for(lock, std::chrono::milliseconds(kWatchEveryMs));
+      if (stopping_ || failed_) continue;
       ncclResult_t async = ncclSuccess;
-      MGPU_NCCL_CHECK(ncclCommGetAsyncError(comm_, &async), comm_);
-      if (async != ncclSuccess && async != ncclInProgress) {
-        fail(op, fmt::format("NCCL reported {} ({})", ncclGetErrorString(async),
-                             ncclGetLastError(comm_)));
+      if (ncclCommGetAsyncError(comm_, &async) == ncclSuccess && async != ncclSuccess &&
+          async != ncclInProgress) {
+        mark_failed(pending_.empty() ? "collective" : pending_.front()->op,
+                    fmt::format("NCCL reported {} ({})", ncclGetErrorString(async),
+                                ncclGetLastError(comm_)));
+        continue;
       }
-      if (state_->aborted) fail(op, "aborted: " + reason());
-      if (Clock::now() > deadline) {
-        fail(op, fmt::format("timed out after {:.1f} s waiting for its peers", timeout_s_));
+      while (!pending_.empty()) {
+        const cudaError_t q = cudaEventQuery(pending_.front()->done);
+        if (q == cudaSuccess) {
+          pending_.pop_front();
+        } else if (q != cudaErrorNotReady) {
+          mark_failed(pending_.front()->op, cudaGetErrorString(q));
+          break;
+        } else {
+          if (Clock::now() - pending_.front()->started > seconds(timeout_s_)) {
+            mark_failed(pending_.front()->op,
+                        fmt::format("timed out after {:.1f} s waiting for its peers", timeout_s_));
+          }
+          break;
+        }
       }
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
   }
 
-  void check_aborted(const char* op) {
-    if (state_->aborted) fail(op, "aborted: " + reason());
+  static Clock::duration seconds(double s) {
+    return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+  }
+
+  void mark_failed(const char* op, const std::string& why) {
+    failed_ = true;
+    abort(fmt::format("rank {}: NCCL {} {}", rank_, op, why));
   }
 
   // Marks the failure (the other local ranks stop too) and throws. The communicator itself is
@@ -245,15 +359,27 @@ class NcclCommunicator : public Communicator {
     return state_->abort_reason;
   }
 
+  static constexpr int kWatchEveryMs = 20;
   ncclComm_t comm_;
   int rank_, world_;
   torch::Device device_;
   double timeout_s_;
   std::shared_ptr<GroupState> state_;
   std::unique_ptr<c10::cuda::CUDAStream> stream_;
-  cudaEvent_t ready_ = nullptr, done_ = nullptr;
-  bool failed_ = false;
+  cudaEvent_t ready_ = nullptr;
+  std::atomic<bool> failed_{false};
+  std::mutex watch_mutex_;
+  std::condition_variable watch_wake_;
+  std::deque<std::shared_ptr<Pending>> pending_;  // launched, not yet seen finished
+  bool stopping_ = false;
+  std::thread watchdog_;  // last: it starts once the members it uses exist
 };
+
+void NcclWork::wait() { comm_->join(*pending_); }
+
+bool NcclWork::test() { return cudaEventQuery(pending_->done) == cudaSuccess; }
+
+std::string NcclWork::error() const { return comm_->failure(); }
 
 void require_visible(const torch::Device& d) {
   const int64_t visible = torch::cuda::is_available() ? torch::cuda::device_count() : 0;

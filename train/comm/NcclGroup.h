@@ -15,9 +15,11 @@ namespace mgpu::train {
 /// One NCCL communicator per device in `devices` (CUDA devices of this process, one replica
 /// each), non-blocking (ncclConfig_t.blocking = 0), joined together in one group. Collectives
 /// are queued on a per-device NCCL stream ordered after the device's current stream by
-/// events; each call then waits for its completion, polling ncclCommGetAsyncError, and
-/// throws CommError (naming the rank and the operation) on an NCCL error, an abort by another
-/// replica, or once timeout_s has passed. A failed communicator is aborted when it is
+/// events; the asynchronous all-reduce's wait() makes the current stream wait for it, and the
+/// host never waits per step. A watchdog thread per communicator looks every 20 ms at
+/// ncclCommGetAsyncError and at the collectives not yet finished: an NCCL error, or one still
+/// running after timeout_s, fails the group, and every later launch, wait() or host wait
+/// (wait_for_enqueued) of every local rank throws CommError naming the rank and the operation. A failed communicator is aborted when it is
 /// destroyed, which its owner does after destroying the CUDA graphs that captured it
 /// (train/Teardown.h): with the graphs gone, ncclCommAbort cannot wait forever.
 /// Throws data::InputError when a device is not a visible CUDA GPU or the build has no NCCL.

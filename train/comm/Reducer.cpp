@@ -1,0 +1,156 @@
+// The bucketed, overlapped gradient all-reduce: buckets as slices of the flat gradient buffer,
+// started in order from the autograd engine's AccumulateGrad post hooks.
+#include "train/comm/Reducer.h"
+
+#include <torch/csrc/autograd/utils/lambda_post_hook.h>
+
+#include <algorithm>
+
+namespace mgpu::train {
+
+std::vector<Bucket> assign_buckets(const std::vector<int64_t>& numels, int64_t element_bytes,
+                                   int64_t tail, const BucketOptions& options) {
+  constexpr double kMiB = 1024.0 * 1024.0;
+  const double first_cap = std::min(options.first_bucket_mb, options.bucket_mb) * kMiB;
+  const double cap = options.bucket_mb * kMiB;
+  std::vector<int64_t> offsets(numels.size() + 1, 0);
+  for (size_t i = 0; i < numels.size(); ++i) offsets[i + 1] = offsets[i] + numels[i];
+  std::vector<Bucket> buckets;
+  Bucket open;
+  int64_t end = offsets.back() + tail;  // the open bucket's end in the buffer
+  for (size_t k = numels.size(); k-- > 0;) {
+    open.params.push_back(k);
+    open.offset = offsets[k];
+    const double bytes = static_cast<double>((end - open.offset) * element_bytes);
+    if (bytes >= (buckets.empty() ? first_cap : cap)) {
+      open.size = end - open.offset;
+      end = open.offset;
+      buckets.push_back(std::move(open));
+      open = Bucket{};
+    }
+  }
+  if (!open.params.empty() || buckets.empty()) {
+    open.offset = 0;
+    open.size = end;
+    buckets.push_back(std::move(open));
+  }
+  return buckets;
+}
+
+Reducer::Reducer(std::vector<torch::Tensor> params, torch::Tensor flat, int64_t tail,
+                 Communicator& comm, const BucketOptions& options)
+    : params_(std::move(params)), flat_(std::move(flat)), comm_(comm), overlap_(options.overlap) {
+  std::vector<int64_t> numels;
+  for (const auto& p : params_) numels.push_back(p.numel());
+  if (overlap_) {
+    buckets_ = assign_buckets(numels, flat_.element_size(), tail, options);
+  } else {  // today's single all-reduce
+    Bucket all{0, flat_.numel(), {}};
+    for (size_t i = params_.size(); i-- > 0;) all.params.push_back(i);
+    buckets_.push_back(std::move(all));
+  }
+  TORCH_CHECK(buckets_.front().offset + buckets_.front().size == flat_.numel() &&
+                  buckets_.back().offset == 0,
+              "Reducer: the gradients and tail do not fill the flat buffer");
+  bucket_of_.resize(params_.size());
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    for (size_t i : buckets_[b].params) bucket_of_[i] = b;
+  }
+  accumulators_.resize(params_.size());
+  hook_keys_.resize(params_.size());
+  if (overlap_) {
+    for (size_t i = 0; i < params_.size(); ++i) hook(i);
+  }
+}
+
+Reducer::~Reducer() {
+  for (size_t i = 0; i < accumulators_.size(); ++i) {
+    if (accumulators_[i]) accumulators_[i]->del_post_hook(hook_keys_[i]);
+  }
+}
+
+void Reducer::hook(size_t i) {
+  if (accumulators_[i]) accumulators_[i]->del_post_hook(hook_keys_[i]);
+  accumulators_[i].reset();
+  if (!params_[i].requires_grad()) return;  // a frozen parameter: its bucket starts at finish()
+  accumulators_[i] = torch::autograd::impl::grad_accumulator(params_[i]);
+  hook_keys_[i] = accumulators_[i]->add_post_hook(
+      std::make_unique<torch::autograd::utils::LambdaPostHook>(
+          [this, i](const torch::autograd::variable_list& outputs,
+                    const torch::autograd::variable_list& /*inputs*/) {
+            ready(i);
+            return outputs;
+          }));
+}
+
+void Reducer::arm() {
+  if (!overlap_) return;
+  // Replacing a parameter's data by one of another type gives it a new AccumulateGrad node.
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (params_[i].requires_grad() &&
+        torch::autograd::impl::try_get_grad_accumulator(params_[i]) != accumulators_[i]) {
+      hook(i);
+    }
+  }
+  waiting_.assign(buckets_.size(), 0);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (accumulators_[i]) ++waiting_[bucket_of_[i]];
+  }
+  seen_.assign(params_.size(), false);
+  next_ = 0;
+  works_.clear();
+  error_ = nullptr;
+  armed_at_ = Clock::now();
+  timeline_ = StepTimeline{};
+  timeline_.started.assign(buckets_.size(), -1);
+  armed_ = true;
+  start_ready_buckets();  // a bucket of frozen parameters only has nothing to wait for
+}
+
+void Reducer::ready(size_t i) {
+  if (!armed_ || error_ || seen_[i]) return;
+  seen_[i] = true;
+  if (--waiting_[bucket_of_[i]] == 0) start_ready_buckets();
+}
+
+// In bucket order only, on every rank: the ranks' collectives then match one for one whatever
+// order the engine finishes the gradients in.
+void Reducer::start_ready_buckets() {
+  while (next_ < buckets_.size() && waiting_[next_] == 0 && !error_) start(next_++);
+}
+
+void Reducer::start(size_t b) {
+  try {
+    const auto& bucket = buckets_[b];
+    works_.push_back(comm_.all_reduce_sum_async(flat_.narrow(0, bucket.offset, bucket.size)));
+    if (timeline_.started.size() > b) timeline_.started[b] = since_arm();
+  } catch (...) {
+    error_ = std::current_exception();  // thrown by finish(), on the trainer's thread
+  }
+}
+
+void Reducer::finish() {
+  if (!armed_) {  // no overlap, or a pass that was not armed: everything starts now
+    armed_at_ = Clock::now();
+    timeline_ = StepTimeline{};
+    timeline_.started.assign(buckets_.size(), -1);
+    next_ = 0;
+    works_.clear();
+    error_ = nullptr;
+  }
+  armed_ = false;
+  timeline_.backward_end = since_arm();
+  while (next_ < buckets_.size() && !error_) start(next_++);
+  if (error_) std::rethrow_exception(error_);
+  for (auto& work : works_) work->wait();
+  works_.clear();
+  timeline_.finished = since_arm();
+  timeline_.bytes.clear();
+  for (const auto& b : buckets_) timeline_.bytes.push_back(b.size * flat_.element_size());
+}
+
+double Reducer::since_arm() const {
+  return std::chrono::duration<double, std::milli>(Clock::now() - armed_at_).count();
+}
+
+}  // namespace mgpu::train
