@@ -19,7 +19,8 @@
 #include "train/Workers.h"              // defines: Workers
 #include "train/comm/LocalGroup.h"     // defines: make_local_group
 #include "train/comm/NcclGroup.h"      // defines: make_nccl_group
-#include "train/report/Plot.h"           // defines: can_plot, plot_bars
+#include "train/comm/SimulatedLink.h"  // defines: behind_link_from_env, simulated_link_from_env
+#include "train/report/Plot.h"           // defines: can_plot, plot_bars, plot_timeline
 #include "train/Trainer.h"        // defines: Trainer
 
 namespace mgpu::app {
@@ -76,8 +77,68 @@ std::vector<std::unique_ptr<Communicator>> bench_group(const TrainConfig& config
   if (devices[0].is_cuda() && config.comm != "local") {
     return make_nccl_group(devices, config.comm_timeout_s);
   }
-  return make_local_group(static_cast<int>(devices.size()),
-                          std::chrono::milliseconds(static_cast<int64_t>(config.comm_timeout_s * 1000)));
+  return behind_link_from_env(make_local_group(
+      static_cast<int>(devices.size()),
+      std::chrono::milliseconds(static_cast<int64_t>(config.comm_timeout_s * 1000))));
+}
+
+double median(std::vector<double> values) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+}
+
+// One configuration's timed steps, after its warm-up, on a fresh model.
+struct Timing {
+  double seconds = 0;
+  Trainer::StepTimes steps;  // replica 0's, per timed step
+  int64_t global_batch = 0, gradient_floats = 0;
+  double peak_memory_mib = -1;
+};
+
+Timing time_steps(const TrainConfig& train, const std::vector<torch::Device>& devices,
+                  const data::Dataset& images, const torch::Tensor& mean, const BenchConfig& config) {
+  torch::manual_seed(config.train.seed);
+  auto net = models::make_model(train.model, models::ModelShape{});
+  std::vector<std::unique_ptr<Communicator>> comms;
+  if (devices.size() > 1 && devices[0].is_cuda() && train.comm != "local") {
+    comms = make_nccl_group(devices, train.comm_timeout_s);
+  }
+  Trainer trainer(train, net, devices, mean, std::move(comms));
+  trainer.train_steps(images, warmup_steps(train, config.warmup));
+  for (const auto& d : devices) {
+    if (d.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(d.index());
+  }
+  const auto start = std::chrono::steady_clock::now();
+  trainer.train_steps(images, config.steps);
+  Timing t;
+  t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  t.steps = trainer.step_times();
+  t.global_batch = trainer.global_batch();
+  t.gradient_floats = models::count_parameters(*net.ptr());
+  if (devices[0].is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(devices[0].index());
+    t.peak_memory_mib = static_cast<double>(stats.allocated_bytes[0].peak) / (1024.0 * 1024.0);
+  }
+  return t;
+}
+
+// One step's timeline for the chart: the backward pass and, on the simulated link, each
+// bucket's all-reduce (from when it was started, once the link is free, for as long as the link
+// takes: SimulatedLink's own rule), in the overlapped step and in the --no-overlap step.
+std::vector<Span> timeline_spans(const StepTimeline& t, const LinkSpeed& link,
+                                 const std::string& name) {
+  std::vector<Span> spans{{"backward " + name, 0, t.backward_end, "backward"}};
+  double free_at = 0;
+  for (size_t b = 0; b < t.started.size(); ++b) {
+    const double start = std::max(t.started[b], free_at);
+    free_at = start + 1000 * link.seconds(static_cast<double>(t.bytes[b]));
+    spans.push_back({"all-reduce " + name, start, free_at,
+                     fmt::format("b{}:{:.1f}MB", b, 1e-6 * static_cast<double>(t.bytes[b]))});
+  }
+  spans.push_back({"optimizer " + name, t.finished, t.finished + 0.01 * t.finished, "step"});
+  return spans;
 }
 
 }  // namespace
@@ -175,45 +236,50 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
   std::vector<std::string> levels = config.levels;
   if (levels.empty()) levels.push_back("");
   std::vector<BenchRow> rows;
+  std::vector<std::string> overlap_notes;  // charts of the overlap, to list after the table
+  std::string no_chart;
   for (size_t i = 0; i < device_sets.size(); ++i) {
     const auto& devices = device_sets[i];
     for (const auto& level : levels) {
       const TrainConfig train = level.empty() ? config.train : at_level(config.train, level);
-      torch::manual_seed(config.train.seed);
-      auto net = models::make_model(train.model, models::ModelShape{});
-      std::vector<std::unique_ptr<Communicator>> comms;
-      if (devices.size() > 1 && devices[0].is_cuda() && train.comm != "local") {
-        comms = make_nccl_group(devices, train.comm_timeout_s);
-      }
-      Trainer trainer(train, net, devices, mean, std::move(comms));
-      trainer.train_steps(images, warmup_steps(train, config.warmup));
-      for (const auto& d : devices) {
-        if (d.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(d.index());
-      }
-      const auto start = std::chrono::steady_clock::now();
-      trainer.train_steps(images, config.steps);
-      const double seconds =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const Timing timing = time_steps(train, devices, images, mean, config);
       BenchRow row;
       row.level = level;
       row.replicas = static_cast<int64_t>(devices.size());
-      row.global_batch = trainer.global_batch();
-      row.ms_per_step = 1000 * seconds / static_cast<double>(config.steps);
-      row.images_per_second = static_cast<double>(config.steps * row.global_batch) / seconds;
+      row.global_batch = timing.global_batch;
+      row.ms_per_step = 1000 * timing.seconds / static_cast<double>(config.steps);
+      row.images_per_second = static_cast<double>(config.steps * row.global_batch) / timing.seconds;
       row.seconds_per_epoch = kCifarTrainImages / row.images_per_second;
       row.tflops = row.images_per_second * train_flops / 1e12;
-      if (devices[0].is_cuda()) {
-        const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(devices[0].index());
-        row.peak_memory_mib =
-            static_cast<double>(stats.allocated_bytes[0].peak) / (1024.0 * 1024.0);
-      }
+      row.peak_memory_mib = timing.peak_memory_mib;
       const BenchRow& base = rows.empty() ? row : rows.front();
       row.speedup = row.images_per_second / base.images_per_second;
       row.efficiency =
           row.speedup / (static_cast<double>(row.replicas) / static_cast<double>(base.replicas));
-      row.gradient_floats = models::count_parameters(*net.ptr());
+      row.gradient_floats = timing.gradient_floats;
       row.all_reduce_ms =
           time_all_reduce(bench_group(train, devices), devices, row.gradient_floats);
+      row.median_step_ms = median(timing.steps.step_ms);
+      row.backward_ms = median(timing.steps.backward_ms);
+      if (row.replicas > 1 && train.overlap) {  // the same steps with one all-reduce at the end
+        TrainConfig serial = train;
+        serial.overlap = false;
+        const Timing without = time_steps(serial, devices, images, mean, config);
+        row.no_overlap_ms = median(without.steps.step_ms);
+        row.hidden = (row.no_overlap_ms - row.median_step_ms) / row.all_reduce_ms;
+        if (const auto link = simulated_link_from_env(); link && can_plot(&no_chart)) {
+          auto spans = timeline_spans(timing.steps.communication, *link, "(overlap)");
+          const auto serial_spans =
+              timeline_spans(without.steps.communication, *link, "(--no-overlap)");
+          spans.insert(spans.end(), serial_spans.begin(), serial_spans.end());
+          const fs::path png = dir / fmt::format("timeline-{}.png", row.replicas);
+          plot_timeline(spans, png,
+                        fmt::format("{}, {} replicas: the last timed step of replica 0 (link {} "
+                                    "GB/s + {} us)",
+                                    train.model, row.replicas, link->gb_per_s, link->latency_us));
+          overlap_notes.push_back("timeline: " + png.string());
+        }
+      }
       rows.push_back(row);
       out << fmt::format(
                  "{:<14} {:>8} {:>7} {:>9.2f} {:>9.1f} {:>8.2f} {:>8.3f} {:>8} {:>5.2f}x {:>9} "
@@ -229,13 +295,28 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
     }
   }
   std::string csv = "level,replicas,global_batch,ms_per_step,images_per_second,seconds_per_epoch,"
-                    "tflops,peak_memory_mib,speedup,efficiency,gradient_floats,allreduce_ms\n";
+                    "tflops,peak_memory_mib,speedup,efficiency,gradient_floats,allreduce_ms,"
+                    "median_step_ms,backward_ms,no_overlap_ms,hidden\n";
   for (const auto& r : rows) {
-    csv += fmt::format("{},{},{},{:.3f},{:.2f},{:.2f},{:.4f},{:.1f},{:.4f},{:.4f},{},{:.4f}\n",
-                       r.level, r.replicas, r.global_batch, r.ms_per_step, r.images_per_second,
-                       r.seconds_per_epoch, r.tflops, r.peak_memory_mib, r.speedup, r.efficiency,
-                       r.gradient_floats, r.all_reduce_ms);
+    csv += fmt::format(
+        "{},{},{},{:.3f},{:.2f},{:.2f},{:.4f},{:.1f},{:.4f},{:.4f},{},{:.4f},{:.3f},{:.3f},{:.3f},"
+        "{:.4f}\n",
+        r.level, r.replicas, r.global_batch, r.ms_per_step, r.images_per_second,
+        r.seconds_per_epoch, r.tflops, r.peak_memory_mib, r.speedup, r.efficiency,
+        r.gradient_floats, r.all_reduce_ms, r.median_step_ms, r.backward_ms, r.no_overlap_ms,
+        r.hidden);
   }
+  // The overlap of the gradients' all-reduce with the backward pass, per multi-replica row.
+  for (const auto& r : rows) {
+    if (r.replicas < 2 || r.no_overlap_ms <= 0) continue;
+    out << fmt::format(
+        "overlap, {} replicas (replica 0, medians of {} steps): backward {:.2f} ms, all-reduce "
+        "{:.2f} ms; step {:.2f} ms overlapped, {:.2f} ms with --no-overlap: {:.0f}% of the "
+        "all-reduce hidden\n",
+        r.replicas, config.steps, r.backward_ms, r.all_reduce_ms, r.median_step_ms,
+        r.no_overlap_ms, 100 * r.hidden);
+  }
+  for (const auto& note : overlap_notes) out << note << "\n";
   out << "s/epoch: projected for 50,000 training images; x: images/s over the first row's; "
          "scaling: x over the replica ratio (not with --levels);\n"
       << fmt::format("allreduce: one sum all-reduce of the full gradient buffer ({} floats, "

@@ -44,6 +44,11 @@ struct BenchRow {
   double all_reduce_ms = 0;      // one all-reduce of that buffer, timed on its own
   double tflops = 0;             // achieved: training FLOPs (3x the forward's) per second
   double peak_memory_mib = -1;   // peak GPU memory allocated while timing; -1 on the CPU
+  // Replica 0's medians over the timed steps (host clock: on a GPU, what the host waited for).
+  double median_step_ms = 0, backward_ms = 0;
+  // With several replicas and overlap on: the median step with --no-overlap, and the share of
+  // the all-reduce time the overlap hid ((no_overlap_ms - median_step_ms) / all_reduce_ms).
+  double no_overlap_ms = 0, hidden = 0;
 };
 
 /// Times each configuration (every replica count, at every level if levels are given) on the

@@ -84,6 +84,7 @@ void Reducer::hook(size_t i) {
 }
 
 void Reducer::arm() {
+  open_pass();
   if (!overlap_) return;
   // Replacing a parameter's data by one of another type gives it a new AccumulateGrad node.
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -97,12 +98,6 @@ void Reducer::arm() {
     if (accumulators_[i]) ++waiting_[bucket_of_[i]];
   }
   seen_.assign(params_.size(), false);
-  next_ = 0;
-  works_.clear();
-  error_ = nullptr;
-  armed_at_ = Clock::now();
-  timeline_ = StepTimeline{};
-  timeline_.started.assign(buckets_.size(), -1);
   armed_ = true;
   start_ready_buckets();  // a bucket of frozen parameters only has nothing to wait for
 }
@@ -129,15 +124,19 @@ void Reducer::start(size_t b) {
   }
 }
 
+void Reducer::open_pass() {
+  armed_at_ = Clock::now();
+  timeline_ = StepTimeline{};
+  timeline_.started.assign(buckets_.size(), -1);
+  next_ = 0;
+  works_.clear();
+  error_ = nullptr;
+  pass_open_ = true;
+}
+
 void Reducer::finish() {
-  if (!armed_) {  // no overlap, or a pass that was not armed: everything starts now
-    armed_at_ = Clock::now();
-    timeline_ = StepTimeline{};
-    timeline_.started.assign(buckets_.size(), -1);
-    next_ = 0;
-    works_.clear();
-    error_ = nullptr;
-  }
+  if (!pass_open_) open_pass();  // a backward pass without arm(): everything starts now
+  pass_open_ = false;
   armed_ = false;
   timeline_.backward_end = since_arm();
   while (next_ < buckets_.size() && !error_) start(next_++);

@@ -41,7 +41,8 @@ std::vector<Bucket> assign_buckets(const std::vector<int64_t>& numels, int64_t e
 
 /// When the last step's communication happened, in milliseconds since its arm() (host clock).
 struct StepTimeline {
-  double backward_end = 0;     // finish() was called: the backward pass had returned
+  double backward_end = 0;     // finish() was called: the backward pass had returned (0 when
+                               // the pass was not armed)
   double finished = 0;         // every bucket had been waited for
   std::vector<double> started; // per bucket: its all-reduce was started
   std::vector<int64_t> bytes;  // per bucket
@@ -62,7 +63,8 @@ class Reducer {
   /// The next backward pass reduces: each bucket's all-reduce starts, in bucket order, as soon
   /// as the autograd engine has accumulated the last of its gradients (a post hook on every
   /// parameter's AccumulateGrad node). A backward pass without arm() only accumulates (DDP's
-  /// no_sync, for all micro-batches but the last). Does nothing with overlap off.
+  /// no_sync, for all micro-batches but the last). With overlap off it only starts the clock
+  /// of timeline().
   void arm();
   /// After the backward pass: starts every bucket not started yet (all of them with overlap
   /// off; a bucket with a parameter that got no gradient in this pass starts here, reducing
@@ -75,6 +77,7 @@ class Reducer {
  private:
   using Clock = std::chrono::steady_clock;
   void hook(size_t param);
+  void open_pass();  // a new pass: nothing started, the timeline's clock from now
   void ready(size_t param);  // runs on the autograd engine's thread
   void start_ready_buckets();
   void start(size_t bucket);
@@ -97,7 +100,8 @@ class Reducer {
   size_t next_ = 0;
   std::vector<std::unique_ptr<Work>> works_;
   std::exception_ptr error_;
-  bool armed_ = false;
+  bool armed_ = false;     // the hooks start buckets
+  bool pass_open_ = false;  // arm() was called since the last finish()
   Clock::time_point armed_at_;
   StepTimeline timeline_;
 };

@@ -168,4 +168,34 @@ void plot_bars(const std::vector<Bar>& bars, const std::string& xlabel, const st
 #endif
 }
 
+void plot_timeline(const std::vector<Span>& spans, const fs::path& png, const std::string& title) {
+#ifndef MGPU_WITH_PLOT
+  (void)spans, (void)png, (void)title;
+  throw std::runtime_error("cannot plot: this mgpu was built with MGPU_WITH_PLOT=OFF");
+#else
+  std::vector<std::string> lanes;
+  std::vector<std::tuple<double, double, double, double, double, std::string>> boxes;
+  for (const auto& s : spans) {
+    auto it = std::find(lanes.begin(), lanes.end(), s.lane);
+    if (it == lanes.end()) it = lanes.insert(lanes.end(), s.lane);
+    const double y = static_cast<double>(it - lanes.begin());
+    boxes.emplace_back((s.start + s.end) / 2, y, s.start, s.end, y, s.label);
+  }
+  std::string tics;
+  for (size_t i = 0; i < lanes.size(); ++i) {
+    const std::string& lane = lanes[i];
+    tics += fmt::format("{}{} {}", i ? ", " : "", quoted(lane), i);
+  }
+  draw_png(png, "1000,420", title, [&](Gnuplot& gp) {
+    gp << "set xlabel 'ms since the last backward pass began'\nunset key\nset grid xtics\n";
+    gp << "set ytics (" << tics << ")\nset yrange [" << lanes.size() - 0.5 << ":-0.5]\n";
+    gp << "set style fill solid 0.5 border -1\n";
+    gp << "plot '-' using 1:2:3:4:($5-0.3):($5+0.3) with boxxyerror, "
+          "'-' using 1:2:6 with labels font ',8'\n";
+    gp.send1d(boxes);
+    gp.send1d(boxes);
+  });
+#endif
+}
+
 }  // namespace mgpu::train

@@ -36,4 +36,15 @@ struct Bar {
 void plot_bars(const std::vector<Bar>& bars, const std::string& xlabel, const std::string& ylabel,
                const std::filesystem::path& png, const std::string& title);
 
+/// One bar of a timeline: from start to end (ms) in its lane, with a label inside.
+struct Span {
+  std::string lane;
+  double start = 0, end = 0;
+  std::string label;
+};
+
+/// A timeline: one row per lane (in the order they first appear), each span a box.
+void plot_timeline(const std::vector<Span>& spans, const std::filesystem::path& png,
+                   const std::string& title);
+
 }  // namespace mgpu::train
