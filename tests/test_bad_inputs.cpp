@@ -311,6 +311,8 @@ std::vector<Case> corpus() {
        "--comm-timeout 1e+300"},
       {"bench with absurd counts", [](const fs::path&) {}, "bench --gpus 1,100000", 2,
        "--gpus '1,100000'"},
+      {"a malformed simulated link", good_cifar, std::string(kCifar) + " --cpu-replicas 2", 2,
+       "MGPU_SIM_LINK 'fast': expected GBPS,LATENCY_US", "MGPU_SIM_LINK=fast "},
   };
 }
 
@@ -353,7 +355,7 @@ TEST(BadInputs, EveryNumericFlagRefusesValuesOfTheWrongKind) {
   // Reals: not a number, negative, non-finite, beyond double.
   const std::vector<std::string> real_flags = {"lr", "power", "momentum", "warmup-epochs",
                                                "comm-timeout", "weight-decay", "label-smoothing",
-                                               "clip-grad-norm", "gamma"};
+                                               "clip-grad-norm", "gamma", "bucket-mb"};
   const std::vector<std::string> bad_reals = {"abc", "-1", "nan", "inf", "-inf", "1e400", "2x"};
   auto refused = [](const std::string& flag, const std::string& value) {
     std::vector<std::string> args = {"mgpu", "train", "--gpus", "0", "--" + flag, value};
@@ -378,7 +380,7 @@ TEST(BadInputs, EveryNumericFlagRefusesValuesOfTheWrongKind) {
   }
   // Zero where zero means nothing to do or a division by zero.
   for (const std::string flag : {"epochs", "batch-per-device", "cpu-replicas", "accumulate", "lr",
-                                 "comm-timeout", "gamma"}) {
+                                 "comm-timeout", "gamma", "bucket-mb"}) {
     EXPECT_TRUE(refused(flag, "0")) << flag;
   }
 }

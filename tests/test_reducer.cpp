@@ -1,0 +1,320 @@
+// The bucketed, overlapped gradient all-reduce (train/comm/Reducer.h): DDP's bucket order, the
+// first bucket on the wire while backward still runs, the same sums as one all-reduce, no wait
+// for a parameter without a gradient, no_sync; the simulated link; and `mgpu train` giving the
+// same weights, bit for bit, with overlap and with --no-overlap.
+#include <fmt/core.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+
+#include "Fixtures.h"
+#include "data/InputError.h"
+#include "train/comm/LocalGroup.h"
+#include "train/comm/Reducer.h"
+#include "train/comm/SimulatedLink.h"
+#include "train/files/Weights.h"
+
+using namespace mgpu;
+using namespace mgpu::train;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// Passes collectives on, noting for each started all-reduce its offset in the flat buffer and
+// whether the first layer's weight gradient (the last the backward pass computes) was still zero.
+class Recorder : public Communicator {
+ public:
+  Recorder(std::unique_ptr<Communicator> inner, torch::Tensor flat, torch::Tensor first_grad)
+      : inner_(std::move(inner)), flat_(flat), first_grad_(first_grad) {}
+  int rank() const override { return inner_->rank(); }
+  int world_size() const override { return inner_->world_size(); }
+  std::string backend() const override { return inner_->backend(); }
+  std::unique_ptr<Work> all_reduce_sum_async(torch::Tensor t) override {
+    if (fail) throw CommError("rank 0: all_reduce failed on purpose");
+    const auto offset = (static_cast<const float*>(t.data_ptr()) - flat_.data_ptr<float>());
+    starts.push_back({offset, first_grad_.abs().sum().item<double>() == 0});
+    return inner_->all_reduce_sum_async(t);
+  }
+  void broadcast(torch::Tensor& t, int root) override { inner_->broadcast(t, root); }
+  void abort(const std::string& reason) override { inner_->abort(reason); }
+
+  struct Start {
+    int64_t offset;
+    bool first_grad_still_zero;
+  };
+  std::vector<Start> starts;
+  bool fail = false;
+
+ private:
+  std::unique_ptr<Communicator> inner_;
+  torch::Tensor flat_, first_grad_;
+};
+
+// A linear layer that forward never uses (registered first: its buckets are the last), then
+// four that it does.
+struct NetImpl : torch::nn::Module {
+  NetImpl() {
+    unused = register_module("unused", torch::nn::Linear(32, 32));
+    for (int i = 0; i < 4; ++i) {
+      layers.push_back(register_module(fmt::format("fc{}", i), torch::nn::Linear(32, 32)));
+    }
+  }
+  torch::Tensor forward(torch::Tensor x) {
+    for (auto& l : layers) x = torch::relu(l->forward(x));
+    return x.sum();
+  }
+  std::vector<torch::nn::Linear> layers;
+  torch::nn::Linear unused{nullptr};
+};
+TORCH_MODULE(Net);
+
+// One rank: a net (the same initial weights on every rank) whose gradients are views of one flat
+// buffer with 2 tail entries set to rank + 1, as the trainer lays them out.
+struct Rank {
+  explicit Rank(int rank) {
+    torch::manual_seed(3);
+    net = Net();
+    int64_t total = 0;
+    for (const auto& p : net->parameters()) total += p.numel();
+    flat = torch::zeros({total + 2});
+    int64_t at = 0;
+    for (auto& p : net->parameters()) {
+      p.mutable_grad() = flat.narrow(0, at, p.numel()).view(p.sizes());
+      at += p.numel();
+    }
+    flat.narrow(0, total, 2).fill_(rank + 1);
+    input = torch::randn({8, 32}, at::detail::createCPUGenerator(100 + rank));
+  }
+  Net net;
+  torch::Tensor flat, input;
+};
+
+BucketOptions tiny_buckets() {  // every parameter a bucket of its own
+  BucketOptions o;
+  o.bucket_mb = o.first_bucket_mb = 1e-9;
+  return o;
+}
+
+// Each of `world` ranks on a thread of its own: arm, one backward pass, finish; the flat
+// buffers after it.
+std::vector<torch::Tensor> reduce_on_threads(int world, const BucketOptions& options,
+                                             bool arm = true) {
+  auto group = make_local_group(world, std::chrono::seconds(20));
+  std::vector<torch::Tensor> flats(static_cast<size_t>(world));
+  std::vector<std::string> errors(static_cast<size_t>(world));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        Rank rank(r);
+        Reducer reducer(rank.net->parameters(), rank.flat, 2, *group[static_cast<size_t>(r)], options);
+        if (arm) reducer.arm();
+        rank.net->forward(rank.input).backward();
+        reducer.finish();
+        flats[static_cast<size_t>(r)] = rank.flat;
+      } catch (const std::exception& e) {
+        errors[static_cast<size_t>(r)] = e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& e : errors) EXPECT_EQ(e, "");
+  return flats;
+}
+
+}  // namespace
+
+// DDP's assignment: reverse registration order, the first bucket closed at its small cap (with
+// the tail), the others at the cap, each a contiguous slice of the buffer.
+TEST(Reducer, BucketsFollowReverseRegistrationOrderWithASmallFirstBucket) {
+  BucketOptions o;
+  o.first_bucket_mb = 1;
+  o.bucket_mb = 2;
+  // Elements of 1/4 MiB: parameters of 1, 0.5, 2, 0.25 and 0.75 MiB, and a tail of 0.5 MiB.
+  const auto buckets = assign_buckets({4, 2, 8, 1, 3}, 1 << 18, 2, o);
+  ASSERT_EQ(buckets.size(), 3u);
+  EXPECT_EQ(buckets[0].params, (std::vector<size_t>{4}));
+  EXPECT_EQ(buckets[0].offset, 15);
+  EXPECT_EQ(buckets[0].size, 5);  // parameter 4 and the tail: 1.25 MiB >= 1
+  EXPECT_EQ(buckets[1].params, (std::vector<size_t>{3, 2}));
+  EXPECT_EQ(buckets[1].offset, 6);
+  EXPECT_EQ(buckets[1].size, 9);  // 2.25 MiB >= 2
+  EXPECT_EQ(buckets[2].params, (std::vector<size_t>{1, 0}));
+  EXPECT_EQ(buckets[2].offset, 0);
+  EXPECT_EQ(buckets[2].size, 6);  // what is left
+  // One big bucket holds everything; the first cap is never above the cap.
+  o.bucket_mb = 25;
+  o.first_bucket_mb = 100;
+  EXPECT_EQ(assign_buckets({4, 2, 8, 1, 3}, 1 << 18, 2, o).size(), 1u);
+}
+
+// The last layer's bucket is started while the first layer's gradient is still zero: its
+// all-reduce runs during the backward pass, and the buckets start in order, last layer first.
+TEST(Reducer, TheFirstBucketStartsWhileTheBackwardPassStillRuns) {
+  auto group = make_local_group(1, std::chrono::seconds(20));
+  Rank rank(0);
+  const auto params = rank.net->parameters();
+  Recorder recorder(std::move(group[0]), rank.flat, rank.net->layers[0]->weight.grad());
+  Reducer reducer(params, rank.flat, 2, recorder, tiny_buckets());
+  reducer.arm();
+  rank.net->forward(rank.input).backward();
+  ASSERT_EQ(recorder.starts.size(), reducer.buckets().size() - 2);  // the unused layer's 2 wait
+  EXPECT_TRUE(recorder.starts.front().first_grad_still_zero);
+  for (size_t i = 1; i < recorder.starts.size(); ++i) {
+    EXPECT_LT(recorder.starts[i].offset, recorder.starts[i - 1].offset) << i;
+  }
+  reducer.finish();
+  EXPECT_EQ(recorder.starts.size(), reducer.buckets().size());
+  EXPECT_GT(reducer.timeline().finished, 0);
+}
+
+// Buckets of one parameter each sum exactly what one all-reduce of the whole buffer sums: every
+// element is the ranks' values added in rank order. The unused layer's zeros are reduced after
+// the backward pass instead of holding the others up (3 ranks, a 20 s deadline: a bucket left
+// waiting would fail the test, not hang it).
+TEST(Reducer, BucketsSumBitForBitAsOneAllReduceAndAnUnusedParameterHoldsNothingUp) {
+  BucketOptions serial;
+  serial.overlap = false;
+  const auto bucketed = reduce_on_threads(3, tiny_buckets());
+  const auto whole = reduce_on_threads(3, serial);
+  for (int r = 0; r < 3; ++r) EXPECT_TRUE(torch::equal(bucketed[r], whole[r])) << r;
+  EXPECT_TRUE(torch::equal(bucketed[0], bucketed[2]));
+  // The sum itself, and the tail: 1 + 2 + 3.
+  std::vector<torch::Tensor> own;
+  for (int r = 0; r < 3; ++r) {
+    Rank rank(r);
+    rank.net->forward(rank.input).backward();
+    own.push_back(rank.flat);
+  }
+  EXPECT_TRUE(torch::equal(bucketed[0], own[0] + own[1] + own[2]));
+  EXPECT_EQ(bucketed[0][-1].item<float>(), 6);
+  EXPECT_EQ(bucketed[0].narrow(0, 0, 32 * 32 + 32).abs().sum().item<float>(), 0);  // unused
+  EXPECT_GT(bucketed[0].narrow(0, 32 * 32 + 32, 32 * 32).abs().sum().item<float>(), 0);
+}
+
+// Without arm() (DDP's no_sync: the micro-batches before the last) the backward pass starts
+// nothing; finish() then reduces everything.
+TEST(Reducer, ABackwardPassWithoutArmStartsNothing) {
+  auto group = make_local_group(1, std::chrono::seconds(20));
+  Rank rank(0);
+  const auto params = rank.net->parameters();
+  Recorder recorder(std::move(group[0]), rank.flat, rank.net->layers[0]->weight.grad());
+  Reducer reducer(params, rank.flat, 2, recorder, tiny_buckets());
+  rank.net->forward(rank.input).backward();
+  EXPECT_TRUE(recorder.starts.empty());
+  reducer.finish();
+  EXPECT_EQ(recorder.starts.size(), reducer.buckets().size());
+  EXPECT_EQ(reduce_on_threads(2, tiny_buckets(), /*arm=*/false)[0].sum().item<float>(),
+            reduce_on_threads(2, tiny_buckets())[0].sum().item<float>());
+}
+
+// A collective that cannot start inside the autograd engine's hook is thrown by finish(), as
+// the CommError it is, on the trainer's thread.
+TEST(Reducer, ACollectiveThatCannotStartIsThrownByFinish) {
+  auto group = make_local_group(1, std::chrono::seconds(20));
+  Rank rank(0);
+  const auto params = rank.net->parameters();
+  Recorder recorder(std::move(group[0]), rank.flat, rank.net->layers[0]->weight.grad());
+  recorder.fail = true;
+  Reducer reducer(params, rank.flat, 2, recorder, tiny_buckets());
+  reducer.arm();
+  EXPECT_NO_THROW(rank.net->forward(rank.input).backward());
+  EXPECT_THROW(reducer.finish(), CommError);
+}
+
+// A collective of B bytes takes B / bandwidth + latency on the link, one after the other, by
+// sleeping; the sums are the communicator's own.
+TEST(SimulatedLink, EachCollectiveTakesItsBytesOverTheBandwidthOneAfterAnother) {
+  auto comms = behind_link(make_local_group(1, std::chrono::seconds(20)), LinkSpeed{0.001, 1000});
+  auto t = torch::ones({10000});  // 40 kB: 40 ms at 1 MB/s, plus 1 ms
+  const auto start = Clock::now();
+  auto first = comms[0]->all_reduce_sum_async(t);
+  auto second = comms[0]->all_reduce_sum_async(t);
+  const double started = std::chrono::duration<double>(Clock::now() - start).count();
+  EXPECT_LT(started, 0.02);  // starting does not wait
+  first->wait();
+  EXPECT_GE(std::chrono::duration<double>(Clock::now() - start).count(), 0.041);
+  second->wait();
+  EXPECT_GE(std::chrono::duration<double>(Clock::now() - start).count(), 0.082);
+  EXPECT_EQ(t.sum().item<float>(), 10000);
+}
+
+TEST(SimulatedLink, TheVariableIsReadOrRefusedByName) {
+  ::setenv("MGPU_SIM_LINK", "2.5,40", 1);
+  const auto link = simulated_link_from_env();
+  ASSERT_TRUE(link.has_value());
+  EXPECT_EQ(link->gb_per_s, 2.5);
+  EXPECT_EQ(link->latency_us, 40);
+  for (const char* bad : {"fast", "0,10", "1", "1,-5", "nan,1", "1,2,3"}) {
+    ::setenv("MGPU_SIM_LINK", bad, 1);
+    try {
+      simulated_link_from_env();
+      ADD_FAILURE() << bad;
+    } catch (const data::InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("MGPU_SIM_LINK"), std::string::npos) << e.what();
+    }
+  }
+  ::unsetenv("MGPU_SIM_LINK");
+  EXPECT_FALSE(simulated_link_from_env().has_value());
+}
+
+namespace {
+
+// The largest difference between two saved models' parameters and buffers (0: bit for bit).
+double difference(const std::filesystem::path& a, const std::filesystem::path& b) {
+  const auto x = load_weights(a, torch::kCPU), y = load_weights(b, torch::kCPU);
+  auto theirs = y.module.ptr()->named_parameters();
+  auto their_buffers = y.module.ptr()->named_buffers();
+  double diff = 0;
+  for (const auto& item : x.module.ptr()->named_parameters()) {
+    diff = std::max(diff, (item.value() - theirs[item.key()]).abs().max().item<double>());
+  }
+  for (const auto& item : x.module.ptr()->named_buffers()) {
+    diff = std::max(diff, (item.value().to(torch::kDouble) - their_buffers[item.key()].to(torch::kDouble))
+                              .abs().max().item<double>());
+  }
+  return diff;
+}
+
+}  // namespace
+
+// `mgpu train` with the shipped models (MiniGoogLeNet with its dropout, ResNet-20): 2 replicas
+// with small buckets overlapping the backward pass, the same with micro-batches, and 2 Gloo
+// processes, each give the weights of --no-overlap's single all-reduce, bit for bit.
+class OverlapBinary : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(OverlapBinary, BucketsGiveTheWeightsOfOneAllReduceBitForBit) {
+  mgpu::testing::TempDir tmp;
+  mgpu::testing::write_cifar_dir(tmp.path() / "data", 20);
+  const std::string common = fmt::format(
+      "{} train --gpus 0 --threads 1 --model {} --dataset cifar10 --no-download --data-dir {} "
+      "--epochs 1 --limit-train 64 --limit-test 16 --batch-per-device 8 --verbose 0 --seed 5 "
+      "--comm-timeout 60",
+      mgpu::testing::kMgpuBinary, GetParam(), (tmp.path() / "data").string());
+  auto run = [&](const std::string& name, const std::string& flags) {
+    const auto dir = tmp.path() / name;
+    EXPECT_EQ(std::system((common + " " + flags + " --out-dir " + dir.string()).c_str()), 0) << name;
+    return dir / "model.pt";
+  };
+  const auto serial = run("serial", "--cpu-replicas 2 --no-overlap");
+  const auto bucketed = run("bucketed", "--cpu-replicas 2 --bucket-mb 0.05");
+  EXPECT_EQ(difference(serial, bucketed), 0);
+  const auto micro = run("micro", "--cpu-replicas 2 --accumulate 2 --bucket-mb 0.05");
+  const auto micro_serial = run("micro-serial", "--cpu-replicas 2 --accumulate 2 --no-overlap");
+  EXPECT_EQ(difference(micro, micro_serial), 0);
+  const std::string env = fmt::format("WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={}",
+                                      mgpu::testing::free_port());
+  const auto processes = tmp.path() / "processes";
+  const std::string two = fmt::format(
+      "(RANK=1 {0} {1} --bucket-mb 0.05 --out-dir {2} > {3}/log1 2>&1 &) ; "
+      "RANK=0 {0} {1} --bucket-mb 0.05 --out-dir {2} > {3}/log0 2>&1",
+      env, common, processes.string(), tmp.path().string());
+  ASSERT_EQ(std::system(two.c_str()), 0);
+  EXPECT_EQ(difference(serial, processes / "model.pt"), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(ShippedModels, OverlapBinary,
+                         ::testing::Values("minigooglenet", "resnet20"));
