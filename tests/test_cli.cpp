@@ -358,7 +358,8 @@ TEST(CliBinary, BenchComparesReplicaCountsAndWritesATable) {
   std::getline(csv, one);
   std::getline(csv, two);
   EXPECT_EQ(header, "level,replicas,global_batch,ms_per_step,images_per_second,seconds_per_epoch,"
-                    "tflops,peak_memory_mib,speedup,efficiency,gradient_floats,allreduce_ms");
+                    "tflops,peak_memory_mib,speedup,efficiency,gradient_floats,allreduce_ms,"
+                    "median_step_ms,backward_ms,no_overlap_ms,hidden");
   EXPECT_EQ(one.rfind(",1,4,", 0), 0u) << one;
   EXPECT_EQ(two.rfind(",2,8,", 0), 0u) << two;
   // The all-reduce of MiniGoogLeNet's whole gradient buffer is timed for each configuration

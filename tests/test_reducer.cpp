@@ -10,6 +10,11 @@
 #include <mutex>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <sstream>
+
 #include "Fixtures.h"
 #include "data/InputError.h"
 #include "train/comm/LocalGroup.h"
@@ -75,8 +80,12 @@ TORCH_MODULE(Net);
 // buffer with 2 tail entries set to rank + 1, as the trainer lays them out.
 struct Rank {
   explicit Rank(int rank) {
-    torch::manual_seed(3);
-    net = Net();
+    {  // the global generator, which the ranks' threads share: one at a time
+      static std::mutex mutex;
+      std::lock_guard<std::mutex> lock(mutex);
+      torch::manual_seed(3);
+      net = Net();
+    }
     int64_t total = 0;
     for (const auto& p : net->parameters()) total += p.numel();
     flat = torch::zeros({total + 2});
@@ -88,7 +97,7 @@ struct Rank {
     flat.narrow(0, total, 2).fill_(rank + 1);
     input = torch::randn({8, 32}, at::detail::createCPUGenerator(100 + rank));
   }
-  Net net;
+  Net net{nullptr};
   torch::Tensor flat, input;
 };
 
@@ -318,3 +327,41 @@ TEST_P(OverlapBinary, BucketsGiveTheWeightsOfOneAllReduceBitForBit) {
 
 INSTANTIATE_TEST_SUITE_P(ShippedModels, OverlapBinary,
                          ::testing::Values("minigooglenet", "resnet20"));
+
+// `mgpu bench` with 2 replicas behind the simulated link: the all-reduce takes the link's time
+// (6.6 MB at 0.05 GB/s: 132 ms), the overlap line gives backward, all-reduce, both steps and
+// the share hidden, the timeline has both modes' buckets, and --trace writes a profiler trace.
+TEST(OverlapBench, PrintsTheStepWithAndWithoutOverlapAndTheShareHidden) {
+  mgpu::testing::TempDir tmp;
+  const auto r = mgpu::testing::run_mgpu(
+      "bench --cpu-replicas 2 --steps 2 --warmup 0 --batch-per-device 4 --threads 2 "
+      "--bucket-mb 1 --trace --out-dir " + tmp.path().string(),
+      "MGPU_SIM_LINK=0.05,100 ");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("MGPU_SIM_LINK: every collective"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("overlap, 2 replicas (replica 0, medians of 2 steps): backward "),
+            std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("% of the all-reduce hidden"), std::string::npos) << r.out;
+  std::ifstream csv(tmp.path() / "bench.csv");
+  std::string header, row;
+  std::getline(csv, header);
+  std::getline(csv, row);
+  std::vector<std::string> cells;
+  std::stringstream split(row);
+  for (std::string cell; std::getline(split, cell, ',');) cells.push_back(cell);
+  ASSERT_EQ(cells.size(), 16u) << row;
+  EXPECT_GE(std::stod(cells[11]), 132.0) << row;  // allreduce_ms
+  EXPECT_GT(std::stod(cells[14]), 0.0) << row;    // no_overlap_ms
+  std::ifstream timeline(tmp.path() / "timeline-2.csv");
+  int overlapped = 0, serial = 0;
+  for (std::string line; std::getline(timeline, line);) {
+    overlapped += line.rfind("overlap,", 0) == 0;
+    serial += line.rfind("no-overlap,", 0) == 0;
+  }
+  EXPECT_GT(overlapped, 1);  // MiniGoogLeNet's 6.6 MB in buckets of about 1 MiB
+  EXPECT_EQ(serial, 1);
+  std::ifstream trace(tmp.path() / "trace.json");
+  const auto json = nlohmann::json::parse(trace, nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(json.is_discarded());
+  EXPECT_GT(json["traceEvents"].size(), 10u);
+}

@@ -3,11 +3,13 @@
 
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <fmt/core.h>
+#include <torch/csrc/autograd/profiler_kineto.h>
 
 #include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <iostream>
+#include <set>
 
 #include "app/commands/Command.h"  // defines: CommandSpec, make_command
 #include "app/commands/Flags.h"    // defines: get, int_at_least, ...
@@ -97,12 +99,20 @@ struct Timing {
   double peak_memory_mib = -1;
 };
 
+// Whether the configuration's replicas reduce gradients: several, or one GPU with --comm nccl
+// (a one-rank NCCL group, which times the communicator's own cost).
+bool reduces(const TrainConfig& train, const std::vector<torch::Device>& devices) {
+  return devices.size() > 1 || (devices[0].is_cuda() && train.comm == "nccl");
+}
+
+// trace: where to write a profiler trace of the timed steps (Chrome's JSON), or empty.
 Timing time_steps(const TrainConfig& train, const std::vector<torch::Device>& devices,
-                  const data::Dataset& images, const torch::Tensor& mean, const BenchConfig& config) {
+                  const data::Dataset& images, const torch::Tensor& mean, const BenchConfig& config,
+                  const fs::path& trace = {}) {
   torch::manual_seed(config.train.seed);
   auto net = models::make_model(train.model, models::ModelShape{});
   std::vector<std::unique_ptr<Communicator>> comms;
-  if (devices.size() > 1 && devices[0].is_cuda() && train.comm != "local") {
+  if (reduces(train, devices) && devices[0].is_cuda() && train.comm != "local") {
     comms = make_nccl_group(devices, train.comm_timeout_s);
   }
   Trainer trainer(train, net, devices, mean, std::move(comms));
@@ -110,10 +120,20 @@ Timing time_steps(const TrainConfig& train, const std::vector<torch::Device>& de
   for (const auto& d : devices) {
     if (d.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(d.index());
   }
+  namespace profiler = torch::autograd::profiler;
+  using torch::profiler::impl::ActivityType;
+  const profiler::ProfilerConfig kineto(torch::profiler::impl::ProfilerState::KINETO);
+  std::set<ActivityType> activities{ActivityType::CPU};
+  if (devices[0].is_cuda()) activities.insert(ActivityType::CUDA);
+  if (!trace.empty()) {
+    profiler::prepareProfiler(kineto, activities);
+    profiler::enableProfiler(kineto, activities);
+  }
   const auto start = std::chrono::steady_clock::now();
   trainer.train_steps(images, config.steps);
   Timing t;
   t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (!trace.empty()) profiler::disableProfiler()->save(trace.string());
   t.steps = trainer.step_times();
   t.global_batch = trainer.global_batch();
   t.gradient_floats = models::count_parameters(*net.ptr());
@@ -122,6 +142,19 @@ Timing time_steps(const TrainConfig& train, const std::vector<torch::Device>& de
     t.peak_memory_mib = static_cast<double>(stats.allocated_bytes[0].peak) / (1024.0 * 1024.0);
   }
   return t;
+}
+
+// The last timed step's communication, per mode: when each bucket was started, its bytes, when
+// the backward pass returned and when every bucket had been waited for (ms since it began).
+std::string timeline_csv(const std::vector<std::pair<std::string, StepTimeline>>& modes) {
+  std::string csv = "mode,bucket,bytes,started_ms,backward_end_ms,finished_ms\n";
+  for (const auto& [mode, t] : modes) {
+    for (size_t b = 0; b < t.started.size(); ++b) {
+      csv += fmt::format("{},{},{},{:.3f},{:.3f},{:.3f}\n", mode, b, t.bytes[b], t.started[b],
+                         t.backward_end, t.finished);
+    }
+  }
+  return csv;
 }
 
 // One step's timeline for the chart: the backward pass and, on the simulated link, each
@@ -242,7 +275,9 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
     const auto& devices = device_sets[i];
     for (const auto& level : levels) {
       const TrainConfig train = level.empty() ? config.train : at_level(config.train, level);
-      const Timing timing = time_steps(train, devices, images, mean, config);
+      const fs::path trace = config.trace && rows.empty() ? dir / "trace.json" : fs::path();
+      const Timing timing = time_steps(train, devices, images, mean, config, trace);
+      if (!trace.empty()) overlap_notes.push_back("profiler trace: " + trace.string());
       BenchRow row;
       row.level = level;
       row.replicas = static_cast<int64_t>(devices.size());
@@ -261,12 +296,16 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
           time_all_reduce(bench_group(train, devices), devices, row.gradient_floats);
       row.median_step_ms = median(timing.steps.step_ms);
       row.backward_ms = median(timing.steps.backward_ms);
-      if (row.replicas > 1 && train.overlap) {  // the same steps with one all-reduce at the end
+      if (reduces(train, devices) && train.overlap) {  // the same, one all-reduce at the end
         TrainConfig serial = train;
         serial.overlap = false;
         const Timing without = time_steps(serial, devices, images, mean, config);
         row.no_overlap_ms = median(without.steps.step_ms);
         row.hidden = (row.no_overlap_ms - row.median_step_ms) / row.all_reduce_ms;
+        const fs::path csv = dir / fmt::format("timeline-{}.csv", row.replicas);
+        write_text_atomically(csv, timeline_csv({{"overlap", timing.steps.communication},
+                                                 {"no-overlap", without.steps.communication}}));
+        overlap_notes.push_back("timeline: " + csv.string());
         if (const auto link = simulated_link_from_env(); link && can_plot(&no_chart)) {
           auto spans = timeline_spans(timing.steps.communication, *link, "(overlap)");
           const auto serial_spans =
@@ -277,7 +316,7 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
                         fmt::format("{}, {} replicas: the last timed step of replica 0 (link {} "
                                     "GB/s + {} us)",
                                     train.model, row.replicas, link->gb_per_s, link->latency_us));
-          overlap_notes.push_back("timeline: " + png.string());
+          overlap_notes.push_back("timeline chart: " + png.string());
         }
       }
       rows.push_back(row);
@@ -308,7 +347,7 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
   }
   // The overlap of the gradients' all-reduce with the backward pass, per multi-replica row.
   for (const auto& r : rows) {
-    if (r.replicas < 2 || r.no_overlap_ms <= 0) continue;
+    if (r.no_overlap_ms <= 0) continue;
     out << fmt::format(
         "overlap, {} replicas (replica 0, medians of {} steps): backward {:.2f} ms, all-reduce "
         "{:.2f} ms; step {:.2f} ms overlapped, {:.2f} ms with --no-overlap: {:.0f}% of the "
@@ -364,6 +403,8 @@ cxxopts::Options bench_options() {
       ("levels", "time the optimisation levels, each adding to the one before: fp32, "
        "channels-last, bf16, fused-sgd, cuda-graphs (GPU only); 'all', or a comma-separated "
        "choice (the speed flags are then ignored)", cxxopts::value<std::string>())
+      ("trace", "write a profiler trace (Chrome JSON, with the GPU's kernels on every stream) of "
+       "the first configuration's timed steps to OUT-DIR/trace.json")
       ("out-dir", "where bench.csv and bench.png go; default runs/bench-<time>",
        cxxopts::value<std::string>()->default_value(""))
       ("h,help", "show this help");
@@ -397,6 +438,7 @@ BenchConfig parse_bench(const cxxopts::ParseResult& r) {
     throw InputError(fmt::format("--comm '{}': expected auto, local or nccl", c.train.comm));
   }
   c.out_dir = get<std::string>(r, "out-dir");
+  c.trace = r.count("trace") > 0;
   return c;
 }
 

@@ -31,6 +31,7 @@ struct BenchConfig {
   int64_t warmup = 3;              // untimed steps first (more with CUDA graphs: warmup_steps)
   std::vector<std::string> levels; // empty: train's speed switches as given
   std::string out_dir;             // bench.csv and bench.png; empty: runs/bench-<time>
+  bool trace = false;              // a profiler trace of the first configuration: trace.json
 };
 
 struct BenchRow {
