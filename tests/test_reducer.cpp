@@ -58,21 +58,25 @@ class Recorder : public Communicator {
   torch::Tensor flat_, first_grad_;
 };
 
-// A linear layer that forward never uses (registered first: its buckets are the last), then
-// four that it does.
+// A linear layer that forward never uses, one whose output forward keeps but leaves out of the
+// loss (its AccumulateGrad node exists, yet gets no gradient), both registered first (their
+// buckets are the last), then four that make the loss.
 struct NetImpl : torch::nn::Module {
   NetImpl() {
     unused = register_module("unused", torch::nn::Linear(32, 32));
+    side = register_module("side", torch::nn::Linear(32, 32));
     for (int i = 0; i < 4; ++i) {
       layers.push_back(register_module(fmt::format("fc{}", i), torch::nn::Linear(32, 32)));
     }
   }
   torch::Tensor forward(torch::Tensor x) {
+    side_output = side->forward(x);
     for (auto& l : layers) x = torch::relu(l->forward(x));
     return x.sum();
   }
   std::vector<torch::nn::Linear> layers;
-  torch::nn::Linear unused{nullptr};
+  torch::nn::Linear unused{nullptr}, side{nullptr};
+  torch::Tensor side_output;
 };
 TORCH_MODULE(Net);
 
@@ -120,8 +124,9 @@ std::vector<torch::Tensor> reduce_on_threads(int world, const BucketOptions& opt
       try {
         Rank rank(r);
         Reducer reducer(rank.net->parameters(), rank.flat, 2, *group[static_cast<size_t>(r)], options);
+        const auto loss = rank.net->forward(rank.input);
         if (arm) reducer.arm();
-        rank.net->forward(rank.input).backward();
+        loss.backward();
         reducer.finish();
         flats[static_cast<size_t>(r)] = rank.flat;
       } catch (const std::exception& e) {
@@ -161,16 +166,20 @@ TEST(Reducer, BucketsFollowReverseRegistrationOrderWithASmallFirstBucket) {
 }
 
 // The last layer's bucket is started while the first layer's gradient is still zero: its
-// all-reduce runs during the backward pass, and the buckets start in order, last layer first.
+// all-reduce runs during the backward pass, and the buckets start in order, last layer first;
+// a parameter whose node got no gradient holds its bucket (and the later ones) until finish().
 TEST(Reducer, TheFirstBucketStartsWhileTheBackwardPassStillRuns) {
   auto group = make_local_group(1, std::chrono::seconds(20));
   Rank rank(0);
   const auto params = rank.net->parameters();
   Recorder recorder(std::move(group[0]), rank.flat, rank.net->layers[0]->weight.grad());
   Reducer reducer(params, rank.flat, 2, recorder, tiny_buckets());
+  const auto loss = rank.net->forward(rank.input);
   reducer.arm();
-  rank.net->forward(rank.input).backward();
-  ASSERT_EQ(recorder.starts.size(), reducer.buckets().size() - 2);  // the unused layer's 2 wait
+  loss.backward();
+  // The side layer's 2 buckets wait for gradients that never come, and the unused layer's 2
+  // come after them: 4 start only after the backward pass.
+  ASSERT_EQ(recorder.starts.size(), reducer.buckets().size() - 4);
   EXPECT_TRUE(recorder.starts.front().first_grad_still_zero);
   for (size_t i = 1; i < recorder.starts.size(); ++i) {
     EXPECT_LT(recorder.starts[i].offset, recorder.starts[i - 1].offset) << i;
@@ -181,8 +190,8 @@ TEST(Reducer, TheFirstBucketStartsWhileTheBackwardPassStillRuns) {
 }
 
 // Buckets of one parameter each sum exactly what one all-reduce of the whole buffer sums: every
-// element is the ranks' values added in rank order. The unused layer's zeros are reduced after
-// the backward pass instead of holding the others up (3 ranks, a 20 s deadline: a bucket left
+// element is the ranks' values added in rank order. The side layer's zeros are reduced after
+// the backward pass instead of holding the others up forever (3 ranks, a 20 s deadline: a bucket left
 // waiting would fail the test, not hang it).
 TEST(Reducer, BucketsSumBitForBitAsOneAllReduceAndAnUnusedParameterHoldsNothingUp) {
   BucketOptions serial;
@@ -200,8 +209,9 @@ TEST(Reducer, BucketsSumBitForBitAsOneAllReduceAndAnUnusedParameterHoldsNothingU
   }
   EXPECT_TRUE(torch::equal(bucketed[0], own[0] + own[1] + own[2]));
   EXPECT_EQ(bucketed[0][-1].item<float>(), 6);
-  EXPECT_EQ(bucketed[0].narrow(0, 0, 32 * 32 + 32).abs().sum().item<float>(), 0);  // unused
-  EXPECT_GT(bucketed[0].narrow(0, 32 * 32 + 32, 32 * 32).abs().sum().item<float>(), 0);
+  // The unused and the side layer: zeros; the first layer that makes the loss: its gradient.
+  EXPECT_EQ(bucketed[0].narrow(0, 0, 2 * (32 * 32 + 32)).abs().sum().item<float>(), 0);
+  EXPECT_GT(bucketed[0].narrow(0, 2 * (32 * 32 + 32), 32 * 32).abs().sum().item<float>(), 0);
 }
 
 // Without arm() (DDP's no_sync: the micro-batches before the last) the backward pass starts
@@ -229,9 +239,28 @@ TEST(Reducer, ACollectiveThatCannotStartIsThrownByFinish) {
   Recorder recorder(std::move(group[0]), rank.flat, rank.net->layers[0]->weight.grad());
   recorder.fail = true;
   Reducer reducer(params, rank.flat, 2, recorder, tiny_buckets());
+  const auto loss = rank.net->forward(rank.input);
   reducer.arm();
-  EXPECT_NO_THROW(rank.net->forward(rank.input).backward());
+  EXPECT_NO_THROW(loss.backward());
   EXPECT_THROW(reducer.finish(), CommError);
+}
+
+// A second backward pass through the same graph before finish() would add to slices already on
+// the wire: an error naming the parameter, not a silently lost gradient.
+TEST(Reducer, AGradientAccumulatedTwiceBeforeFinishIsAnError) {
+  auto group = make_local_group(1, std::chrono::seconds(20));
+  Rank rank(0);
+  Reducer reducer(rank.net->parameters(), rank.flat, 2, *group[0], tiny_buckets());
+  const auto loss = rank.net->forward(rank.input);
+  reducer.arm();
+  loss.backward({}, /*retain_graph=*/true);
+  loss.backward();
+  try {
+    reducer.finish();
+    ADD_FAILURE() << "finish() accepted a gradient accumulated twice";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("accumulated twice"), std::string::npos) << e.what();
+  }
 }
 
 // A collective of B bytes takes B / bandwidth + latency on the link, one after the other, by

@@ -87,10 +87,15 @@ using Clock = std::chrono::steady_clock;
 // (ncclCommGetAsyncError) then says when it has finished. Returns that final state, or
 // ncclInProgress if the deadline passed or stop() asked to stop first.
 ncclResult_t settle(ncclComm_t comm, Clock::time_point deadline,
-                    const std::function<bool()>& stop = {}) {
+                    const std::function<bool()>& stop = {}, std::mutex* calls = nullptr) {
   while (true) {
     ncclResult_t state = ncclSuccess;
-    const ncclResult_t asked = ncclCommGetAsyncError(comm, &state);
+    ncclResult_t asked;
+    {
+      std::unique_lock<std::mutex> lock;
+      if (calls) lock = std::unique_lock<std::mutex>(*calls);
+      asked = ncclCommGetAsyncError(comm, &state);
+    }
     if (asked != ncclSuccess) return asked;
     if (state != ncclInProgress) return state;
     if (Clock::now() > deadline || (stop && stop())) return ncclInProgress;
@@ -270,14 +275,18 @@ class NcclCommunicator : public Communicator {
     MGPU_CUDA_CHECK(cudaEventRecord(ready_, current()));
     MGPU_CUDA_CHECK(cudaStreamWaitEvent(stream_->stream(), ready_, 0));
     c10::cuda::CUDACachingAllocator::recordStream(tensor.storage().data_ptr(), *stream_);
-    const ncclResult_t launched = nccl_call(stream_->stream());
+    ncclResult_t launched;
+    {
+      std::lock_guard<std::mutex> lock(calls_);
+      launched = nccl_call(stream_->stream());
+    }
     if (launched != ncclSuccess && launched != ncclInProgress) {
       fail(op, fmt::format("could not be queued: {} ({})", ncclGetErrorString(launched),
                            ncclGetLastError(comm_)));
     }
     // Non-blocking: the collective may still be on its way into the stream.
     const ncclResult_t queued =
-        settle(comm_, after(timeout_s_), [&] { return state_->aborted.load(); });
+        settle(comm_, after(timeout_s_), [&] { return state_->aborted.load(); }, &calls_);
     if (queued == ncclInProgress) {
       fail(op, state_->aborted ? "aborted: " + reason()
                                : fmt::format("was not queued within {:.1f} s", timeout_s_));
@@ -289,7 +298,10 @@ class NcclCommunicator : public Communicator {
     auto pending = std::make_shared<Pending>(op);
     MGPU_CUDA_CHECK(cudaEventRecord(pending->done, stream_->stream()));
     // While a CUDA graph is captured nothing runs: its replays are watched (watch_enqueued).
-    if (!capturing()) watch_later(pending);
+    // The NCCL stream joined the capture, if there is one, through its wait on ready_.
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    MGPU_CUDA_CHECK(cudaStreamIsCapturing(stream_->stream(), &capture));
+    if (capture == cudaStreamCaptureStatusNone) watch_later(pending);
     return pending;
   }
 
@@ -309,9 +321,13 @@ class NcclCommunicator : public Communicator {
     while (!stopping_) {
       watch_wake_.wait_for(lock, std::chrono::milliseconds(kWatchEveryMs));
       if (stopping_ || failed_) continue;
-      ncclResult_t async = ncclSuccess;
-      if (ncclCommGetAsyncError(comm_, &async) == ncclSuccess && async != ncclSuccess &&
-          async != ncclInProgress) {
+      // NCCL's calls on one communicator must not overlap (its threadsafety notes; this one
+      // can complete a group job): a round is skipped while the step is in one.
+      ncclResult_t async = ncclSuccess, asked = ncclInProgress;
+      if (std::unique_lock<std::mutex> calls(calls_, std::try_to_lock); calls.owns_lock()) {
+        asked = ncclCommGetAsyncError(comm_, &async);
+      }
+      if (asked == ncclSuccess && async != ncclSuccess && async != ncclInProgress) {
         mark_failed(pending_.empty() ? "collective" : pending_.front()->op,
                     fmt::format("NCCL reported {} ({})", ncclGetErrorString(async),
                                 ncclGetLastError(comm_)));
@@ -368,6 +384,7 @@ class NcclCommunicator : public Communicator {
   std::unique_ptr<c10::cuda::CUDAStream> stream_;
   cudaEvent_t ready_ = nullptr;
   std::atomic<bool> failed_{false};
+  std::mutex calls_;  // held around every NCCL call on comm_ after construction
   std::mutex watch_mutex_;
   std::condition_variable watch_wake_;
   std::deque<std::shared_ptr<Pending>> pending_;  // launched, not yet seen finished

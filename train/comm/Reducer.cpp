@@ -58,22 +58,24 @@ Reducer::Reducer(std::vector<torch::Tensor> params, torch::Tensor flat, int64_t 
   }
   accumulators_.resize(params_.size());
   hook_keys_.resize(params_.size());
-  if (overlap_) {
-    for (size_t i = 0; i < params_.size(); ++i) hook(i);
-  }
 }
 
-Reducer::~Reducer() {
+Reducer::~Reducer() { unhook(); }
+
+void Reducer::unhook() {
   for (size_t i = 0; i < accumulators_.size(); ++i) {
     if (accumulators_[i]) accumulators_[i]->del_post_hook(hook_keys_[i]);
+    accumulators_[i].reset();
   }
 }
 
 void Reducer::hook(size_t i) {
-  if (accumulators_[i]) accumulators_[i]->del_post_hook(hook_keys_[i]);
-  accumulators_[i].reset();
-  if (!params_[i].requires_grad()) return;  // a frozen parameter: its bucket starts at finish()
-  accumulators_[i] = torch::autograd::impl::grad_accumulator(params_[i]);
+  // The node this pass's forward made (on the stream it ran on, which is where the engine
+  // then accumulates and runs the hook: a node kept from elsewhere would pin another stream,
+  // and break a CUDA graph's capture). None: the parameter takes no part in this pass (unused
+  // or frozen), so no gradient will be written to its slice and its bucket need not wait.
+  accumulators_[i] = torch::autograd::impl::try_get_grad_accumulator(params_[i]);
+  if (!accumulators_[i]) return;
   hook_keys_[i] = accumulators_[i]->add_post_hook(
       std::make_unique<torch::autograd::utils::LambdaPostHook>(
           [this, i](const torch::autograd::variable_list& outputs,
@@ -86,13 +88,8 @@ void Reducer::hook(size_t i) {
 void Reducer::arm() {
   open_pass();
   if (!overlap_) return;
-  // Replacing a parameter's data by one of another type gives it a new AccumulateGrad node.
-  for (size_t i = 0; i < params_.size(); ++i) {
-    if (params_[i].requires_grad() &&
-        torch::autograd::impl::try_get_grad_accumulator(params_[i]) != accumulators_[i]) {
-      hook(i);
-    }
-  }
+  unhook();
+  for (size_t i = 0; i < params_.size(); ++i) hook(i);
   waiting_.assign(buckets_.size(), 0);
   for (size_t i = 0; i < params_.size(); ++i) {
     if (accumulators_[i]) ++waiting_[bucket_of_[i]];
@@ -103,7 +100,13 @@ void Reducer::arm() {
 }
 
 void Reducer::ready(size_t i) {
-  if (!armed_ || error_ || seen_[i]) return;
+  if (!armed_ || error_) return;
+  if (seen_[i]) {  // its slice may already be on the wire: a second gradient would be lost
+    error_ = std::make_exception_ptr(std::runtime_error(
+        "the gradient of parameter " + std::to_string(i) + " was accumulated twice in one "
+        "backward pass, after its bucket's all-reduce had started; train with --no-overlap"));
+    return;
+  }
   seen_[i] = true;
   if (--waiting_[bucket_of_[i]] == 0) start_ready_buckets();
 }
@@ -138,6 +141,7 @@ void Reducer::finish() {
   if (!pass_open_) open_pass();  // a backward pass without arm(): everything starts now
   pass_open_ = false;
   armed_ = false;
+  unhook();  // the pass's nodes go with its graph
   timeline_.backward_end = since_arm();
   while (next_ < buckets_.size() && !error_) start(next_++);
   if (error_) std::rethrow_exception(error_);

@@ -60,15 +60,17 @@ class Reducer {
   Reducer(const Reducer&) = delete;
   Reducer& operator=(const Reducer&) = delete;
 
-  /// The next backward pass reduces: each bucket's all-reduce starts, in bucket order, as soon
-  /// as the autograd engine has accumulated the last of its gradients (a post hook on every
-  /// parameter's AccumulateGrad node). A backward pass without arm() only accumulates (DDP's
-  /// no_sync, for all micro-batches but the last). With overlap off it only starts the clock
+  /// Call after the forward pass: its backward pass reduces. Each bucket's all-reduce starts,
+  /// in bucket order, as soon as the autograd engine has accumulated the last of its gradients
+  /// (a post hook on the AccumulateGrad node this forward pass made for each parameter; a
+  /// parameter without one, unused or frozen, is not waited for). A backward pass without
+  /// arm() only accumulates (DDP's no_sync, for all micro-batches but the last). With overlap off it only starts the clock
   /// of timeline().
   void arm();
   /// After the backward pass: starts every bucket not started yet (all of them with overlap
-  /// off; a bucket with a parameter that got no gradient in this pass starts here, reducing
-  /// that gradient's zeros), then waits for all (Work::wait). Throws CommError if one failed.
+  /// off; a bucket with a parameter whose node got no gradient in this pass starts here,
+  /// reducing that gradient's zeros), then waits for all (Work::wait), and removes the hooks.
+  /// Throws CommError if one failed, std::runtime_error if a gradient came twice.
   void finish();
 
   const std::vector<Bucket>& buckets() const { return buckets_; }
@@ -77,6 +79,7 @@ class Reducer {
  private:
   using Clock = std::chrono::steady_clock;
   void hook(size_t param);
+  void unhook();
   void open_pass();  // a new pass: nothing started, the timeline's clock from now
   void ready(size_t param);  // runs on the autograd engine's thread
   void start_ready_buckets();
@@ -89,8 +92,7 @@ class Reducer {
   bool overlap_;
   std::vector<Bucket> buckets_;
   std::vector<size_t> bucket_of_;  // per parameter
-  // Per parameter: its AccumulateGrad node (kept alive, or the engine would make a new one
-  // without the hook) and the hook's key there.
+  // Per parameter, during an armed pass: its AccumulateGrad node and the hook's key there.
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;
   std::vector<uintptr_t> hook_keys_;
   // The pass in progress: gradients each bucket still waits for, which parameters were seen,
