@@ -111,6 +111,14 @@ BucketOptions tiny_buckets() {  // every parameter a bucket of its own
   return o;
 }
 
+// One rank behind a Recorder, with a reducer of one-parameter buckets.
+struct Recorded {
+  std::vector<std::unique_ptr<Communicator>> group = make_local_group(1, std::chrono::seconds(20));
+  Rank rank{0};
+  Recorder recorder{std::move(group[0]), rank.flat, rank.net->layers[0]->weight.grad()};
+  Reducer reducer{rank.net->parameters(), rank.flat, 2, recorder, tiny_buckets()};
+};
+
 // Each of `world` ranks on a thread of its own: arm, one backward pass, finish; the flat
 // buffers after it.
 std::vector<torch::Tensor> reduce_on_threads(int world, const BucketOptions& options,
@@ -169,11 +177,8 @@ TEST(Reducer, BucketsFollowReverseRegistrationOrderWithASmallFirstBucket) {
 // all-reduce runs during the backward pass, and the buckets start in order, last layer first;
 // a parameter whose node got no gradient holds its bucket (and the later ones) until finish().
 TEST(Reducer, TheFirstBucketStartsWhileTheBackwardPassStillRuns) {
-  auto group = make_local_group(1, std::chrono::seconds(20));
-  Rank rank(0);
-  const auto params = rank.net->parameters();
-  Recorder recorder(std::move(group[0]), rank.flat, rank.net->layers[0]->weight.grad());
-  Reducer reducer(params, rank.flat, 2, recorder, tiny_buckets());
+  Recorded one;
+  auto& [group, rank, recorder, reducer] = one;
   const auto loss = rank.net->forward(rank.input);
   reducer.arm();
   loss.backward();
@@ -217,11 +222,8 @@ TEST(Reducer, BucketsSumBitForBitAsOneAllReduceAndAnUnusedParameterHoldsNothingU
 // Without arm() (DDP's no_sync: the micro-batches before the last) the backward pass starts
 // nothing; finish() then reduces everything.
 TEST(Reducer, ABackwardPassWithoutArmStartsNothing) {
-  auto group = make_local_group(1, std::chrono::seconds(20));
-  Rank rank(0);
-  const auto params = rank.net->parameters();
-  Recorder recorder(std::move(group[0]), rank.flat, rank.net->layers[0]->weight.grad());
-  Reducer reducer(params, rank.flat, 2, recorder, tiny_buckets());
+  Recorded one;
+  auto& [group, rank, recorder, reducer] = one;
   rank.net->forward(rank.input).backward();
   EXPECT_TRUE(recorder.starts.empty());
   reducer.finish();
@@ -233,12 +235,9 @@ TEST(Reducer, ABackwardPassWithoutArmStartsNothing) {
 // A collective that cannot start inside the autograd engine's hook is thrown by finish(), as
 // the CommError it is, on the trainer's thread.
 TEST(Reducer, ACollectiveThatCannotStartIsThrownByFinish) {
-  auto group = make_local_group(1, std::chrono::seconds(20));
-  Rank rank(0);
-  const auto params = rank.net->parameters();
-  Recorder recorder(std::move(group[0]), rank.flat, rank.net->layers[0]->weight.grad());
+  Recorded one;
+  auto& [group, rank, recorder, reducer] = one;
   recorder.fail = true;
-  Reducer reducer(params, rank.flat, 2, recorder, tiny_buckets());
   const auto loss = rank.net->forward(rank.input);
   reducer.arm();
   EXPECT_NO_THROW(loss.backward());

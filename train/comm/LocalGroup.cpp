@@ -6,11 +6,9 @@
 #include <fmt/core.h>
 
 #include <condition_variable>
-#include <deque>
-#include <functional>
-#include <future>
 #include <mutex>
-#include <thread>
+
+#include "train/comm/WorkQueue.h"  // defines: WorkQueue
 
 namespace mgpu::train {
 
@@ -80,50 +78,17 @@ class SharedState {
   std::vector<torch::Tensor> slots_;
 };
 
-// One collective of a rank, run by the rank's own thread.
-struct Job {
-  std::function<void()> run;
-  std::promise<void> done;
-  std::mutex mutex;
-  std::string error;  // set when run threw
-};
-
-class LocalWork : public Work {
- public:
-  explicit LocalWork(std::shared_ptr<Job> job) : job_(std::move(job)), done_(job_->done.get_future()) {}
-  void wait() override { done_.get(); }
-  bool test() override {
-    return done_.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
-  }
-  std::string error() const override {
-    std::lock_guard<std::mutex> lock(job_->mutex);
-    return job_->error;
-  }
-
- private:
-  std::shared_ptr<Job> job_;
-  std::future<void> done_;
-};
-
 // A rank's collectives run on a thread of its own, in the order they were started, so that
 // the replica's thread goes on (with its backward pass) while a bucket is summed.
 class LocalCommunicator : public Communicator {
  public:
   LocalCommunicator(std::shared_ptr<SharedState> state, int rank)
-      : state_(std::move(state)), rank_(rank), thread_([this] { loop(); }) {}
+      : state_(std::move(state)), rank_(rank) {}
 
   // A collective still queued or running here cannot finish without this rank: its peers are
   // told at once instead of waiting for the deadline.
   ~LocalCommunicator() override {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (!queue_.empty() || busy_) {
-        state_->abort(fmt::format("rank {}'s communicator was destroyed", rank_));
-      }
-      stopping_ = true;
-    }
-    wake_.notify_all();
-    thread_.join();
+    if (!queue_.idle()) state_->abort(fmt::format("rank {}'s communicator was destroyed", rank_));
   }
 
   int rank() const override { return rank_; }
@@ -131,7 +96,7 @@ class LocalCommunicator : public Communicator {
   std::string backend() const override { return "local"; }
 
   std::unique_ptr<Work> all_reduce_sum_async(torch::Tensor tensor) override {
-    return start([this, tensor]() mutable {
+    return queue_.start([this, tensor]() mutable {
       if (world_size() == 1) return;
       state_->slot(rank_) = tensor;
       state_->barrier(rank_, "all_reduce");
@@ -146,7 +111,7 @@ class LocalCommunicator : public Communicator {
   }
 
   void broadcast(torch::Tensor& tensor, int root) override {
-    start([this, tensor, root]() mutable {
+    queue_.start([this, tensor, root]() mutable {
       if (world_size() == 1) return;
       if (rank_ == root) state_->slot(root) = tensor;
       state_->barrier(rank_, "broadcast");
@@ -160,51 +125,9 @@ class LocalCommunicator : public Communicator {
   void abort(const std::string& reason) override { state_->abort(reason); }
 
  private:
-  std::unique_ptr<Work> start(std::function<void()> run) {
-    auto job = std::make_shared<Job>();
-    job->run = std::move(run);
-    auto work = std::make_unique<LocalWork>(job);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      queue_.push_back(std::move(job));
-    }
-    wake_.notify_all();
-    return work;
-  }
-
-  void loop() {
-    while (true) {
-      std::shared_ptr<Job> job;
-      {
-        std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-        if (queue_.empty()) return;
-        job = std::move(queue_.front());
-        queue_.pop_front();
-        busy_ = true;
-      }
-      try {
-        job->run();
-        job->done.set_value();
-      } catch (const std::exception& e) {
-        {
-          std::lock_guard<std::mutex> lock(job->mutex);
-          job->error = e.what();
-        }
-        job->done.set_exception(std::current_exception());
-      }
-      std::lock_guard<std::mutex> lock(mutex_);
-      busy_ = false;
-    }
-  }
-
   std::shared_ptr<SharedState> state_;
   int rank_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::deque<std::shared_ptr<Job>> queue_;
-  bool busy_ = false, stopping_ = false;
-  std::thread thread_;  // last: it starts once the members it uses exist
+  WorkQueue queue_;  // last: its thread ends before the members its jobs use
 };
 
 }  // namespace

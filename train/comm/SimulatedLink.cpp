@@ -10,13 +10,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
-#include <condition_variable>
-#include <deque>
-#include <future>
 #include <mutex>
 #include <thread>
 
-#include "data/InputError.h"  // defines: InputError
+#include "data/InputError.h"        // defines: InputError
+#include "train/comm/WorkQueue.h"  // defines: WorkQueue
 
 namespace mgpu::train {
 
@@ -28,72 +26,30 @@ Clock::duration span(double seconds) {
   return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
 }
 
-// A collective on the link: the wrapped one, and how long its bytes take.
-struct Transfer {
-  std::unique_ptr<Work> inner;
-  Clock::duration takes;
-  std::promise<void> done;
-  std::mutex mutex;
-  std::string error;
-};
-
-class LinkWork : public Work {
- public:
-  explicit LinkWork(std::shared_ptr<Transfer> transfer)
-      : transfer_(std::move(transfer)), done_(transfer_->done.get_future()) {}
-  void wait() override { done_.get(); }
-  bool test() override {
-    return done_.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
-  }
-  std::string error() const override {
-    std::lock_guard<std::mutex> lock(transfer_->mutex);
-    return transfer_->error;
-  }
-
- private:
-  std::shared_ptr<Transfer> transfer_;
-  std::future<void> done_;
-};
-
-// The link is a thread that carries one collective at a time, in the order they were started:
+// The link is a queue that carries one collective at a time, in the order they were started:
 // a transfer begins once the wrapped collective has finished (every rank has joined it) and the
 // link is free, and takes its bytes' time, slept, not computed.
 class LinkCommunicator : public Communicator {
  public:
   LinkCommunicator(std::unique_ptr<Communicator> inner, const LinkSpeed& link)
-      : inner_(std::move(inner)), link_(link), thread_([this] { carry(); }) {}
-  ~LinkCommunicator() override {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stopping_ = true;
-    }
-    wake_.notify_all();
-    thread_.join();
-  }
+      : inner_(std::move(inner)), link_(link) {}
 
   int rank() const override { return inner_->rank(); }
   int world_size() const override { return inner_->world_size(); }
   std::string backend() const override { return inner_->backend(); }
 
   std::unique_ptr<Work> all_reduce_sum_async(torch::Tensor tensor) override {
-    auto transfer = std::make_shared<Transfer>();
-    transfer->takes = takes(tensor);
-    transfer->inner = inner_->all_reduce_sum_async(tensor);
-    auto work = std::make_unique<LinkWork>(transfer);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      queue_.push_back(std::move(transfer));
-    }
-    wake_.notify_all();
-    return work;
+    std::shared_ptr<Work> inner = inner_->all_reduce_sum_async(tensor);
+    return link_queue_.start([inner, takes = takes(tensor)] {
+      inner->wait();
+      std::this_thread::sleep_for(takes);
+    });
   }
   void broadcast(torch::Tensor& tensor, int root) override {
-    // Once a run (the first weights): after the link has carried what was started before.
-    std::unique_lock<std::mutex> lock(mutex_);
-    idle_.wait(lock, [&] { return queue_.empty() && !busy_; });
-    lock.unlock();
-    inner_->broadcast(tensor, root);
-    std::this_thread::sleep_for(takes(tensor));
+    link_queue_.start([&] {
+      inner_->broadcast(tensor, root);
+      std::this_thread::sleep_for(takes(tensor));
+    })->wait();
   }
   void abort(const std::string& reason) override { inner_->abort(reason); }
 
@@ -102,43 +58,9 @@ class LinkCommunicator : public Communicator {
     return span(link_.seconds(static_cast<double>(tensor.numel() * tensor.element_size())));
   }
 
-  void carry() {
-    while (true) {
-      std::shared_ptr<Transfer> t;
-      {
-        std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-        if (queue_.empty()) return;
-        t = std::move(queue_.front());
-        queue_.pop_front();
-        busy_ = true;
-      }
-      try {
-        t->inner->wait();
-        std::this_thread::sleep_for(t->takes);
-        t->done.set_value();
-      } catch (const std::exception& e) {
-        {
-          std::lock_guard<std::mutex> lock(t->mutex);
-          t->error = e.what();
-        }
-        t->done.set_exception(std::current_exception());
-      }
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        busy_ = false;
-      }
-      idle_.notify_all();
-    }
-  }
-
   std::unique_ptr<Communicator> inner_;
   LinkSpeed link_;
-  std::mutex mutex_;
-  std::condition_variable wake_, idle_;
-  std::deque<std::shared_ptr<Transfer>> queue_;
-  bool busy_ = false, stopping_ = false;
-  std::thread thread_;  // last: it starts once the members it uses exist
+  WorkQueue link_queue_;  // last: its thread ends before the members its jobs use
 };
 
 }  // namespace
