@@ -20,8 +20,11 @@ __attribute__((section(".preinit_array"), used)) void (*const preinit)(int, char
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Past a file-size limit, a write fails with EFBIG (and is reported) instead of killing us.
+  // Past a file-size limit, a write fails with EFBIG (and is reported) instead of killing us;
+  // a write to a peer's closed connection fails with EPIPE, which Gloo reports as that peer's
+  // failure, instead of killing us silently with SIGPIPE.
   std::signal(SIGXFSZ, SIG_IGN);
+  std::signal(SIGPIPE, SIG_IGN);
   try {
     const auto cmd = mgpu::app::parse_command_line(std::vector<std::string>(argv, argv + argc));
     if (cmd.name != "train" || cmd.is_help()) mgpu::train::release_stop_handlers();

@@ -345,6 +345,29 @@ TEST(CheckpointBinary, ProcessesOfDifferentRunsAreAllRefusedBeforeTheFirstStep) 
   EXPECT_FALSE(fs::exists(tmp.path() / "run" / "checkpoints" / "ckpt-e0001-s000000.pt"));
 }
 
+// Ranks that would cut the gradients into different buckets would issue collectives that do not
+// match (Gloo then aborts the process): they are refused before the first step, both exit 2.
+TEST(CheckpointBinary, ProcessesThatCutTheGradientsDifferentlyAreRefused) {
+  TempDir tmp;
+  const auto data = mgpu::testing::write_cifar_dir(tmp.path() / "data", 40).parent_path();
+  const std::string env = fmt::format("WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={}",
+                                      mgpu::testing::free_port());
+  const std::string flags = "--epochs 1 --limit-train 128 --batch-per-device 8 --comm-timeout 600";
+  const pid_t rank0 = start_training(data, tmp.path() / "run", tmp.path() / "log0", flags,
+                                     "RANK=0 " + env);
+  const pid_t rank1 = start_training(data, tmp.path() / "run", tmp.path() / "log1",
+                                     flags + " --no-overlap", "RANK=1 " + env);
+  EXPECT_EQ(wait_exit_code(rank0), 2);
+  EXPECT_EQ(wait_exit_code(rank1), 2);
+  for (const char* log : {"log0", "log1"}) {
+    const auto text = read_file(tmp.path() / log);
+    EXPECT_NE(text.find("gradient_buckets: rank 0 has \"2 buckets (--bucket-mb 25)\", rank 1 "
+                        "\"one all-reduce after the backward pass (--no-overlap)\""),
+              std::string::npos)
+        << log << ": " << text;
+  }
+}
+
 // The advice after a non-finite loss works, on two processes: both name the last good
 // checkpoint (not the one just before the bad step, whose weights gave it), and a resume from
 // it with a lower --lr (never a higher one) finishes the run and records the change.

@@ -344,6 +344,13 @@ void Trainer::agree_on_start(const std::string& refusal) {
                                                       : checkpoints_.fingerprint);
   settings["lr"] = config_.lr;
   settings["world_size"] = world_size();
+  // The ranks' collectives match one for one only if they cut the gradients alike.
+  if (const auto& reducer = replicas_[0]->reducer) {
+    settings["gradient_buckets"] =
+        config_.overlap ? fmt::format("{} buckets (--bucket-mb {})", reducer->buckets().size(),
+                                      config_.bucket_mb)
+                        : std::string("one all-reduce after the backward pass (--no-overlap)");
+  }
   const std::string start =
       resumed_ ? "resumes from checkpoint " + saved_.front().file.filename().string()
                : "starts afresh";

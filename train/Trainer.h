@@ -79,11 +79,11 @@ class Trainer {
   /// naming the file and what differs or is damaged.
   Resumed resume(const std::filesystem::path& file);
   /// Before the first step of a job of several processes, every process tells the others what
-  /// it starts from: the run's fingerprint (model, data set sizes, world size, recipe) and rate,
-  /// the checkpoint and position it resumes from or a fresh start, and `refusal`, why it cannot
-  /// start (a checkpoint it refused), if it cannot. When they differ, or one refused, every
-  /// rank throws data::InputError naming the rank and what differs, within the time peers take
-  /// to get there. fit() calls it unless the caller did. With one process it only throws
+  /// it starts from: the run's fingerprint (model, data set sizes, world size, recipe), rate and
+  /// gradient buckets, the checkpoint and position it resumes from or a fresh start, and
+  /// `refusal`, why it cannot start (a checkpoint it refused), if it cannot. When they differ,
+  /// or one refused, every rank throws data::InputError naming the rank and what differs,
+  /// within the time peers take to get there. fit() calls it unless the caller did. With one process it only throws
   /// refusal, if given.
   void agree_on_start(const std::string& refusal = {});
   /// Every lowering of the learning rate by a resume, over all parts of the run, oldest first.
