@@ -392,3 +392,51 @@ TEST(OverlapBench, PrintsTheStepWithAndWithoutOverlapAndTheShareHidden) {
   std::string why;
   EXPECT_EQ(fs::exists(tmp.path() / "timeline-2.png"), train::can_plot(&why)) << why;
 }
+
+namespace {
+
+// A trace as the profiler writes it: kernels with their stream, start and duration (us).
+void write_trace(const fs::path& file, const std::vector<std::tuple<std::string, int, int, int>>& kernels) {
+  std::string events;
+  for (const auto& [name, stream, ts, dur] : kernels) {
+    events += fmt::format("{}{{\"cat\": \"kernel\", \"name\": \"{}\", \"ts\": {}, \"dur\": {}, "
+                          "\"args\": {{\"stream\": {}}}}}",
+                          events.empty() ? "" : ", ", name, ts, dur, stream);
+  }
+  std::ofstream(file) << "{\"traceEvents\": [" << events << "]}";
+}
+
+std::string text_of(const fs::path& file) {
+  std::ifstream in(file);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+int check_trace(const fs::path& trace, const fs::path& out) {
+  const std::string cmd = fmt::format("{} {}/scripts/check_trace_overlap.py {} > {} 2>&1",
+                                      mgpu::testing::kPython, mgpu::testing::kSourceDir,
+                                      trace.string(), out.string());
+  return WEXITSTATUS(std::system(cmd.c_str()));
+}
+
+}  // namespace
+
+// The GPU check's reading of a profiler trace (scripts/check_trace_overlap.py): an NCCL kernel
+// running beside a kernel of another stream counts; one after it, or on the same stream, does
+// not; a trace without NCCL kernels is a failure that says so.
+TEST(TraceCheck, CountsNcclKernelsThatRanBesideAnotherStreamsKernels) {
+  mgpu::testing::TempDir tmp;
+  const auto trace = tmp.path() / "trace.json", out = tmp.path() / "out";
+  write_trace(trace, {{"conv_backward", 7, 0, 100}, {"ncclDevKernel_AllReduce", 20, 50, 100},
+                      {"ncclDevKernel_AllReduce", 20, 300, 10}, {"sgd", 7, 400, 10}});
+  EXPECT_EQ(check_trace(trace, out), 0);
+  EXPECT_NE(text_of(out).find("1 of 2 NCCL kernels ran while a kernel of "
+                                               "another stream ran"),
+            std::string::npos) << text_of(out);
+  write_trace(trace, {{"conv_backward", 7, 0, 100}, {"ncclDevKernel_AllReduce", 7, 50, 100}});
+  EXPECT_EQ(check_trace(trace, out), 1);
+  write_trace(trace, {{"conv_backward", 7, 0, 100}});
+  EXPECT_EQ(check_trace(trace, out), 1);
+  EXPECT_NE(text_of(out).find("no NCCL kernel"), std::string::npos);
+}
