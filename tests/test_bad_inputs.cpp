@@ -311,6 +311,8 @@ std::vector<Case> corpus() {
        "--comm-timeout 1e+300"},
       {"bench with absurd counts", [](const fs::path&) {}, "bench --gpus 1,100000", 2,
        "--gpus '1,100000'"},
+      {"an unknown test-time augmentation", good_cifar, std::string(kCifar) + " --tta sideways", 2,
+       "--tta 'sideways': expected none, mirror or mirror-translate"},
       {"a profiler trace without GPUs", [](const fs::path&) {}, "bench --trace", 2,
        "--trace records the GPU's kernels"},
       {"a malformed simulated link", good_cifar, std::string(kCifar) + " --cpu-replicas 2", 2,

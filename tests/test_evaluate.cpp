@@ -3,6 +3,8 @@
 // commands through the binary on a freshly trained run.
 #include <fmt/core.h>
 #include <gtest/gtest.h>
+
+#include <sstream>
 #include <sys/wait.h>
 
 #include <cmath>
@@ -144,7 +146,7 @@ TEST(EvaluateBinary, ATrainedRunIsEvaluatedPredictedAndDescribed) {
       fmt::format("--dataset cifar10 --no-download --data-dir {}", (tmp.path() / "data").string());
   const auto run_dir = tmp.path() / "run";
   ASSERT_EQ(run(fmt::format("train --model resnet20 --gpus 0 --threads 2 {} --epochs 1 "
-                            "--batch-per-device 20 --verbose 0 --out-dir {}",
+                            "--batch-per-device 20 --verbose 0 --tta mirror --out-dir {}",
                             data_flags, run_dir.string()),
                 tmp.path() / "train.log"),
             0)
@@ -178,6 +180,35 @@ TEST(EvaluateBinary, ATrainedRunIsEvaluatedPredictedAndDescribed) {
   if (train::can_plot(&why)) {
     EXPECT_GT(fs::file_size(eval_dir / "confusion.png"), 1000u);
   }
+  // The run validated with --tta mirror: its history's last val_loss and val_acc are the
+  // mirrored evaluation of its weights; `mgpu evaluate --tta` evaluates with the views asked.
+  const auto mirrored = app::evaluate_model(w.module, w.mean, split.test, 10, 256,
+                                            train::Tta::kMirror);
+  std::stringstream history(read_file(run_dir / "history.csv"));
+  std::string line, last;
+  while (std::getline(history, line)) last = line;
+  std::vector<double> cells;
+  std::stringstream row(last);
+  for (std::string cell; std::getline(row, cell, ',');) cells.push_back(std::stod(cell));
+  ASSERT_EQ(cells.size(), 7u) << last;  // epoch,lr,seconds,loss,acc,val_loss,val_acc
+  EXPECT_NEAR(cells[5], mirrored.loss, 1e-5) << last;
+  EXPECT_NEAR(cells[6], mirrored.acc, 1e-9) << last;
+  EXPECT_GT(std::abs(mirrored.loss - here.loss), 1e-6);  // the views changed the logits
+  ASSERT_EQ(run(fmt::format("evaluate --weights {} --gpus 0 --threads 2 --data-dir {} "
+                            "--no-download --tta mirror-translate --out-dir {}",
+                            (run_dir / "model.pt").string(), (tmp.path() / "data").string(),
+                            (tmp.path() / "tta").string()),
+                tmp.path() / "tta.log"),
+            0)
+      << read_file(tmp.path() / "tta.log");
+  const auto translated = app::evaluate_model(w.module, w.mean, split.test, 10, 256,
+                                              train::Tta::kMirrorTranslate);
+  const auto tta_json = nlohmann::json::parse(read_file(tmp.path() / "tta" / "evaluation.json"));
+  EXPECT_EQ(tta_json["tta"], "mirror-translate");
+  EXPECT_NEAR(tta_json["accuracy"].get<double>(), translated.acc, 1e-12);
+  EXPECT_NEAR(tta_json["loss"].get<double>(), translated.loss, 1e-5);
+  EXPECT_NE(read_file(tmp.path() / "tta.log").find("test-time augmentation mirror-translate"),
+            std::string::npos);
 
   // Predict a test image written as a PNG: the probabilities the model gives its pixels.
   const auto image = split.test.images[7];  // [3, 32, 32]

@@ -7,12 +7,11 @@
 
 #include <chrono>
 #include <cstdlib>
-#include <mutex>
-#include <thread>
-
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "Fixtures.h"
 #include "data/InputError.h"
@@ -132,7 +131,8 @@ std::vector<torch::Tensor> reduce_on_threads(int world, const BucketOptions& opt
     threads.emplace_back([&, r] {
       try {
         Rank rank(r);
-        Reducer reducer(rank.net->parameters(), rank.flat, 2, *group[static_cast<size_t>(r)], options);
+        Reducer reducer(rank.net->parameters(), rank.flat, 2, *group[static_cast<size_t>(r)],
+                        options);
         const auto loss = rank.net->forward(rank.input);
         if (arm) reducer.arm();
         loss.backward();
@@ -197,8 +197,8 @@ TEST(Reducer, TheFirstBucketStartsWhileTheBackwardPassStillRuns) {
 
 // Buckets of one parameter each sum exactly what one all-reduce of the whole buffer sums: every
 // element is the ranks' values added in rank order. The side layer's zeros are reduced after
-// the backward pass instead of holding the others up forever (3 ranks, a 20 s deadline: a bucket left
-// waiting would fail the test, not hang it).
+// the backward pass instead of holding the others up forever (3 ranks, a 20 s deadline: a bucket
+// left waiting would fail the test, not hang it).
 TEST(Reducer, BucketsSumBitForBitAsOneAllReduceAndAnUnusedParameterHoldsNothingUp) {
   BucketOptions serial;
   serial.overlap = false;
@@ -311,8 +311,11 @@ double difference(const std::filesystem::path& a, const std::filesystem::path& b
     diff = std::max(diff, (item.value() - theirs[item.key()]).abs().max().item<double>());
   }
   for (const auto& item : x.module.ptr()->named_buffers()) {
-    diff = std::max(diff, (item.value().to(torch::kDouble) - their_buffers[item.key()].to(torch::kDouble))
-                              .abs().max().item<double>());
+    diff = std::max(diff,
+                    (item.value().to(torch::kDouble) - their_buffers[item.key()].to(torch::kDouble))
+                        .abs()
+                        .max()
+                        .item<double>());
   }
   return diff;
 }
@@ -334,7 +337,8 @@ TEST_P(OverlapBinary, BucketsGiveTheWeightsOfOneAllReduceBitForBit) {
       mgpu::testing::kMgpuBinary, GetParam(), (tmp.path() / "data").string());
   auto run = [&](const std::string& name, const std::string& flags) {
     const auto dir = tmp.path() / name;
-    EXPECT_EQ(std::system((common + " " + flags + " --out-dir " + dir.string()).c_str()), 0) << name;
+    EXPECT_EQ(std::system((common + " " + flags + " --out-dir " + dir.string()).c_str()), 0)
+        << name;
     return dir / "model.pt";
   };
   const auto serial = run("serial", "--cpu-replicas 2 --no-overlap");
@@ -343,8 +347,8 @@ TEST_P(OverlapBinary, BucketsGiveTheWeightsOfOneAllReduceBitForBit) {
   const auto micro = run("micro", "--cpu-replicas 2 --accumulate 2 --bucket-mb 0.05");
   const auto micro_serial = run("micro-serial", "--cpu-replicas 2 --accumulate 2 --no-overlap");
   EXPECT_EQ(difference(micro, micro_serial), 0);
-  const std::string env = fmt::format("WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={}",
-                                      mgpu::testing::free_port());
+  const std::string env =
+      fmt::format("WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={}", mgpu::testing::free_port());
   const auto processes = tmp.path() / "processes";
   const std::string two = fmt::format(
       "(RANK=1 {0} {1} --bucket-mb 0.05 --out-dir {2} > {3}/log1 2>&1 &) ; "
@@ -364,12 +368,14 @@ TEST(OverlapBench, PrintsTheStepWithAndWithoutOverlapAndTheShareHidden) {
   mgpu::testing::TempDir tmp;
   const auto r = mgpu::testing::run_mgpu(
       "bench --cpu-replicas 2 --steps 2 --warmup 0 --batch-per-device 4 --threads 2 "
-      "--bucket-mb 1 --out-dir " + tmp.path().string(),
+      "--bucket-mb 1 --out-dir " +
+          tmp.path().string(),
       "MGPU_SIM_LINK=0.05,100 ");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("MGPU_SIM_LINK: every collective"), std::string::npos) << r.err;
   EXPECT_NE(r.out.find("overlap, 2 replicas (replica 0, medians of 2 steps): backward "),
-            std::string::npos) << r.out;
+            std::string::npos)
+      << r.out;
   EXPECT_NE(r.out.find("% of the all-reduce hidden"), std::string::npos) << r.out;
   std::ifstream csv(tmp.path() / "bench.csv");
   std::string header, row;
@@ -396,12 +402,14 @@ TEST(OverlapBench, PrintsTheStepWithAndWithoutOverlapAndTheShareHidden) {
 namespace {
 
 // A trace as the profiler writes it: kernels with their stream, start and duration (us).
-void write_trace(const fs::path& file, const std::vector<std::tuple<std::string, int, int, int>>& kernels) {
+void write_trace(const fs::path& file,
+                 const std::vector<std::tuple<std::string, int, int, int>>& kernels) {
   std::string events;
   for (const auto& [name, stream, ts, dur] : kernels) {
-    events += fmt::format("{}{{\"cat\": \"kernel\", \"name\": \"{}\", \"ts\": {}, \"dur\": {}, "
-                          "\"args\": {{\"stream\": {}}}}}",
-                          events.empty() ? "" : ", ", name, ts, dur, stream);
+    events += fmt::format(
+        "{}{{\"cat\": \"kernel\", \"name\": \"{}\", \"ts\": {}, \"dur\": {}, "
+        "\"args\": {{\"stream\": {}}}}}",
+        events.empty() ? "" : ", ", name, ts, dur, stream);
   }
   std::ofstream(file) << "{\"traceEvents\": [" << events << "]}";
 }
@@ -414,9 +422,9 @@ std::string text_of(const fs::path& file) {
 }
 
 int check_trace(const fs::path& trace, const fs::path& out) {
-  const std::string cmd = fmt::format("{} {}/scripts/check_trace_overlap.py {} > {} 2>&1",
-                                      mgpu::testing::kPython, mgpu::testing::kSourceDir,
-                                      trace.string(), out.string());
+  const std::string cmd =
+      fmt::format("{} {}/scripts/check_trace_overlap.py {} > {} 2>&1", mgpu::testing::kPython,
+                  mgpu::testing::kSourceDir, trace.string(), out.string());
   return WEXITSTATUS(std::system(cmd.c_str()));
 }
 
@@ -428,12 +436,15 @@ int check_trace(const fs::path& trace, const fs::path& out) {
 TEST(TraceCheck, CountsNcclKernelsThatRanBesideAnotherStreamsKernels) {
   mgpu::testing::TempDir tmp;
   const auto trace = tmp.path() / "trace.json", out = tmp.path() / "out";
-  write_trace(trace, {{"conv_backward", 7, 0, 100}, {"ncclDevKernel_AllReduce", 20, 50, 100},
-                      {"ncclDevKernel_AllReduce", 20, 300, 10}, {"sgd", 7, 400, 10}});
+  write_trace(trace, {{"conv_backward", 7, 0, 100},
+                      {"ncclDevKernel_AllReduce", 20, 50, 100},
+                      {"ncclDevKernel_AllReduce", 20, 300, 10},
+                      {"sgd", 7, 400, 10}});
   EXPECT_EQ(check_trace(trace, out), 0);
   EXPECT_NE(text_of(out).find("1 of 2 NCCL kernels ran while a kernel of "
-                                               "another stream ran"),
-            std::string::npos) << text_of(out);
+                              "another stream ran"),
+            std::string::npos)
+      << text_of(out);
   write_trace(trace, {{"conv_backward", 7, 0, 100}, {"ncclDevKernel_AllReduce", 7, 50, 100}});
   EXPECT_EQ(check_trace(trace, out), 1);
   write_trace(trace, {{"conv_backward", 7, 0, 100}});

@@ -1,11 +1,13 @@
 // Evaluation during training: the replicas' batch-norm statistics averaged, then the data set
-// split across replicas, each part evaluated on its device, and the sums all-reduced.
+// split across replicas, each part evaluated on its device (with --tta's views), and the sums
+// all-reduced.
 #include <torch/torch.h>
 
 #include "data/Preprocess.h"  // defines: subtract_mean
 #include "train/Precision.h"  // defines: AutocastGuard, in_memory_format
 #include "train/Replica.h"    // defines: Trainer::Replica
 #include "train/Sharding.h"   // defines: shard_batch
+#include "train/Tta.h"        // defines: tta_logits, parse_tta
 
 namespace mgpu::train {
 
@@ -35,20 +37,19 @@ Metrics Trainer::evaluate_replica(Replica& replica, const data::Dataset& dataset
   const auto dev = replica.device;
   auto loss_sum = torch::zeros({}, torch::TensorOptions().device(dev));
   auto correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(dev));
+  const Tta tta = parse_tta(config_.tta);
   const Shard part =
       shard_batch(dataset.size(), world_size())[replica.comm ? replica.comm->rank() : 0];
   for (int64_t start = part.offset; start < part.offset + part.size; start += config_.eval_batch) {
     const int64_t len = std::min(config_.eval_batch, part.offset + part.size - start);
     const auto images = dataset.images.narrow(0, start, len).to(dev);
     const auto labels = dataset.labels.narrow(0, start, len).to(dev);
-    torch::Tensor logits;
-    {
-      AutocastGuard amp(dev.type(), config_.amp);
-      logits = replica.model
-                   .forward(in_memory_format(data::subtract_mean(images, replica.mean),
-                                             config_.channels_last))
-                   .to(torch::kFloat);
-    }
+    const auto logits = tta_logits(
+        [&](const torch::Tensor& x) {
+          AutocastGuard amp(dev.type(), config_.amp);
+          return replica.model.forward(in_memory_format(x, config_.channels_last));
+        },
+        data::subtract_mean(images, replica.mean), tta);  // [len, classes] float
     loss_sum += torch::nn::functional::cross_entropy(
         logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
     correct += logits.argmax(1).eq(labels).sum();

@@ -5,12 +5,12 @@
 
 #include <chrono>
 
-#include "data/Augment.h"            // defines: shift_and_flip
-#include "data/Preprocess.h"         // defines: subtract_mean
-#include "models/Dropout.h"          // defines: RowKeys
-#include "train/Precision.h"         // defines: AutocastGuard, in_memory_format
-#include "train/Replica.h"           // defines: Trainer::Replica, PlanColumn
-#include "train/comm/Reducer.h"      // defines: Reducer
+#include "data/Augment.h"        // defines: shift_and_flip
+#include "data/Preprocess.h"     // defines: subtract_mean
+#include "models/Dropout.h"      // defines: RowKeys
+#include "train/Precision.h"     // defines: AutocastGuard, in_memory_format
+#include "train/Replica.h"       // defines: Trainer::Replica, PlanColumn
+#include "train/comm/Reducer.h"  // defines: Reducer
 
 namespace mgpu::train {
 
@@ -98,8 +98,9 @@ void Trainer::train_step(Replica& replica, const torch::Tensor& batch_plan) {
     params_grads.mul_((config_.clip_grad_norm / (params_grads.norm() + 1e-6)).clamp_max(1.0));
   }
   // A non-finite gradient on any replica makes the summed gradient non-finite, the same on all.
-  const auto fault = fp16 ? replica.control[1].gt(0)
-                          : replica.control[1].gt(0) | torch::isfinite(params_grads.sum()).logical_not();
+  const auto fault =
+      fp16 ? replica.control[1].gt(0)
+           : replica.control[1].gt(0) | torch::isfinite(params_grads.sum()).logical_not();
   replica.first_bad.copy_(
       torch::where(replica.first_bad.lt(0) & fault, replica.step_number, replica.first_bad));
   optimizer_step(replica);

@@ -29,6 +29,8 @@ struct TrainConfig {
   bool nesterov = false;
   double label_smoothing = 0;       // cross-entropy against (1 - s) one-hot + s / classes
   double clip_grad_norm = 0;        // > 0: scale the gradient down to at most this 2-norm
+  std::string tta = "none";         // validation's test-time augmentation: none, mirror,
+                                    // mirror-translate (train/Tta.h)
   int64_t cpu_replicas = 1;       // with gpus == 0: data-parallel replicas on the CPU
   int64_t batch_per_device = 64;  // images per replica per micro-batch
   int64_t accumulate = 1;         // micro-batches per optimizer step on each replica

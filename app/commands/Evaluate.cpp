@@ -13,6 +13,7 @@
 #include "data/InputError.h"  // defines: InputError
 #include "data/Preprocess.h"  // defines: subtract_mean
 #include "train/Device.h"     // defines: select_devices, set_threads, describe_device
+#include "train/Tta.h"        // defines: tta_logits, parse_tta, tta_name
 #include "train/files/AtomicFile.h"  // defines: write_text_atomically, NewDirectories
 #include "train/report/Plot.h"       // defines: can_plot, plot_confusion
 #include "train/files/Weights.h"    // defines: load_weights
@@ -34,7 +35,8 @@ std::vector<double> Evaluation::class_accuracy() const {
 }
 
 Evaluation evaluate_model(torch::nn::AnyModule& model, const torch::Tensor& mean,
-                          const data::Dataset& dataset, int64_t classes, int64_t batch) {
+                          const data::Dataset& dataset, int64_t classes, int64_t batch,
+                          train::Tta tta) {
   torch::NoGradGuard no_grad;
   model.ptr()->eval();
   const auto dev = mean.device();
@@ -45,7 +47,9 @@ Evaluation evaluate_model(torch::nn::AnyModule& model, const torch::Tensor& mean
     const int64_t len = std::min(batch, dataset.size() - start);
     const auto images = dataset.images.narrow(0, start, len).to(dev);      // [B, C, H, W] uint8
     const auto labels = dataset.labels.narrow(0, start, len).to(dev);      // [B]
-    const auto logits = model.forward(data::subtract_mean(images, mean));  // [B, K]
+    const auto logits = train::tta_logits(  // [B, K]
+        [&](const torch::Tensor& x) { return model.forward(x); }, data::subtract_mean(images, mean),
+        tta);
     loss_sum +=
         torch::nn::functional::cross_entropy(
             logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
@@ -131,10 +135,12 @@ void run_evaluate(const EvaluateConfig& config, std::ostream& out) {
     }
   };
   const data::DataSplit data = data::load_data(data_config);
-  out << fmt::format("evaluating {} ({}) on {} from {}, {} test images; device {}, {} threads\n",
+  out << fmt::format("evaluating {} ({}) on {} from {}, {} test images{}; device {}, {} threads\n",
                      weights_file.string(), w.model, data.name, data.source, data.test.size(),
+                     config.tta == "none" ? "" : ", test-time augmentation " + config.tta,
                      describe_device(device), threads);
-  const Evaluation e = evaluate_model(w.module, w.mean, data.test, w.shape.classes, config.batch);
+  const Evaluation e = evaluate_model(w.module, w.mean, data.test, w.shape.classes, config.batch,
+                                      train::parse_tta(config.tta));
   out << evaluation_report(e, w.class_names);
 
   nlohmann::json j = {{"weights", weights_file.string()},
@@ -144,6 +150,7 @@ void run_evaluate(const EvaluateConfig& config, std::ostream& out) {
                       {"images", e.images},
                       {"loss", e.loss},
                       {"accuracy", e.acc},
+                      {"tta", config.tta},
                       {"classes", w.class_names}};
   for (double a : e.class_accuracy()) {
     j["class_accuracy"].push_back(std::isnan(a) ? nlohmann::json(nullptr) : nlohmann::json(a));
@@ -181,6 +188,10 @@ cxxopts::Options evaluate_options() {
       ("limit-test", "use only the first N test images (0: all)",
        cxxopts::value<std::string>()->default_value("0"))
       ("batch", "images per forward pass", cxxopts::value<std::string>()->default_value("256"))
+      ("tta", "test-time augmentation: none, mirror (the mean of the image's and its mirror "
+       "image's logits) or mirror-translate (that, averaged with the same for the image moved "
+       "one pixel up-left and down-right), as airbench evaluates",
+       cxxopts::value<std::string>()->default_value("none"))
       ("out-dir", "where evaluation.json, confusion.csv and confusion.png go; default the "
        "weights file's folder", cxxopts::value<std::string>()->default_value(""));
   add_folder_flags(o);
@@ -195,6 +206,7 @@ EvaluateConfig parse_evaluate(const cxxopts::ParseResult& r) {
   c.data = data_flags(r);
   c.data.limit_train = 1;  // evaluation reads the training files but uses none of them
   c.batch = int_at_least(r, "batch", 1, kMaxBatch);
+  c.tta = train::tta_name(train::parse_tta(get<std::string>(r, "tta")));
   c.out_dir = get<std::string>(r, "out-dir");
   return c;
 }

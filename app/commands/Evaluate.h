@@ -10,6 +10,7 @@
 
 #include "data/Dataset.h"
 #include "data/Datasets.h"
+#include "train/Tta.h"  // defines: Tta
 
 namespace mgpu::app {
 
@@ -19,6 +20,7 @@ struct EvaluateConfig {
   int64_t gpus = 0;       // 0: the CPU; 1: the first CUDA GPU
   int64_t threads = 0;    // LibTorch intra-op threads; 0: all cores
   int64_t batch = 256;    // images per forward pass (no effect on results)
+  std::string tta = "none";  // test-time augmentation: none, mirror, mirror-translate
   std::string out_dir;    // empty: the weights file's folder
 };
 
@@ -31,9 +33,11 @@ struct Evaluation {
   std::vector<double> class_accuracy() const;
 };
 
-/// Runs model (eval mode, no gradients) over dataset in batches, subtracting mean [C, H, W].
+/// Runs model (eval mode, no gradients) over dataset in batches, subtracting mean [C, H, W],
+/// its logits averaged over the views of tta (train/Tta.h).
 Evaluation evaluate_model(torch::nn::AnyModule& model, const torch::Tensor& mean,
-                          const data::Dataset& dataset, int64_t classes, int64_t batch);
+                          const data::Dataset& dataset, int64_t classes, int64_t batch,
+                          train::Tta tta = train::Tta::kNone);
 
 /// The confusion matrix as CSV: a header of predicted classes, one row per true class.
 std::string confusion_csv(const Evaluation& e, const std::vector<std::string>& class_names);

@@ -10,6 +10,7 @@
 
 #include "app/commands/Flags.h"  // defines: get, number, int_list
 #include "data/InputError.h"     // defines: InputError
+#include "train/Tta.h"           // defines: parse_tta, tta_name
 
 namespace mgpu::app {
 
@@ -61,7 +62,11 @@ void add_recipe_flags(cxxopts::Options& o) {
        cxxopts::value<std::string>()->default_value("0"))
       ("clip-grad-norm", "scale the global batch's gradient down to at most this 2-norm before "
        "the step, as torch.nn.utils.clip_grad_norm_ (0: off)",
-       cxxopts::value<std::string>()->default_value("0"));
+       cxxopts::value<std::string>()->default_value("0"))
+      ("tta", "test-time augmentation of each epoch's validation, as airbench's: none, mirror "
+       "(the mean of the image's and its mirror image's logits) or mirror-translate (that, "
+       "averaged with the same for the image moved one pixel up-left and down-right)",
+       cxxopts::value<std::string>()->default_value("none"));
 }
 
 void recipe_flags(const cxxopts::ParseResult& r, train::TrainConfig& c) {
@@ -102,6 +107,7 @@ void recipe_flags(const cxxopts::ParseResult& r, train::TrainConfig& c) {
   }
   c.clip_grad_norm = number_in(r, "clip-grad-norm", 0, std::numeric_limits<float>::max(), false,
                                "a norm >= 0 (0: off)");
+  c.tta = train::tta_name(train::parse_tta(get<std::string>(r, "tta")));
 }
 
 nlohmann::json recipe_summary(const train::TrainConfig& c) {
@@ -112,7 +118,8 @@ nlohmann::json recipe_summary(const train::TrainConfig& c) {
           {"decay_norm_bias", c.decay_norm_bias},
           {"nesterov", c.nesterov},
           {"label_smoothing", c.label_smoothing},
-          {"clip_grad_norm", c.clip_grad_norm}};
+          {"clip_grad_norm", c.clip_grad_norm},
+          {"tta", c.tta}};
 }
 
 nlohmann::json recipe_fingerprint(const train::TrainConfig& c) {
@@ -129,6 +136,7 @@ nlohmann::json recipe_fingerprint(const train::TrainConfig& c) {
   if (c.nesterov) j["nesterov"] = true;
   if (c.label_smoothing > 0) j["label_smoothing"] = c.label_smoothing;
   if (c.clip_grad_norm > 0) j["clip_grad_norm"] = c.clip_grad_norm;
+  if (c.tta != "none") j["tta"] = c.tta;  // what the history's val_loss and val_acc mean
   return j;
 }
 

@@ -1,6 +1,7 @@
 // The flags that change the tutorial's recipe for other models (schedule, weight decay,
-// Nesterov, label smoothing, gradient clipping): their help, their checks, and what of them a
-// run's fingerprint and summary record. Every default is the tutorial's.
+// Nesterov, label smoothing, gradient clipping, test-time augmentation): their help, their
+// checks, and what of them a run's fingerprint and summary record. Every default is the
+// tutorial's.
 #pragma once
 
 #include <cxxopts.hpp>
@@ -11,7 +12,7 @@
 namespace mgpu::app {
 
 /// --schedule, --milestones, --gamma, --weight-decay, --no-decay-norm-bias, --nesterov,
-/// --label-smoothing, --clip-grad-norm.
+/// --label-smoothing, --clip-grad-norm, --tta.
 void add_recipe_flags(cxxopts::Options& o);
 /// Reads them into c; c.epochs and c.momentum must be set already (the checks use them).
 void recipe_flags(const cxxopts::ParseResult& r, train::TrainConfig& c);

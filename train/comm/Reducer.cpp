@@ -76,8 +76,8 @@ void Reducer::hook(size_t i) {
   // or frozen), so no gradient will be written to its slice and its bucket need not wait.
   accumulators_[i] = torch::autograd::impl::try_get_grad_accumulator(params_[i]);
   if (!accumulators_[i]) return;
-  hook_keys_[i] = accumulators_[i]->add_post_hook(
-      std::make_unique<torch::autograd::utils::LambdaPostHook>(
+  hook_keys_[i] =
+      accumulators_[i]->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
           [this, i](const torch::autograd::variable_list& outputs,
                     const torch::autograd::variable_list& /*inputs*/) {
             ready(i);
@@ -103,7 +103,8 @@ void Reducer::ready(size_t i) {
   if (!armed_ || error_) return;
   if (seen_[i]) {  // its slice may already be on the wire: a second gradient would be lost
     error_ = std::make_exception_ptr(std::runtime_error(
-        "the gradient of parameter " + std::to_string(i) + " was accumulated twice in one "
+        "the gradient of parameter " + std::to_string(i) +
+        " was accumulated twice in one "
         "backward pass, after its bucket's all-reduce had started; train with --no-overlap"));
     return;
   }

@@ -41,11 +41,11 @@ std::vector<Bucket> assign_buckets(const std::vector<int64_t>& numels, int64_t e
 
 /// When the last step's communication happened, in milliseconds since its arm() (host clock).
 struct StepTimeline {
-  double backward_end = 0;     // finish() was called: the backward pass had returned (0 when
-                               // the pass was not armed)
-  double finished = 0;         // every bucket had been waited for
-  std::vector<double> started; // per bucket: its all-reduce was started
-  std::vector<int64_t> bytes;  // per bucket
+  double backward_end = 0;      // finish() was called: the backward pass had returned (0 when
+                                // the pass was not armed)
+  double finished = 0;          // every bucket had been waited for
+  std::vector<double> started;  // per bucket: its all-reduce was started
+  std::vector<int64_t> bytes;   // per bucket
 };
 
 class Reducer {
@@ -54,8 +54,8 @@ class Reducer {
   /// in that order from offset 0, followed by `tail` entries that travel with the first bucket
   /// (the trainer's control words, filled before the backward pass that reduces). comm: this
   /// replica's; it must outlive the reducer.
-  Reducer(std::vector<torch::Tensor> params, torch::Tensor flat, int64_t tail,
-          Communicator& comm, const BucketOptions& options);
+  Reducer(std::vector<torch::Tensor> params, torch::Tensor flat, int64_t tail, Communicator& comm,
+          const BucketOptions& options);
   ~Reducer();  // removes its hooks
   Reducer(const Reducer&) = delete;
   Reducer& operator=(const Reducer&) = delete;
@@ -64,8 +64,8 @@ class Reducer {
   /// in bucket order, as soon as the autograd engine has accumulated the last of its gradients
   /// (a post hook on the AccumulateGrad node this forward pass made for each parameter; a
   /// parameter without one, unused or frozen, is not waited for). A backward pass without
-  /// arm() only accumulates (DDP's no_sync, for all micro-batches but the last). With overlap off it only starts the clock
-  /// of timeline().
+  /// arm() only accumulates (DDP's no_sync, for all micro-batches but the last). With overlap off
+  /// it only starts the clock of timeline().
   void arm();
   /// After the backward pass: starts every bucket not started yet (all of them with overlap
   /// off; a bucket with a parameter whose node got no gradient in this pass starts here,
@@ -80,7 +80,7 @@ class Reducer {
   using Clock = std::chrono::steady_clock;
   void hook(size_t param);
   void unhook();
-  void open_pass();  // a new pass: nothing started, the timeline's clock from now
+  void open_pass();          // a new pass: nothing started, the timeline's clock from now
   void ready(size_t param);  // runs on the autograd engine's thread
   void start_ready_buckets();
   void start(size_t bucket);
@@ -102,7 +102,7 @@ class Reducer {
   size_t next_ = 0;
   std::vector<std::unique_ptr<Work>> works_;
   std::exception_ptr error_;
-  bool armed_ = false;     // the hooks start buckets
+  bool armed_ = false;      // the hooks start buckets
   bool pass_open_ = false;  // arm() was called since the last finish()
   Clock::time_point armed_at_;
   StepTimeline timeline_;

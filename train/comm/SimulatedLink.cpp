@@ -13,7 +13,7 @@
 #include <mutex>
 #include <thread>
 
-#include "data/InputError.h"        // defines: InputError
+#include "data/InputError.h"       // defines: InputError
 #include "train/comm/WorkQueue.h"  // defines: WorkQueue
 
 namespace mgpu::train {
@@ -46,10 +46,12 @@ class LinkCommunicator : public Communicator {
     });
   }
   void broadcast(torch::Tensor& tensor, int root) override {
-    link_queue_.start([&] {
-      inner_->broadcast(tensor, root);
-      std::this_thread::sleep_for(takes(tensor));
-    })->wait();
+    link_queue_
+        .start([&] {
+          inner_->broadcast(tensor, root);
+          std::this_thread::sleep_for(takes(tensor));
+        })
+        ->wait();
   }
   void abort(const std::string& reason) override { inner_->abort(reason); }
 
@@ -85,8 +87,9 @@ std::vector<std::unique_ptr<Communicator>> behind_link(
     std::vector<std::unique_ptr<Communicator>> comms, const LinkSpeed& link) {
   for (auto& c : comms) {
     if (c->backend() == "nccl") {
-      throw data::InputError("MGPU_SIM_LINK simulates a link for the CPU's communicators (local "
-                             "threads, Gloo), not for NCCL: unset it, or train on the CPU");
+      throw data::InputError(
+          "MGPU_SIM_LINK simulates a link for the CPU's communicators (local "
+          "threads, Gloo), not for NCCL: unset it, or train on the CPU");
     }
     c = std::make_unique<LinkCommunicator>(std::move(c), link);
   }
@@ -100,9 +103,10 @@ std::vector<std::unique_ptr<Communicator>> behind_link_from_env(
   if (comms.front()->rank() == 0) {
     static std::once_flag told;
     std::call_once(told, [&] {
-      std::cerr << fmt::format("MGPU_SIM_LINK: every collective of B bytes takes at least "
-                               "B / {} GB/s + {} us (a simulated link)\n",
-                               link->gb_per_s, link->latency_us);
+      std::cerr << fmt::format(
+          "MGPU_SIM_LINK: every collective of B bytes takes at least "
+          "B / {} GB/s + {} us (a simulated link)\n",
+          link->gb_per_s, link->latency_us);
     });
   }
   return behind_link(std::move(comms), *link);

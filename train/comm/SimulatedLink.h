@@ -26,9 +26,9 @@ std::optional<LinkSpeed> simulated_link_from_env();
 /// size) occupies the link for B / bandwidth + latency, starting once the wrapped collective
 /// has finished (every rank has joined it) and the link is free (one collective at a time, in
 /// the order they were started); a thread of the link's own sleeps that time rather than using
-/// the CPU, and wait() returns when it is over. The sums are the wrapped communicators', unchanged. Only for the CPU's
-/// communicators (local threads, Gloo): with NCCL, wait() does not block the host, so a host
-/// delay would not delay the device. Throws data::InputError for NCCL.
+/// the CPU, and wait() returns when it is over. The sums are the wrapped communicators', unchanged.
+/// Only for the CPU's communicators (local threads, Gloo): with NCCL, wait() does not block the
+/// host, so a host delay would not delay the device. Throws data::InputError for NCCL.
 std::vector<std::unique_ptr<Communicator>> behind_link(
     std::vector<std::unique_ptr<Communicator>> comms, const LinkSpeed& link);
 
