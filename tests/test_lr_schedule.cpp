@@ -1,4 +1,4 @@
-// The tutorial's polynomial decay.
+// The tutorial's polynomial decay, and the per-step piecewise-linear schedule.
 #include <gtest/gtest.h>
 
 #include "train/LrSchedule.h"
@@ -37,4 +37,24 @@ TEST(LrSchedule, LinearScalingWithWarmUp) {
   EXPECT_GT(s.at(0, 0.5), s.at(0, 0.25));                // rises within an epoch
   s.warmup_epochs = 0;
   EXPECT_NEAR(s.at(0, 0.0), 0.4, 1e-12);
+}
+
+// airbench's warm-up and warm-down: from 0.2 x lr up to lr over the first fifth of the run, then
+// down to 0 at its end, interpolated at every step (as numpy.interp over the step index).
+TEST(LrSchedule, PiecewiseInterpolatesTheKnotsAtEveryStep) {
+  LrSchedule s;
+  s.name = "piecewise";
+  s.base_lr = 2.0;
+  s.epochs = 10;
+  s.knots = {{0, 0.2}, {0.2, 1}, {1, 0}};
+  EXPECT_DOUBLE_EQ(s.at(0, 0.0), 0.4);
+  EXPECT_DOUBLE_EQ(s.at(1, 0.0), 2.0 * 0.6);              // halfway up
+  EXPECT_DOUBLE_EQ(s.at(2, 0.0), 2.0);                    // the peak
+  EXPECT_DOUBLE_EQ(s.at(6, 0.0), 2.0 * 0.5);              // halfway down
+  EXPECT_NEAR(s.at(9, 0.5), 2.0 * 0.05 / 0.8, 1e-15);     // t = 0.95
+  EXPECT_GT(s.at(1, 0.5), s.at(1, 0.0));                  // rises within an epoch
+  EXPECT_LT(s.at(5, 0.5), s.at(5, 0.0));                  // and falls
+  s.scale = 4;                                            // linear scaling multiplies it
+  EXPECT_DOUBLE_EQ(s.at(2, 0.0), 8.0);
+  EXPECT_DOUBLE_EQ(mgpu::train::interpolate(s.knots, 1.0), 0.0);
 }

@@ -184,7 +184,11 @@ TEST(Recipe, TheHistoryRecordsEachSchedulesRate) {
       {"cosine", {0.02, 0.01 * (1 + std::cos(M_PI / 4)), 0.01, 0.01 * (1 + std::cos(M_PI * 3 / 4))}},
       {"constant", {0.02, 0.02, 0.02, 0.02}},
       {"poly", {0.02, 0.015, 0.01, 0.005}},
+      // Knots 0:0.2, 0.2:1, 1:0 at the epochs' first steps, t = 0, 1/4, 1/2, 3/4 of the run.
+      {"piecewise", {0.02 * 0.2, 0.02 * (1 - 0.05 / 0.8), 0.02 * (1 - 0.3 / 0.8),
+                     0.02 * (1 - 0.55 / 0.8)}},
   };
+  c.lr_knots = {{0, 0.2}, {0.2, 1}, {1, 0}};
   for (const auto& [schedule, rates] : expected) {
     c.schedule = schedule;
     c.milestones = {1, 2};
@@ -215,11 +219,26 @@ TEST(RecipeCli, FlagsAreRead) {
   EXPECT_EQ(mgpu::app::parse_command_line({"mgpu", "train", "--schedule", "cosine"})
                 .as<train::TrainConfig>().schedule,
             "cosine");
+  const auto knots = mgpu::app::parse_command_line({"mgpu", "train", "--schedule", "piecewise",
+                                                    "--lr-knots", "0:0.2,0.2:1,1:0"})
+                         .as<train::TrainConfig>()
+                         .lr_knots;
+  EXPECT_EQ(knots, (std::vector<std::pair<double, double>>{{0, 0.2}, {0.2, 1}, {1, 0}}));
 }
 
 TEST(RecipeCli, FlagsRefuseWhatTheyCannotMean) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
-      {{"--schedule", "linear"}, "--schedule 'linear': expected poly, cosine, step or constant"},
+      {{"--schedule", "linear"},
+       "--schedule 'linear': expected poly, cosine, step, constant or piecewise"},
+      {{"--schedule", "piecewise"}, "--schedule piecewise needs --lr-knots"},
+      {{"--lr-knots", "0:1,1:0"}, "--lr-knots belongs to --schedule piecewise, not poly"},
+      {{"--schedule", "piecewise", "--lr-knots", "0.1:1,1:0"}, "--lr-knots '0.1:1,1:0': expected"},
+      {{"--schedule", "piecewise", "--lr-knots", "0:1,0.5:2,0.4:1,1:0"}, "--lr-knots '0:1,0.5:2"},
+      {{"--schedule", "piecewise", "--lr-knots", "0:1,1:x"}, "--lr-knots '0:1,1:x'"},
+      {{"--schedule", "piecewise", "--lr-knots", "0:-1,1:0"}, "--lr-knots '0:-1,1:0'"},
+      {{"--schedule", "piecewise", "--lr-knots", "0:1,1:0,"}, "--lr-knots '0:1,1:0,'"},
+      {{"--schedule", "piecewise", "--lr-knots", "0:1"}, "--lr-knots '0:1'"},
+      {{"--schedule", "piecewise", "--lr-knots", "0:1;1:0"}, "--lr-knots '0:1;1:0'"},
       {{"--schedule", "step"}, "--schedule step needs --milestones"},
       {{"--schedule", "step", "--milestones", "3,2", "--epochs", "5"}, "--milestones '3,2'"},
       {{"--schedule", "step", "--milestones", "70"}, "from 1 to --epochs - 1 (69)"},

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "data/Datasets.h"
@@ -21,9 +22,12 @@ struct TrainConfig {
   std::string lr_scaling = "none";  // "linear": lr x (global batch / batch_per_device)
   double warmup_epochs = 0;         // with linear scaling: ramp up to the scaled lr
   // Beyond the tutorial (its recipe is the default: docs/extending.md):
-  std::string schedule = "poly";    // poly (power above), cosine, step (milestones, gamma), constant
+  std::string schedule = "poly";    // poly (power above), cosine, step (milestones, gamma),
+                                    // constant, piecewise (lr_knots)
   std::vector<int64_t> milestones;  // step: the rate is multiplied by gamma after each (epochs)
   double gamma = 0.1;
+  std::vector<std::pair<double, double>> lr_knots;  // piecewise: (fraction of the run, multiple
+                                                    // of lr), interpolated at every step
   double weight_decay = 0;          // L2 added to the gradient, as torch.optim.SGD does
   bool decay_norm_bias = true;      // false: no decay of 1-d parameters (norms, biases), as timm
   bool nesterov = false;

@@ -77,6 +77,7 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
   schedule_.milestones = config.milestones;
   schedule_.gamma = config.gamma;
   schedule_.warmup_epochs = config.warmup_epochs;
+  schedule_.knots = config.lr_knots;
 
   if (comms.empty() && n > 1) {
     comms = make_local_group(n, std::chrono::milliseconds(

@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <functional>
+#include <sstream>
 
 #include "app/commands/Flags.h"  // defines: get, number, int_list
 #include "data/InputError.h"     // defines: InputError
@@ -41,13 +43,51 @@ std::vector<int64_t> milestone_list(const std::string& text, int64_t epochs) {
   return *list;
 }
 
+// "0:0.2,0.2:1,1:0": knots fraction:multiple, fractions increasing from 0 to 1.
+std::vector<std::pair<double, double>> knot_list(const std::string& text) {
+  const auto refuse = [&] {
+    return InputError(fmt::format(
+        "--lr-knots '{}': expected FRACTION:MULTIPLE pairs separated by commas, the fractions of "
+        "the run increasing from 0 to 1 and the multiples of --lr from 0 to 1e6, e.g. "
+        "0:0.2,0.2:1,1:0 (airbench's: up from 0.2 x lr to lr over the first fifth, then down "
+        "to 0)",
+        text));
+  };
+  std::vector<std::pair<double, double>> knots;
+  std::stringstream list(text);
+  for (std::string item; std::getline(list, item, ',');) {
+    const size_t colon = item.find(':');
+    if (colon == std::string::npos) throw refuse();
+    char* end = nullptr;
+    const std::string x = item.substr(0, colon), y = item.substr(colon + 1);
+    const double fraction = std::strtod(x.c_str(), &end);
+    if (x.empty() || *end != '\0') throw refuse();
+    const double multiple = std::strtod(y.c_str(), &end);
+    if (y.empty() || *end != '\0') throw refuse();
+    if (!(fraction >= 0 && fraction <= 1) || !(multiple >= 0 && multiple <= 1e6) ||
+        (!knots.empty() && !(fraction > knots.back().first))) {
+      throw refuse();
+    }
+    knots.emplace_back(fraction, multiple);
+  }
+  if (knots.size() < 2 || knots.front().first != 0 || knots.back().first != 1 ||
+      text.back() == ',') {
+    throw refuse();
+  }
+  return knots;
+}
+
 }  // namespace
 
 void add_recipe_flags(cxxopts::Options& o) {
   o.add_options("recipe (the defaults are the tutorial's)")
       ("schedule", "learning rate per epoch: poly (the tutorial: lr * (1 - epoch/epochs)^power), "
        "cosine (lr * (1 + cos(pi * epoch/epochs)) / 2), step (lr times --gamma after each of "
-       "--milestones), or constant", cxxopts::value<std::string>()->default_value("poly"))
+       "--milestones), or constant; or per step: piecewise (--lr-knots)",
+       cxxopts::value<std::string>()->default_value("poly"))
+      ("lr-knots", "with --schedule piecewise: FRACTION:MULTIPLE pairs, the rate at each step "
+       "interpolated linearly between them over the run, e.g. 0:0.2,0.2:1,1:0 (airbench's "
+       "warm-up and warm-down)", cxxopts::value<std::string>())
       ("milestones", "with --schedule step: the epochs after which the rate is multiplied by "
        "--gamma, e.g. 82,123", cxxopts::value<std::string>())
       ("gamma", "with --schedule step: the factor at each milestone",
@@ -72,8 +112,17 @@ void add_recipe_flags(cxxopts::Options& o) {
 void recipe_flags(const cxxopts::ParseResult& r, train::TrainConfig& c) {
   c.schedule = get<std::string>(r, "schedule");
   if (c.schedule != "poly" && c.schedule != "cosine" && c.schedule != "step" &&
-      c.schedule != "constant") {
-    throw InputError(fmt::format("--schedule '{}': expected poly, cosine, step or constant",
+      c.schedule != "constant" && c.schedule != "piecewise") {
+    throw InputError(fmt::format(
+        "--schedule '{}': expected poly, cosine, step, constant or piecewise", c.schedule));
+  }
+  if (c.schedule == "piecewise") {
+    if (!r.count("lr-knots")) {
+      throw InputError("--schedule piecewise needs --lr-knots, e.g. --lr-knots 0:0.2,0.2:1,1:0");
+    }
+    c.lr_knots = knot_list(get<std::string>(r, "lr-knots"));
+  } else if (r.count("lr-knots")) {
+    throw InputError(fmt::format("--lr-knots belongs to --schedule piecewise, not {}",
                                  c.schedule));
   }
   if (r.count("power") && c.schedule != "poly") {
@@ -114,6 +163,7 @@ nlohmann::json recipe_summary(const train::TrainConfig& c) {
   return {{"schedule", c.schedule},
           {"milestones", c.milestones},
           {"gamma", c.gamma},
+          {"lr_knots", c.lr_knots},
           {"weight_decay", c.weight_decay},
           {"decay_norm_bias", c.decay_norm_bias},
           {"nesterov", c.nesterov},
@@ -129,6 +179,7 @@ nlohmann::json recipe_fingerprint(const train::TrainConfig& c) {
     j["milestones"] = c.milestones;
     j["gamma"] = c.gamma;
   }
+  if (c.schedule == "piecewise") j["lr_knots"] = c.lr_knots;
   if (c.weight_decay > 0) {
     j["weight_decay"] = c.weight_decay;
     j["decay_norm_bias"] = c.decay_norm_bias;
