@@ -158,8 +158,9 @@ std::string timeline_csv(const std::vector<std::pair<std::string, StepTimeline>>
 }
 
 // One step's timeline for the chart: the backward pass and, on the simulated link, each
-// bucket's all-reduce (from when it was started, once the link is free, for as long as the link
-// takes: SimulatedLink's own rule), in the overlapped step and in the --no-overlap step.
+// bucket's all-reduce (from when replica 0 started it, once the link is free, for as long as the
+// link takes: SimulatedLink's rule when the replicas start it together), in the overlapped step
+// and in the --no-overlap step.
 std::vector<Span> timeline_spans(const StepTimeline& t, const LinkSpeed& link,
                                  const std::string& name) {
   std::vector<Span> spans{{"backward " + name, 0, t.backward_end, "backward"}};
