@@ -317,26 +317,34 @@ TEST(CheckpointBinary, RanksThatDisagreeAboutTheStartAreAllRefusedAtOnce) {
   }
 }
 
+namespace {
+
+// Two processes of one job, rank 1 started with `rank1_flags` added, both refused before the
+// first step (exit 2): their logs.
+std::vector<std::string> refused_ranks(const fs::path& dir, const std::string& rank1_flags) {
+  const auto data = mgpu::testing::write_cifar_dir(dir / "data", 40).parent_path();
+  const std::string env = fmt::format("WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={}",
+                                      mgpu::testing::free_port());
+  const std::string flags = "--epochs 1 --limit-train 128 --batch-per-device 8 --comm-timeout 600";
+  const pid_t rank0 = start_training(data, dir / "run", dir / "log0", flags, "RANK=0 " + env);
+  const pid_t rank1 = start_training(data, dir / "run", dir / "log1", flags + " " + rank1_flags,
+                                     "RANK=1 " + env);
+  EXPECT_EQ(wait_exit_code(rank0), 2);
+  EXPECT_EQ(wait_exit_code(rank1), 2);
+  return {read_file(dir / "log0"), read_file(dir / "log1")};
+}
+
+}  // namespace
+
 // Processes started with different runs are refused before the first step, naming the rank
 // and the settings that differ.
 TEST(CheckpointBinary, ProcessesOfDifferentRunsAreAllRefusedBeforeTheFirstStep) {
   TempDir tmp;
-  const auto data = mgpu::testing::write_cifar_dir(tmp.path() / "data", 40).parent_path();
-  const std::string env = fmt::format("WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={}",
-                                      mgpu::testing::free_port());
-  const std::string flags = "--epochs 1 --limit-train 128 --batch-per-device 8 --comm-timeout 600";
-  const pid_t rank0 = start_training(data, tmp.path() / "run", tmp.path() / "log0", flags,
-                                     "RANK=0 " + env);
-  const pid_t rank1 = start_training(data, tmp.path() / "run", tmp.path() / "log1",
-                                     flags + " --lr 0.01 --model resnet20", "RANK=1 " + env);
-  EXPECT_EQ(wait_exit_code(rank0), 2);
-  EXPECT_EQ(wait_exit_code(rank1), 2);
-  for (const char* log : {"log0", "log1"}) {
-    const auto text = read_file(tmp.path() / log);
+  for (const auto& text : refused_ranks(tmp.path(), "--lr 0.01 --model resnet20")) {
     EXPECT_NE(text.find("the processes were started with different runs, so they cannot train "
                         "together: "),
               std::string::npos)
-        << log << ": " << text;
+        << text;
     EXPECT_NE(text.find("lr: rank 0 has 0.005, rank 1 0.01"), std::string::npos) << text;
     EXPECT_NE(text.find("model: rank 0 has \"minigooglenet\", rank 1 \"resnet20\""),
               std::string::npos)
@@ -349,22 +357,11 @@ TEST(CheckpointBinary, ProcessesOfDifferentRunsAreAllRefusedBeforeTheFirstStep) 
 // match (Gloo then aborts the process): they are refused before the first step, both exit 2.
 TEST(CheckpointBinary, ProcessesThatCutTheGradientsDifferentlyAreRefused) {
   TempDir tmp;
-  const auto data = mgpu::testing::write_cifar_dir(tmp.path() / "data", 40).parent_path();
-  const std::string env = fmt::format("WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={}",
-                                      mgpu::testing::free_port());
-  const std::string flags = "--epochs 1 --limit-train 128 --batch-per-device 8 --comm-timeout 600";
-  const pid_t rank0 = start_training(data, tmp.path() / "run", tmp.path() / "log0", flags,
-                                     "RANK=0 " + env);
-  const pid_t rank1 = start_training(data, tmp.path() / "run", tmp.path() / "log1",
-                                     flags + " --no-overlap", "RANK=1 " + env);
-  EXPECT_EQ(wait_exit_code(rank0), 2);
-  EXPECT_EQ(wait_exit_code(rank1), 2);
-  for (const char* log : {"log0", "log1"}) {
-    const auto text = read_file(tmp.path() / log);
+  for (const auto& text : refused_ranks(tmp.path(), "--no-overlap")) {
     EXPECT_NE(text.find("gradient_buckets: rank 0 has \"2 buckets (--bucket-mb 25)\", rank 1 "
                         "\"one all-reduce after the backward pass (--no-overlap)\""),
               std::string::npos)
-        << log << ": " << text;
+        << text;
   }
 }
 
