@@ -61,7 +61,9 @@ Command parse_command_line(const std::vector<std::string>& args) {
     auto options = spec.options();
     const auto r = parse(options, rest);
     if (r.count("help")) return help_command(options.help());
-    return spec.parse(r);
+    if (!spec.expand) return spec.parse(r);
+    auto full_options = spec.options();
+    return spec.parse(parse(full_options, spec.expand(r, rest)));
   }
   throw data::InputError(fmt::format("unknown command '{}' (expected {} or help)", name, names));
 }

@@ -4,7 +4,7 @@
 namespace mgpu::data {
 
 torch::Tensor shift_and_flip(const torch::Tensor& batch, const torch::Tensor& dx,
-                             const torch::Tensor& dy, const torch::Tensor& flip) {
+                             const torch::Tensor& dy, const torch::Tensor& flip, Fill fill) {
   const int64_t B = batch.size(0), C = batch.size(1), H = batch.size(2), W = batch.size(3);
   auto idx = torch::TensorOptions().dtype(torch::kInt64).device(batch.device());
   auto dx_d = dx.to(idx).view({B, 1});
@@ -12,9 +12,14 @@ torch::Tensor shift_and_flip(const torch::Tensor& batch, const torch::Tensor& dx
   auto flip_d = flip.to(batch.device()).view({B, 1});
   auto rows = torch::arange(H, idx).view({1, H});
   auto cols = torch::arange(W, idx).view({1, W});
-  // Output pixel x reads source column x - dx (clamped: edge fill); a flip reads the mirror.
-  auto src_rows = (rows - dy_d).clamp(0, H - 1);                            // [B, H]
-  auto src_cols = (torch::where(flip_d, W - 1 - cols, cols) - dx_d).clamp(0, W - 1);  // [B, W]
+  // Output pixel x reads source column x - dx (clamped: edge fill; or mirrored at the edge:
+  // -1 reads 1, W reads W - 2); a flip reads the mirror.
+  auto inside = [fill](torch::Tensor i, int64_t n) {
+    if (fill == Fill::kReflect) i = (n - 1) - ((n - 1) - i.abs()).abs();
+    return i.clamp(0, n - 1);
+  };
+  auto src_rows = inside(rows - dy_d, H);                                       // [B, H]
+  auto src_cols = inside(torch::where(flip_d, W - 1 - cols, cols) - dx_d, W);  // [B, W]
   auto out = batch.gather(2, src_rows.view({B, 1, H, 1}).expand({B, C, H, W}));
   return out.gather(3, src_cols.view({B, 1, 1, W}).expand({B, C, H, W}));
 }

@@ -8,11 +8,17 @@
 
 namespace mgpu::data {
 
+/// How a shift fills the border it uncovers: with the edge pixels repeated (Keras's "nearest"),
+/// or mirrored without repeating the edge (PyTorch's "reflect" padding; |shift| < side).
+enum class Fill { kNearest, kReflect };
+
 /// Shifts image b of batch [B, C, H, W] right by dx[b] and down by dy[b] whole pixels (int64
-/// [B], negative: left/up), repeating the edge pixels into the uncovered border, then mirrors
-/// it left-right where flip[b] (bool [B]). Pure tensor gathers, on the batch's device.
+/// [B], negative: left/up), filling the uncovered border as fill says, then mirrors it
+/// left-right where flip[b] (bool [B]). Pure tensor gathers, on the batch's device. With
+/// kReflect it is airbench's random crop of the image reflect-padded by |shift| pixels.
 torch::Tensor shift_and_flip(const torch::Tensor& batch, const torch::Tensor& dx,
-                             const torch::Tensor& dy, const torch::Tensor& flip);
+                             const torch::Tensor& dy, const torch::Tensor& flip,
+                             Fill fill = Fill::kNearest);
 
 struct AugmentOptions {
   double width_shift = 0.1;   // fraction of the width

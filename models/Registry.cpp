@@ -5,23 +5,52 @@
 #include <torch/csrc/profiler/util.h>
 
 #include <fmt/core.h>
+#include <fmt/ranges.h>
+
+#include <sstream>
 
 #include "data/InputError.h"  // defines: InputError
 
 namespace mgpu::models {
 
-// Each model's factory, defined in the model's own file.
-#define MGPU_MODEL(name, factory, description) \
+// Each model's factory and data initialisation, defined in the model's own file.
+#define MGPU_MODEL(name, factory, description, recipe) \
   torch::nn::AnyModule factory(const ModelShape& shape);
+#define MGPU_MODEL_INIT(name, init) \
+  void init(torch::nn::AnyModule& model, const torch::Tensor& images);
 #include "models/Models.def"
 #undef MGPU_MODEL
+#undef MGPU_MODEL_INIT
+
+std::vector<std::string> recipe_words(const std::string& text) {
+  std::vector<std::string> words;
+  std::istringstream in(text);
+  for (std::string word; in >> word;) words.push_back(word);
+  return words;
+}
 
 const std::vector<ModelEntry>& registered_models() {
-  static const std::vector<ModelEntry> table = {
-#define MGPU_MODEL(name, factory, description) {name, description, factory},
+  static const std::vector<ModelEntry> table = [] {
+    std::vector<ModelEntry> entries = {
+#define MGPU_MODEL(name, factory, description, recipe) \
+  {name, description, factory, recipe_words(recipe), {}},
+#define MGPU_MODEL_INIT(name, init)
 #include "models/Models.def"
 #undef MGPU_MODEL
-  };
+#undef MGPU_MODEL_INIT
+    };
+    auto set_init = [&](const std::string& name, DataInit init) {
+      for (auto& entry : entries) {
+        if (entry.name == name) entry.init = std::move(init);
+      }
+    };
+#define MGPU_MODEL(name, factory, description, recipe)
+#define MGPU_MODEL_INIT(name, init) set_init(name, init);
+#include "models/Models.def"
+#undef MGPU_MODEL
+#undef MGPU_MODEL_INIT
+    return entries;
+  }();
   return table;
 }
 
@@ -51,9 +80,15 @@ std::string models_table(const ModelShape& shape) {
     const auto model = entry.make(shape);
     text += fmt::format("{:<16} {:>12}  {}\n", entry.name, count_parameters(*model.ptr()),
                         entry.description);
+    if (!entry.recipe.empty()) {
+      text += fmt::format("{:<16} {:>12}  recipe: {}\n", "", "", fmt::join(entry.recipe, " "));
+    }
   }
-  return text + fmt::format("(parameters for {}x{}x{} images and {} classes)\n", shape.channels,
-                            shape.height, shape.width, shape.classes);
+  return text + fmt::format(
+                    "(parameters for {}x{}x{} images and {} classes; mgpu train --model NAME "
+                    "trains with the model's recipe, the tutorial's where none is shown, and any "
+                    "flag given overrides its part)\n",
+                    shape.channels, shape.height, shape.width, shape.classes);
 }
 
 double forward_flops(torch::nn::AnyModule& model, const ModelShape& shape) {

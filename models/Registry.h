@@ -23,10 +23,20 @@ struct ModelShape {
 /// data::InputError if the model cannot take that shape (for example, too small an image).
 using ModelFactory = std::function<torch::nn::AnyModule(const ModelShape&)>;
 
+/// A data-dependent initialisation, run once on a fresh model (not on a resumed one) before
+/// training: images are the first training images (at most kInitImages), normalised as the
+/// training steps normalise them, float32 [N, C, H, W] on the CPU.
+using DataInit = std::function<void(torch::nn::AnyModule&, const torch::Tensor& images)>;
+inline constexpr int64_t kInitImages = 5000;
+
 struct ModelEntry {
   std::string name;         // what --model takes
   std::string description;  // one line for `mgpu models`
   ModelFactory make;
+  /// The flags `mgpu train --model NAME` trains with unless the command line gives them
+  /// itself, each one word "--flag=value" or "--flag"; empty: the tutorial's recipe.
+  std::vector<std::string> recipe;
+  DataInit init;  // empty: none
 };
 
 /// Every registered model, in the table's order.
@@ -44,6 +54,9 @@ torch::nn::AnyModule make_model(const std::string& name, const ModelShape& shape
 /// `mgpu models`: one line per model with its name, trainable parameters at shape, and
 /// description.
 std::string models_table(const ModelShape& shape);
+
+/// A recipe's text split into its words ("--epochs=9.9 --nesterov" -> both).
+std::vector<std::string> recipe_words(const std::string& text);
 
 /// Number of trainable parameter elements.
 int64_t count_parameters(const torch::nn::Module& module);

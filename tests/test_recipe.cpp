@@ -65,11 +65,30 @@ torch::nn::AnyModule shipped_net(const train::TrainConfig& c) {
 // The same steps written out: cross-entropy against (1 - s) one-hot + s / classes, the gradient
 // scaled to at most the clipping norm, weight decay added (not to 1-d parameters if so set),
 // then SGD with momentum or Nesterov momentum, all as torch.optim.SGD documents them.
+// Each parameter group's members by the first pattern in their name; its rate multiplier (0 when
+// frozen or its epochs are over: train_steps runs epoch 0) and weight decay.
 std::shared_ptr<torch::nn::Module> by_hand(const train::TrainConfig& c, int64_t steps) {
   auto net = fresh_net(c);
   net->train();
   const auto mean = data::mean_image(stripes().images);
+  auto named = net->named_parameters();
   auto params = net->parameters();
+  std::vector<double> scale(params.size(), 1.0), decay(params.size(), c.weight_decay);
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (!c.decay_norm_bias && params[i].dim() <= 1) decay[i] = 0;
+    for (const auto& g : c.param_groups) {
+      if (named[i].key().find(g.pattern) == std::string::npos) continue;
+      scale[i] = g.frozen || g.epochs == 0 ? 0.0 : g.lr_scale;
+      if (g.weight_decay >= 0) decay[i] = g.weight_decay;
+      break;
+    }
+  }
+  // --lookahead: the parameters and the float buffers, and their average.
+  std::vector<torch::Tensor> state = params, average;
+  for (const auto& b : net->buffers()) {
+    if (b.is_floating_point()) state.push_back(b);
+  }
+  for (const auto& t : state) average.push_back(t.detach().clone());
   std::vector<torch::Tensor> momentum(params.size());
   const int64_t b = c.batch_per_device;
   for (int64_t s = 0; s < steps; ++s) {
@@ -80,7 +99,8 @@ std::shared_ptr<torch::nn::Module> by_hand(const train::TrainConfig& c, int64_t 
     const auto classes = static_cast<double>(logits.size(1));
     const auto target = torch::one_hot(y, logits.size(1)).to(torch::kFloat) *
                             (1 - c.label_smoothing) + c.label_smoothing / classes;
-    const auto loss = -(target * torch::log_softmax(logits, 1)).sum(1).mean();
+    const auto per_image = -(target * torch::log_softmax(logits, 1)).sum(1);
+    const auto loss = c.loss_reduction == "sum" ? per_image.sum() : per_image.mean();
     for (auto& p : params) p.mutable_grad() = torch::Tensor();
     loss.backward();
     torch::NoGradGuard no_grad;
@@ -90,11 +110,23 @@ std::shared_ptr<torch::nn::Module> by_hand(const train::TrainConfig& c, int64_t 
         c.clip_grad_norm > 0 ? std::min(1.0, c.clip_grad_norm / (std::sqrt(squares) + 1e-6)) : 1.0;
     for (size_t i = 0; i < params.size(); ++i) {
       auto& p = params[i];
-      auto d = p.grad() * clip;
-      if (c.decay_norm_bias || p.dim() > 1) d = d + c.weight_decay * p;
+      if (scale[i] == 0) continue;  // frozen: in no optimizer group
+      auto d = p.grad() * clip + decay[i] * p;
       momentum[i] = momentum[i].defined() ? c.momentum * momentum[i] + d : d.clone();
-      p.sub_(c.lr * (c.nesterov ? d + c.momentum * momentum[i] : momentum[i]));
+      p.sub_(c.lr * scale[i] * (c.nesterov ? d + c.momentum * momentum[i] : momentum[i]));
     }
+    const int64_t done = s + 1;
+    auto look = [&](double keep) {  // the average takes in 1 - keep of the model, and back
+      for (size_t i = 0; i < state.size(); ++i) {
+        average[i] = keep * average[i] + (1 - keep) * state[i];
+        state[i].copy_(average[i]);
+      }
+    };
+    if (c.lookahead > 0 && done % c.lookahead == 0) {
+      const double t = static_cast<double>(done) / static_cast<double>(steps);
+      look(std::pow(c.lookahead_decay, static_cast<double>(c.lookahead)) * t * t * t);
+    }
+    if (c.lookahead > 0 && done == steps) look(1.0);
   }
   return net.ptr();
 }
@@ -115,6 +147,19 @@ std::vector<Setting> settings() {
       {"Nesterov", [](train::TrainConfig& c) { c.nesterov = true; }},
       {"LabelSmoothing", [](train::TrainConfig& c) { c.label_smoothing = 0.2; }},
       {"ClipGradNorm", [](train::TrainConfig& c) { c.clip_grad_norm = 0.05; }},
+      {"SummedLoss", [](train::TrainConfig& c) { c.loss_reduction = "sum"; }},
+      {"ParamGroups",  // airbench's: batch-norm's own rate and decay; a bias trained for 0 epochs
+       [](train::TrainConfig& c) {
+         c.weight_decay = 0.05;
+         c.param_groups = {{"bn.", 8.0, 0.01, -1, false}, {"fc.bias", 1.0, -1, 0, false}};
+       }},
+      {"FrozenGroup",
+       [](train::TrainConfig& c) { c.param_groups = {{"conv.weight", 1, -1, -1, true}}; }},
+      {"Lookahead",
+       [](train::TrainConfig& c) {
+         c.lookahead = 2;
+         c.lookahead_decay = 0.9;
+       }},
       {"AllAtOnce",
        [](train::TrainConfig& c) {
          c.weight_decay = 0.05;
@@ -122,6 +167,8 @@ std::vector<Setting> settings() {
          c.nesterov = true;
          c.label_smoothing = 0.2;
          c.clip_grad_norm = 0.05;
+         c.param_groups = {{"bn.", 8.0, 0.01, -1, false}};
+         c.lookahead = 2;
        }},
   };
 }

@@ -122,15 +122,43 @@ TEST_P(EveryModel, MapsBothDataSetsShapesToLogits) {
 }
 
 TEST_P(EveryModel, EveryParameterReceivesAGradient) {
-  // A parameter that never gets a gradient would sit in the flat all-reduce buffer for nothing
-  // and, worse, means part of the model is disconnected.
+  // A trainable parameter that never gets a gradient would sit in the flat all-reduce buffer
+  // for nothing and, worse, means part of the model is disconnected. A frozen one (airbench94's
+  // whitening filters and batch-norm scales) gets none.
   auto model = models::make_model(GetParam(), {});
   model.ptr()->train();
   const auto logits = model.forward(torch::randn({4, 3, 32, 32}));
   torch::nn::functional::cross_entropy(logits, torch::tensor({0, 1, 2, 3})).backward();
   for (const auto& p : model.ptr()->named_parameters()) {
+    if (!p.value().requires_grad()) {
+      EXPECT_FALSE(p.value().grad().defined()) << p.key();
+      continue;
+    }
     ASSERT_TRUE(p.value().grad().defined()) << p.key();
     EXPECT_GT(p.value().grad().abs().sum().item<double>(), 0) << p.key();
+  }
+}
+
+TEST_P(EveryModel, ReplicasKeepTheFrozenParametersFrozen) {
+  // clone() rebuilds each submodule from its own reset(), which knows nothing of a parameter
+  // its parent froze: the trainer gives every replica replica 0's choice.
+  const auto d = stripes(16, 2);
+  auto c = small_config(1);
+  auto model = without_dropout(GetParam(), {});
+  const auto params = model.ptr()->parameters();
+  if (!params.empty()) params.front().requires_grad_(false);  // frozen here, whatever the model
+  const auto before = params.front().detach().clone();
+  train::Trainer trainer(c, model, std::vector<torch::Device>(2, torch::kCPU),
+                         data::mean_image(d.images));
+  std::ostringstream out;
+  train::Progress quiet(0, out);
+  trainer.fit(d, d, quiet);
+  for (int r = 0; r < 2; ++r) {
+    const auto mine = trainer.model(r).ptr()->parameters();
+    for (size_t i = 0; i < params.size(); ++i) {
+      EXPECT_EQ(mine[i].requires_grad(), params[i].requires_grad()) << "replica " << r << " " << i;
+    }
+    EXPECT_TRUE(torch::equal(mine.front(), before)) << "replica " << r << " trained a frozen one";
   }
 }
 

@@ -113,6 +113,7 @@ void Trainer::write_checkpoint(Replica& replica, int64_t epoch, int64_t step) {
   }
   floats.push_back(replica.loss_sum.defined() ? replica.loss_sum.reshape({1})
                                               : torch::zeros({1}, replica.grads.options()));
+  for (const auto& a : replica.average) floats.push_back(a.flatten());  // --lookahead's
   const auto dev = replica.device;
   const auto ints =
       replica.correct.defined()
@@ -229,7 +230,18 @@ void Trainer::load_checkpoint(Replica& replica, const std::filesystem::path& fil
       if (!buffers[i].is_floating_point()) replica.stat_sets[k][i].copy_(buffers[i]);
     }
   }
-  replica.loss_sum.copy_(floats[offset]);
+  replica.loss_sum.copy_(floats[offset++]);
+  if (config_.lookahead > 0) {  // the fingerprint has made sure the run had it too
+    start_lookahead(replica);
+    for (auto& a : replica.average) {
+      if (offset + a.numel() > floats.numel()) {
+        throw data::InputError(fmt::format("checkpoint {}: no lookahead average in it",
+                                           file.string()));
+      }
+      a.copy_(floats.narrow(0, offset, a.numel()).view_as(a));
+      offset += a.numel();
+    }
+  }
   replica.correct.copy_(int_rows[row][0]);
   set_generator_states(replica.device, rng_rows[row].cpu());
 }

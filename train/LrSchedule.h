@@ -12,8 +12,8 @@
 namespace mgpu::train {
 
 /// lr for epoch e (0-based) of E: base * (1 - e / E)^power. power 1 is linear decay to zero.
-inline double poly_decay(double base_lr, int64_t epoch, int64_t epochs, double power) {
-  const double progress = static_cast<double>(epoch) / static_cast<double>(epochs);
+inline double poly_decay(double base_lr, int64_t epoch, double epochs, double power) {
+  const double progress = static_cast<double>(epoch) / epochs;
   return base_lr * std::pow(1.0 - progress, power);
 }
 
@@ -21,10 +21,10 @@ inline double poly_decay(double base_lr, int64_t epoch, int64_t epochs, double p
 /// poly (the tutorial's), cosine (to zero at the end, as CosineAnnealingLR stepped per epoch),
 /// step (times gamma once e reaches each milestone, as MultiStepLR) or constant.
 inline double scheduled_rate(const std::string& schedule, double base_lr, int64_t epoch,
-                             int64_t epochs, double power, const std::vector<int64_t>& milestones,
+                             double epochs, double power, const std::vector<int64_t>& milestones,
                              double gamma) {
   if (schedule == "cosine") {
-    const double progress = static_cast<double>(epoch) / static_cast<double>(epochs);
+    const double progress = static_cast<double>(epoch) / epochs;
     return base_lr * 0.5 * (1.0 + std::cos(M_PI * progress));
   }
   if (schedule == "step") {
@@ -56,7 +56,7 @@ inline double interpolate(const std::vector<LrKnot>& knots, double t) {
 
 struct LrSchedule {
   double base_lr = 5e-3;       // the single-device learning rate
-  int64_t epochs = 70;
+  double epochs = 70;          // may be fractional (TrainConfig::epochs)
   double power = 1.0;
   std::string name = "poly";   // see scheduled_rate
   std::vector<int64_t> milestones;
@@ -74,7 +74,7 @@ struct LrSchedule {
     const double t = static_cast<double>(epoch) + fraction;
     const double decayed =
         name == "piecewise"
-            ? base_lr * scale * interpolate(knots, t / static_cast<double>(epochs))
+            ? base_lr * scale * interpolate(knots, t / epochs)
             : scheduled_rate(name, base_lr * scale, epoch, epochs, power, milestones, gamma);
     if (t >= warmup_epochs || scale == 1.0) return decayed;
     const double start = 1.0 / scale;

@@ -24,7 +24,15 @@ struct Trainer::Replica {
   torch::Tensor control;   // its last 2 entries, summed with it: stop requests, faults
   torch::Tensor params;    // fused SGD: flat buffer; every parameter is a view into it
   torch::Tensor momentum;  // fused SGD: the momentum buffer, flat like params
-  torch::Tensor decay;     // fused SGD with weight decay but not on 1-d parameters: per entry
+  torch::Tensor decay;     // fused SGD with a weight decay that differs by parameter: per entry
+  torch::Tensor lr_scale;  // fused SGD with --param-group rates or frozen parameters: per entry
+  // Each parameter's place in config.param_groups (-1: none), in parameters() order.
+  std::vector<int> group_of;
+  // Without fused SGD: each optimizer group's place in config.param_groups (-1: none).
+  std::vector<int> optimizer_groups;
+  double lr_scale_epoch = -1;  // the epoch lr_scale was last written for
+  // --lookahead: the moving average of lookahead_state(model), and that state (views).
+  std::vector<torch::Tensor> average, averaged;
   // 0-dim device tensors the step reads, set before it: rate, step number, stop request.
   torch::Tensor lr, step_number, stop_flag;
   torch::Tensor first_row;  // int64: the run's index of this step's first image (dropout keys)
@@ -50,17 +58,21 @@ struct Trainer::Replica {
   int64_t eager_steps = 0;
 };
 
-/// torch.optim.SGD with the run's momentum, weight decay (on every parameter, or without the
-/// 1-d ones in a group of their own) and Nesterov switch; the rate is set before each step.
-std::unique_ptr<torch::optim::SGD> make_sgd(const TrainConfig& config,
-                                            const std::vector<torch::Tensor>& params);
+/// Each parameter's place in config.param_groups (the first whose pattern its name contains;
+/// -1: none), in parameters() order.
+std::vector<int> assign_groups(const TrainConfig& config, const torch::nn::Module& module);
+
+/// A parameter group's rate multiplier in epoch (0-based): 0 once its epochs are over.
+double group_lr_scale(const ParamGroup& group, int64_t epoch);
 
 /// Columns of an epoch plan: one row per image of the epoch's batches.
 enum PlanColumn : int64_t { kIndex = 0, kShiftX, kShiftY, kFlip, kPlanColumns };
 
 struct Trainer::EpochPlan {
   int64_t epoch = 0;  // 0-based
-  int64_t steps = 0;
+  int64_t steps = 0;       // the steps this epoch runs (fewer in a fractional run's last)
+  int64_t full_steps = 0;  // the steps of a whole epoch: global step = epoch x full_steps + step
+  int64_t total_steps = 0;  // the steps of the whole run
   double lr = 0;  // at the first step (with warm-up, it changes every step)
   // [steps * global batch, kPlanColumns] int64 on the CPU: per image of the epoch's batches,
   // its index in the training set, its shifts and its flip.

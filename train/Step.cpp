@@ -29,6 +29,7 @@ void Trainer::train_step(Replica& replica, const torch::Tensor& batch_plan) {
   const auto dev = replica.device;
   const bool fp16 = replica.loss_scale.defined();
   const double batch = static_cast<double>(global_batch());
+  const bool summed = config_.loss_reduction == "sum";
   const auto params_grads = replica.grads.narrow(0, 0, replica.grads.numel() - 2);
   replica.grads.zero_();
   replica.backward_ms = 0;
@@ -43,7 +44,8 @@ void Trainer::train_step(Replica& replica, const torch::Tensor& batch_plan) {
     auto x = data::shift_and_flip(
         data::subtract_mean(replica.train.images.index_select(0, idx), replica.mean),
         rows.select(1, kShiftX), rows.select(1, kShiftY),
-        rows.select(1, kFlip).to(torch::kBool));  // [b, C, H, W]
+        rows.select(1, kFlip).to(torch::kBool),
+        config_.translate > 0 ? data::Fill::kReflect : data::Fill::kNearest);  // [b, C, H, W]
     const auto labels = replica.train.labels.index_select(0, idx);
     // Dropout masks keyed by each image's place in the run, not by who computes it.
     const models::RowKeys::Scope dropout_rows(
@@ -54,13 +56,14 @@ void Trainer::train_step(Replica& replica, const torch::Tensor& batch_plan) {
     {
       AutocastGuard amp(dev.type(), config_.amp);
       logits = replica.model.forward(in_memory_format(x, config_.channels_last));  // [b, classes]
-      loss = torch::nn::functional::cross_entropy(
-          logits, labels,
-          torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(
-              config_.label_smoothing));
+      auto options =
+          torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(config_.label_smoothing);
+      if (summed) options.reduction(torch::kSum);
+      loss = torch::nn::functional::cross_entropy(logits, labels, options);
     }
     step_loss += loss.detach();
-    replica.loss_sum += loss.detach().to(torch::kFloat) * static_cast<double>(shard.size);
+    replica.loss_sum += summed ? loss.detach().to(torch::kFloat)
+                               : loss.detach().to(torch::kFloat) * static_cast<double>(shard.size);
     replica.correct += logits.detach().argmax(1).eq(labels).sum();
     if (last) {
       // Flags ride with the gradients (the first bucket), so every replica learns of any
@@ -75,8 +78,9 @@ void Trainer::train_step(Replica& replica, const torch::Tensor& batch_plan) {
       if (replica.reducer) replica.reducer->arm();
     }
     // Weighted by the shard's share, the summed gradients are the whole batch's gradient
-    // (times the loss scale in float16, so that small gradients do not underflow).
-    auto weighted = loss * (static_cast<double>(shard.size) / batch);
+    // (times the loss scale in float16, so that small gradients do not underflow); a summed
+    // loss needs no weight.
+    auto weighted = summed ? loss : loss * (static_cast<double>(shard.size) / batch);
     const auto backward_start = Clock::now();
     (fp16 ? weighted * replica.loss_scale : weighted).backward();
     replica.backward_ms +=

@@ -10,12 +10,23 @@
 
 namespace mgpu::train {
 
+/// Parameters whose names contain `pattern` (the first group that matches a name takes it),
+/// trained with their own rate multiplier and weight decay, or for the first epochs only.
+struct ParamGroup {
+  std::string pattern;
+  double lr_scale = 1;        // the group's rate: the schedule's x lr_scale
+  double weight_decay = -1;   // < 0: the run's --weight-decay
+  int64_t epochs = -1;        // >= 0: trained only in epochs 0..epochs-1, then left as they are
+  bool frozen = false;        // never trained (requires_grad off), as if epochs were 0
+};
+
 struct TrainConfig {
   data::DataConfig data;
   std::string model = "minigooglenet";  // a name in the model registry (models/Models.def)
   int64_t gpus = 0;               // 0: CPU; 1: the first CUDA device
   int64_t threads = 0;            // LibTorch intra-op threads; 0: all cores
-  int64_t epochs = 70;
+  double epochs = 70;              // fractional: the run stops after ceil(steps per epoch x
+                                  // epochs) steps, part way through its last epoch
   double lr = 5e-3;               // initial learning rate
   double power = 1.0;             // lr_e = lr * (1 - e / epochs)^power
   double momentum = 0.9;
@@ -35,6 +46,18 @@ struct TrainConfig {
   double clip_grad_norm = 0;        // > 0: scale the gradient down to at most this 2-norm
   std::string tta = "none";         // validation's test-time augmentation: none, mirror,
                                     // mirror-translate (train/Tta.h)
+  std::string loss_reduction = "mean";  // "sum": the loss (and so the gradient) is summed over
+                                        // the global batch, not averaged
+  std::vector<ParamGroup> param_groups;  // the rest: lr x 1, weight_decay, every epoch
+  int64_t lookahead = 0;          // > 0: every that many steps, the weights (and batch-norm
+                                  // statistics) move to an exponential moving average of them,
+                                  // airbench's lookahead; the run ends on the average
+  double lookahead_decay = 0.95;  // per step: the average keeps decay^lookahead x (t / T)^3
+  int64_t translate = 0;          // > 0: random shifts of up to this many pixels with reflected
+                                  // borders (airbench's crop) instead of the tutorial's 10%
+  std::string flip = "random";    // random (each image, each epoch), alternating (each image
+                                  // flipped at random once, then the whole set mirrored on odd
+                                  // epochs, as airbench), or none
   int64_t cpu_replicas = 1;       // with gpus == 0: data-parallel replicas on the CPU
   int64_t batch_per_device = 64;  // images per replica per micro-batch
   int64_t accumulate = 1;         // micro-batches per optimizer step on each replica

@@ -32,6 +32,7 @@ namespace {
 // Seeds for the independent random streams of a run, all derived from --seed.
 constexpr uint64_t kShuffleStream = 1;
 constexpr uint64_t kAugmentStream = 2;
+constexpr uint64_t kFlipStream = 3;  // --flip alternating: each image's flip of the even epochs
 
 std::string message_of(const std::exception_ptr& error) {
   try {
@@ -111,6 +112,12 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
     replica->rank = r;
     replica->device = devices[r];
     replica->model = r == 0 ? model : model.clone(devices[r]);  // all start from replica 0
+    if (r > 0) {
+      // clone() rebuilds each submodule from its own reset(), which knows nothing of a
+      // parameter frozen by its parent: the copies keep replica 0's.
+      const auto from = model.ptr()->parameters(), to = replica->model.ptr()->parameters();
+      for (size_t i = 0; i < from.size(); ++i) to[i].requires_grad_(from[i].requires_grad());
+    }
     replica->mean = mean.to(devices[r]);
     if (!comms.empty()) replica->comm = std::move(comms[r]);
     const auto on_device = torch::TensorOptions().device(devices[r]);
@@ -126,6 +133,7 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
       replica->growth_tracker = torch::zeros({}, on_device.dtype(torch::kInt32));
       replica->found_inf = torch::zeros({}, on_device);
     }
+    replica->group_of = assign_groups(config_, *replica->model.ptr());
     bind_parameters(*replica);
     if (replica->comm) {  // the gradients' all-reduce, bucket by bucket; the 2 control words last
       const BucketOptions buckets{config.bucket_mb, /*first_bucket_mb=*/1, config.overlap};
@@ -138,7 +146,7 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
       for (const auto& b : replica->model.ptr()->buffers()) set.push_back(b.detach().clone());
       replica->stat_sets.push_back(std::move(set));
     }
-    if (!config_.fused_sgd) replica->optimizer = make_sgd(config_, replica->model.ptr()->parameters());
+    if (!config_.fused_sgd) make_optimizer(*replica);
     if (config_.cuda_graphs) replica->graph = std::make_unique<StepGraph>(devices[r]);
     replicas_.push_back(std::move(replica));
   }
@@ -229,16 +237,11 @@ void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progr
   std::optional<StepGraph::Scope> on_graph_stream;
   if (replica.graph) on_graph_stream.emplace(*replica.graph);
   for (int64_t step = first_step; step <= plan.steps; ++step) {
-    const double lr = schedule_.at(plan.epoch, static_cast<double>(step - 1) / plan.steps);
-    replica.lr.fill_(lr);
+    const double lr = schedule_.at(plan.epoch, static_cast<double>(step - 1) / plan.full_steps);
+    set_rates(replica, plan.epoch, lr);
     replica.step_number.fill_(step);
-    replica.first_row.fill_((plan.epoch * plan.steps + step - 1) * batch);
+    replica.first_row.fill_((plan.epoch * plan.full_steps + step - 1) * batch);
     replica.stop_flag.fill_(stop_signal() != 0 ? 1.0 : 0.0);
-    if (replica.optimizer) {
-      for (auto& group : replica.optimizer->param_groups()) {
-        static_cast<torch::optim::SGDOptions&>(group.options()).lr(lr);
-      }
-    }
     const auto batch_plan = rows.narrow(0, (step - 1) * batch, batch);
     const auto step_start = std::chrono::steady_clock::now();
     if (!replica.graph) {
@@ -263,8 +266,9 @@ void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progr
       if (replica.reducer) step_times_.communication = replica.reducer->timeline();
     }
 
+    const int64_t global_step = plan.epoch * plan.full_steps + step;
+    lookahead(replica, global_step, plan.total_steps);
     const bool due = progress && progress->due(step);
-    const int64_t global_step = plan.epoch * plan.steps + step;
     const bool periodic = checkpoints_.every_steps > 0 && !checkpoints_.dir.empty() &&
                           global_step % checkpoints_.every_steps == 0 && step < plan.steps;
     // Reading a device value makes the host wait for the device, so on a GPU only every
@@ -283,7 +287,7 @@ void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progr
         throw std::runtime_error(fmt::format(
             "the training loss or gradient became non-finite in epoch {} at step {}; stopping. "
             "{}",
-            plan.epoch + 1, bad, non_finite_advice(plan.epoch * plan.steps + bad, plan.steps)));
+            plan.epoch + 1, bad, non_finite_advice(plan.epoch * plan.full_steps + bad, plan.full_steps)));
       }
     }
     if (due) {  // this replica's running figures, read at most 10/s
@@ -320,13 +324,15 @@ void Trainer::place_data(const data::Dataset& train, const data::Dataset& test) 
   }
 }
 
-Trainer::EpochPlan Trainer::plan_epoch(int64_t epoch, int64_t steps, const data::Dataset& train) {
+Trainer::EpochPlan Trainer::plan_epoch(int64_t epoch, int64_t steps, int64_t full_steps,
+                                       const data::Dataset& train) {
   // A permutation of the images (repeated if the steps need more), and augmentation draws.
   const int64_t n = steps * global_batch();
   const auto& shape = train.images.sizes();
   EpochPlan plan;
   plan.epoch = epoch;
   plan.steps = steps;
+  plan.full_steps = full_steps;
   plan.lr = schedule_.at(epoch, 0.0);
   std::vector<torch::Tensor> orders;
   for (int64_t have = 0; have < n; have += train.size()) {
@@ -335,6 +341,18 @@ Trainer::EpochPlan Trainer::plan_epoch(int64_t epoch, int64_t steps, const data:
   }
   const auto order = torch::cat(orders).narrow(0, 0, n);
   auto draw = data::Augmenter::draw(data::AugmentOptions{}, augment_, n, shape[2], shape[3]);
+  if (config_.translate > 0) {  // airbench's: up to translate pixels, uniform whole pixels
+    draw.dx = torch::randint(-config_.translate, config_.translate + 1, {n}, augment_);
+    draw.dy = torch::randint(-config_.translate, config_.translate + 1, {n}, augment_);
+  }
+  if (config_.flip == "alternating") {
+    // Each image flipped at random once for the run, mirrored as a whole on odd epochs.
+    auto once = at::detail::createCPUGenerator(config_.seed + kFlipStream);
+    const auto flipped = torch::rand({train.size()}, once).lt(0.5).index_select(0, order);
+    draw.flip = epoch % 2 == 1 ? flipped.logical_not() : flipped;
+  } else if (config_.flip == "none") {
+    draw.flip.zero_();
+  }
   if (!config_.augment) {
     draw.dx.zero_();
     draw.dy.zero_();
@@ -347,8 +365,10 @@ Trainer::EpochPlan Trainer::plan_epoch(int64_t epoch, int64_t steps, const data:
 void Trainer::train_steps(const data::Dataset& train, int64_t steps) {
   if (steps <= 0) return;
   if (!replicas_[0]->train.images.defined()) place_data(train, train.first(1));
-  const EpochPlan plan = plan_epoch(0, steps, train);
+  EpochPlan plan = plan_epoch(0, steps, steps, train);
+  plan.total_steps = steps;
   for_each_replica([&](Replica& r) {
+    if (config_.lookahead > 0 && r.average.empty()) start_lookahead(r);
     run_epoch(r, plan, nullptr, 1);
     if (r.device.is_cuda()) torch::cuda::synchronize(r.device.index());
   });
@@ -366,12 +386,21 @@ History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Prog
         "--batch-per-device, --accumulate and the replica count)",
         train.size(), batch));
   }
+  // A fractional --epochs ends part way through its last epoch, after ceil(steps x epochs) steps.
+  const int64_t total_steps = static_cast<int64_t>(std::ceil(static_cast<double>(steps) * config_.epochs));
+  const int64_t epochs = (total_steps + steps - 1) / steps;
   if (!agreed_) agree_on_start();
   place_data(train, test);
   // A fresh run starts every replica from rank 0's weights; a resumed one has restored each
   // replica's own state (its batch-norm statistics differ from the others' mid-epoch).
-  if (!resumed_) for_each_replica([&](Replica& r) { broadcast_weights(r); });
-  for (int64_t epoch = start_epoch_; epoch < config_.epochs; ++epoch) {
+  if (!resumed_) {
+    for_each_replica([&](Replica& r) {
+      broadcast_weights(r);
+      if (config_.lookahead > 0) start_lookahead(r);
+    });
+  }
+  for (int64_t epoch = start_epoch_; epoch < epochs; ++epoch) {
+    const int64_t epoch_steps = std::min(steps, total_steps - epoch * steps);
     const auto start = Clock::now();
     epoch_started_ = start;
     const int64_t first_step = epoch == start_epoch_ ? start_step_ + 1 : 1;
@@ -379,20 +408,21 @@ History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Prog
     // A resumed epoch redraws its plan from the generators' states before it.
     epoch_shuffle_state_ = generator_state(shuffle_);
     epoch_augment_state_ = generator_state(augment_);
-    const EpochPlan plan = plan_epoch(epoch, steps, train);
-    progress.epoch_begin(epoch + 1, config_.epochs, steps);
+    EpochPlan plan = plan_epoch(epoch, epoch_steps, steps, train);
+    plan.total_steps = total_steps;
+    progress.epoch_begin(epoch + 1, epochs, epoch_steps);
     for_each_replica([&](Replica& r) {
       run_epoch(r, plan, r.rank == 0 ? &progress : nullptr, first_step);
     });
     const Replica& lead = *replicas_[0];
-    const double images = static_cast<double>(steps * batch);
+    const double images = static_cast<double>(epoch_steps * batch);
     EpochStats stats;
     stats.epoch = epoch + 1;
     stats.lr = first_step > 1 ? rate_at_epoch_start(epoch) : plan.lr;
     stats.loss = lead.loss_sum.item<double>() / images;  // the same on every replica
     stats.acc = static_cast<double>(lead.correct.item<int64_t>()) / images;
     train_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
-    train_images_ += static_cast<double>((steps - first_step + 1) * batch);
+    train_images_ += static_cast<double>((epoch_steps - first_step + 1) * batch);
     // On the copy of the test set that place_data left on each device.
     for_each_replica([&](Replica& r) { r.val = evaluate_replica(r, r.test); });
     const Metrics val = replicas_[0]->val;
@@ -405,7 +435,7 @@ History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Prog
     if (on_epoch) on_epoch(history_);
     for_each_replica([&](Replica& r) { write_checkpoint(r, epoch + 1, 0); });
   }
-  start_epoch_ = config_.epochs;
+  start_epoch_ = epochs;
   start_step_ = 0;
   return history_;
 }

@@ -142,6 +142,17 @@ class Trainer {
   /// fused optimizer, and its gradient a view of the same layout into the gradient buffer.
   void bind_parameters(Replica& replica);
   void optimizer_step(Replica& replica);
+  /// --lookahead: the average starts from the weights and batch-norm statistics now.
+  void start_lookahead(Replica& replica);
+  /// --lookahead K after global step (1-based) of total: every K steps the average takes in
+  /// the model and the model takes the average; after the last step the model is the average.
+  void lookahead(Replica& replica, int64_t step, int64_t total);
+  /// torch.optim.SGD with the run's momentum, weight decay (on every parameter, or without the
+  /// 1-d ones in a group of their own) and Nesterov switch, one group per --param-group; the
+  /// rate is set before each step (set_rates).
+  void make_optimizer(Replica& replica);
+  /// The rates of the step: lr times each group's multiplier in this epoch.
+  void set_rates(Replica& replica, int64_t epoch, double lr);
   /// The fused step's last part: parameters -= lr x (momentum, or Nesterov's grads + momentum).
   void update_parameters(Replica& replica, torch::Tensor& grads, const torch::Tensor& lr);
   /// --accumulate K: puts micro-batch k's running statistics into the module (k = 0 after the
@@ -173,7 +184,9 @@ class Trainer {
   std::string non_finite_advice(int64_t bad_step, int64_t steps) const;
   /// Copies the data sets to every replica's device (once per device).
   void place_data(const data::Dataset& train, const data::Dataset& test);
-  EpochPlan plan_epoch(int64_t epoch, int64_t steps, const data::Dataset& train);
+  /// The plan of `steps` steps of epoch (0-based), whose whole epochs have full_steps.
+  EpochPlan plan_epoch(int64_t epoch, int64_t steps, int64_t full_steps,
+                       const data::Dataset& train);
   /// The shards of each global batch this replica trains on, in micro-batch order.
   std::vector<Shard> local_shards(const Replica& replica) const;
   /// Runs f(replica) for every replica, each on its own thread (replica 0 on this one), the

@@ -7,6 +7,7 @@
 #include <functional>
 #include <ostream>
 #include <string>
+#include <vector>
 
 namespace mgpu::app {
 
@@ -31,6 +32,10 @@ struct CommandSpec {
   const char* usage;                              // its lines in `mgpu help`
   cxxopts::Options (*options)();                  // its flags
   Command (*parse)(const cxxopts::ParseResult&);  // the parsed flags, checked, to a Command
+  /// If set: the command line to parse instead, given the first parse of args (args[0] plays
+  /// argv[0]); train puts the model's recipe before the flags the user gave.
+  std::vector<std::string> (*expand)(const cxxopts::ParseResult&,
+                                     const std::vector<std::string>& args) = nullptr;
 };
 
 /// A Command that runs fn(config, out).

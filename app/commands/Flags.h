@@ -19,6 +19,7 @@ constexpr int64_t kMaxThreads = 1024;
 constexpr int64_t kMaxReplicas = 256;
 constexpr int64_t kMaxBatch = 65536;
 constexpr double kMaxTimeout = 7 * 24 * 3600;
+constexpr double kMaxEpochs = 1e6;
 constexpr double kMaxBucketMb = 1 << 20;  // a TiB: more than any gradient
 
 /// Parses args (args[0] plays argv[0]); throws data::InputError naming the command for unknown

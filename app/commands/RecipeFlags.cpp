@@ -30,7 +30,7 @@ double number_in(const cxxopts::ParseResult& r, const std::string& flag, double 
   return v;
 }
 
-// "82,123": epochs from 1 to epochs - 1, increasing.
+// "82,123": epochs from 1 to epochs - 1 (epochs: the epochs the run starts), increasing.
 std::vector<int64_t> milestone_list(const std::string& text, int64_t epochs) {
   const auto list = int_list(text, 1, epochs - 1);
   if (!list ||
@@ -77,6 +77,50 @@ std::vector<std::pair<double, double>> knot_list(const std::string& text) {
   return knots;
 }
 
+// "norm:lr=64:wd=0.02", "whiten.bias:epochs=3", "norm.weight:frozen".
+train::ParamGroup param_group(const std::string& text) {
+  const auto refuse = [&](const std::string& why) {
+    return InputError(fmt::format(
+        "--param-group '{}': {}; expected PATTERN:KEY=VALUE:..., the keys lr (a multiple of the "
+        "rate, >= 0), wd (the group's weight decay, >= 0), epochs (trained in the first N "
+        "epochs only) or frozen, e.g. norm:lr=64:wd=0.02 or whiten.bias:epochs=3",
+        text, why));
+  };
+  std::vector<std::string> parts;
+  std::stringstream in(text);
+  for (std::string part; std::getline(in, part, ':');) parts.push_back(part);
+  if (parts.size() < 2 || parts[0].empty() || text.back() == ':') {
+    throw refuse("a name pattern and at least one setting are needed");
+  }
+  train::ParamGroup g;
+  g.pattern = parts[0];
+  for (size_t i = 1; i < parts.size(); ++i) {
+    const std::string& part = parts[i];
+    if (part == "frozen") {
+      g.frozen = true;
+      continue;
+    }
+    const size_t eq = part.find('=');
+    const std::string key = part.substr(0, eq);
+    const std::string value = eq == std::string::npos ? "" : part.substr(eq + 1);
+    char* end = nullptr;
+    const double v = std::strtod(value.c_str(), &end);
+    if (value.empty() || *end != '\0' || !std::isfinite(v) || v < 0 || v > 1e9) {
+      throw refuse(fmt::format("'{}' is not KEY=VALUE with a number from 0 to 1e9", part));
+    }
+    if (key == "lr") {
+      g.lr_scale = v;
+    } else if (key == "wd") {
+      g.weight_decay = v;
+    } else if (key == "epochs" && v == std::floor(v)) {
+      g.epochs = static_cast<int64_t>(v);
+    } else {
+      throw refuse(fmt::format("unknown setting '{}'", part));
+    }
+  }
+  return g;
+}
+
 }  // namespace
 
 void add_recipe_flags(cxxopts::Options& o) {
@@ -94,6 +138,26 @@ void add_recipe_flags(cxxopts::Options& o) {
        cxxopts::value<std::string>()->default_value("0.1"))
       ("weight-decay", "L2 penalty added to the gradient as torch.optim.SGD does (wd x weight)",
        cxxopts::value<std::string>()->default_value("0"))
+      ("param-group", "PATTERN:KEY=VALUE:...: the parameters whose names (mgpu export lists "
+       "them) contain PATTERN train with lr=M times the rate, weight decay wd=W, only in the "
+       "first epochs=N epochs, or not at all (frozen); repeat it for more groups (a name takes "
+       "the first that matches), e.g. --param-group norm:lr=64:wd=0.02",
+       cxxopts::value<std::vector<std::string>>())
+      ("loss-reduction", "mean (the tutorial's: the batch's mean loss) or sum (the loss and "
+       "its gradient summed over the global batch, as airbench's)",
+       cxxopts::value<std::string>()->default_value("mean"))
+      ("lookahead", "every N steps, move the weights and batch-norm statistics to their "
+       "exponential moving average and train on from there (airbench's lookahead; the average "
+       "keeps decay^N x (step / steps)^3 of itself), and end the run on the average (0: off)",
+       cxxopts::value<std::string>()->default_value("0"))
+      ("lookahead-decay", "with --lookahead: the per-step decay",
+       cxxopts::value<std::string>()->default_value("0.95"))
+      ("translate", "random shifts of up to N pixels with reflected borders (airbench's crop of "
+       "the reflect-padded image) instead of the tutorial's 10% with repeated edges (0)",
+       cxxopts::value<std::string>()->default_value("0"))
+      ("flip", "random (each image at random, each epoch: the tutorial's), alternating (each "
+       "image flipped at random once, then the whole set mirrored on odd epochs, as airbench's) "
+       "or none", cxxopts::value<std::string>()->default_value("random"))
       ("no-decay-norm-bias", "with --weight-decay: leave 1-d parameters (batch-norm scales and "
        "shifts, biases) undecayed, as timm does")
       ("nesterov", "Nesterov momentum, as torch.optim.SGD(nesterov=True)")
@@ -133,13 +197,34 @@ void recipe_flags(const cxxopts::ParseResult& r, train::TrainConfig& c) {
     if (!r.count("milestones")) {
       throw InputError("--schedule step needs --milestones, e.g. --milestones 82,123");
     }
-    c.milestones = milestone_list(get<std::string>(r, "milestones"), c.epochs);
+    c.milestones = milestone_list(get<std::string>(r, "milestones"),
+                                  static_cast<int64_t>(std::ceil(c.epochs)));
     c.gamma = number_in(r, "gamma", 0, 1, true, "a factor in (0, 1]");
   } else if (r.count("milestones") || r.count("gamma")) {
     throw InputError(fmt::format("--{} belongs to --schedule step, not {}",
                                  r.count("milestones") ? "milestones" : "gamma", c.schedule));
   }
-  c.weight_decay = number_in(r, "weight-decay", 0, 1, false, "a number from 0 to 1");
+  c.weight_decay = number_in(r, "weight-decay", 0, 1e3, false, "a number from 0 to 1000");
+  c.param_groups.clear();
+  if (r.count("param-group")) {
+    for (const auto& text : get<std::vector<std::string>>(r, "param-group")) {
+      c.param_groups.push_back(param_group(text));
+    }
+  }
+  c.loss_reduction = get<std::string>(r, "loss-reduction");
+  if (c.loss_reduction != "mean" && c.loss_reduction != "sum") {
+    throw InputError(fmt::format("--loss-reduction '{}': expected mean or sum", c.loss_reduction));
+  }
+  c.lookahead = int_at_least(r, "lookahead", 0, 1 << 20);
+  c.lookahead_decay = number_in(r, "lookahead-decay", 0, 1, false, "a decay in [0, 1]");
+  if (r.count("lookahead-decay") && c.lookahead == 0) {
+    throw InputError("--lookahead-decay needs --lookahead N (every N steps)");
+  }
+  c.translate = int_at_least(r, "translate", 0, 64);
+  c.flip = get<std::string>(r, "flip");
+  if (c.flip != "random" && c.flip != "alternating" && c.flip != "none") {
+    throw InputError(fmt::format("--flip '{}': expected random, alternating or none", c.flip));
+  }
   c.decay_norm_bias = r.count("no-decay-norm-bias") == 0;
   if (!c.decay_norm_bias && c.weight_decay == 0) {
     throw InputError("--no-decay-norm-bias needs --weight-decay > 0 (without decay it changes "
@@ -159,6 +244,18 @@ void recipe_flags(const cxxopts::ParseResult& r, train::TrainConfig& c) {
   c.tta = train::tta_name(train::parse_tta(get<std::string>(r, "tta")));
 }
 
+nlohmann::json groups_json(const std::vector<train::ParamGroup>& groups) {
+  auto j = nlohmann::json::array();
+  for (const auto& g : groups) {
+    j.push_back({{"pattern", g.pattern},
+                 {"lr", g.lr_scale},
+                 {"weight_decay", g.weight_decay},
+                 {"epochs", g.epochs},
+                 {"frozen", g.frozen}});
+  }
+  return j;
+}
+
 nlohmann::json recipe_summary(const train::TrainConfig& c) {
   return {{"schedule", c.schedule},
           {"milestones", c.milestones},
@@ -169,7 +266,13 @@ nlohmann::json recipe_summary(const train::TrainConfig& c) {
           {"nesterov", c.nesterov},
           {"label_smoothing", c.label_smoothing},
           {"clip_grad_norm", c.clip_grad_norm},
-          {"tta", c.tta}};
+          {"tta", c.tta},
+          {"param_groups", groups_json(c.param_groups)},
+          {"loss_reduction", c.loss_reduction},
+          {"lookahead", c.lookahead},
+          {"lookahead_decay", c.lookahead_decay},
+          {"translate", c.translate},
+          {"flip", c.flip}};
 }
 
 nlohmann::json recipe_fingerprint(const train::TrainConfig& c) {
@@ -188,6 +291,14 @@ nlohmann::json recipe_fingerprint(const train::TrainConfig& c) {
   if (c.label_smoothing > 0) j["label_smoothing"] = c.label_smoothing;
   if (c.clip_grad_norm > 0) j["clip_grad_norm"] = c.clip_grad_norm;
   if (c.tta != "none") j["tta"] = c.tta;  // what the history's val_loss and val_acc mean
+  if (!c.param_groups.empty()) j["param_groups"] = groups_json(c.param_groups);
+  if (c.loss_reduction != "mean") j["loss_reduction"] = c.loss_reduction;
+  if (c.lookahead > 0) {
+    j["lookahead"] = c.lookahead;
+    j["lookahead_decay"] = c.lookahead_decay;
+  }
+  if (c.translate > 0) j["translate"] = c.translate;
+  if (c.flip != "random") j["flip"] = c.flip;
   return j;
 }
 

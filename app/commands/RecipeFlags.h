@@ -11,12 +11,15 @@
 
 namespace mgpu::app {
 
-/// --schedule, --milestones, --gamma, --weight-decay, --no-decay-norm-bias, --nesterov,
-/// --label-smoothing, --clip-grad-norm, --tta.
+/// --schedule, --milestones, --gamma, --weight-decay, --param-group, --no-decay-norm-bias,
+/// --nesterov, --label-smoothing, --loss-reduction, --clip-grad-norm, --tta, --lookahead,
+/// --translate, --flip.
 void add_recipe_flags(cxxopts::Options& o);
 /// Reads them into c; c.epochs and c.momentum must be set already (the checks use them).
 void recipe_flags(const cxxopts::ParseResult& r, train::TrainConfig& c);
 
+/// --param-group's groups as JSON (weight_decay -1: the run's; epochs -1: all).
+nlohmann::json groups_json(const std::vector<train::ParamGroup>& groups);
 /// The settings as summary.json's config records them (all of them).
 nlohmann::json recipe_summary(const train::TrainConfig& c);
 /// The settings that differ from the tutorial's, for a checkpoint's fingerprint: a resume with

@@ -3,10 +3,12 @@
 #include "app/commands/Train.h"
 
 #include <fmt/core.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <ctime>
 #include <limits>
 #include <optional>
@@ -16,7 +18,7 @@
 #include "app/commands/RecipeFlags.h"  // defines: add_recipe_flags, recipe_flags, ...
 #include "data/Datasets.h"             // defines: load_data
 #include "data/InputError.h"           // defines: InputError
-#include "data/Preprocess.h"           // defines: mean_image
+#include "data/Preprocess.h"           // defines: mean_image, subtract_mean
 #include "models/Registry.h"           // defines: make_model
 #include "train/Device.h"              // defines: select_devices, configure_kernels, set_threads
 #include "train/Signals.h"             // defines: StopHandlers
@@ -36,6 +38,13 @@ using data::InputError;
 namespace fs = std::filesystem;
 
 namespace {
+
+// --epochs in JSON: a whole number as an integer (as before fractional epochs, so that older
+// checkpoints keep their fingerprint), else the fraction.
+nlohmann::json epochs_json(double epochs) {
+  if (epochs == std::floor(epochs)) return static_cast<int64_t>(epochs);
+  return epochs;
+}
 
 std::string timestamp() {
   const std::time_t now = std::time(nullptr);
@@ -58,7 +67,7 @@ nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& da
   j["image_shape"] = data.train.images.sizes().slice(1).vec();
   j["device"] = device;
   j["threads"] = threads;
-  j["config"] = {{"epochs", config.epochs},
+  j["config"] = {{"epochs", epochs_json(config.epochs)},
                  {"lr", config.lr},
                  {"power", config.power},
                  {"momentum", config.momentum},
@@ -112,7 +121,7 @@ nlohmann::json run_fingerprint(const TrainConfig& config, const data::DataSplit&
           {"replicas", trainer.world_size()},
           {"batch_per_device", config.batch_per_device},
           {"accumulate", config.accumulate},
-          {"epochs", config.epochs},
+          {"epochs", epochs_json(config.epochs)},
           {"power", config.power},
           {"momentum", config.momentum},
           {"lr_scaling", config.lr_scaling},
@@ -181,6 +190,11 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
   auto net = models::make_model(config.model, model_shape);
   const int64_t parameters = models::count_parameters(*net.ptr());
   const torch::Tensor mean = data::mean_image(data.train.images);
+  const auto& entry = models::find_model(config.model);
+  if (entry.init && !from) {  // a resumed run has its weights from the checkpoint
+    const int64_t n = std::min(models::kInitImages, data.train.size());
+    entry.init(net, data::subtract_mean(data.train.images.narrow(0, 0, n), mean));
+  }
   Trainer trainer(config, net, devices, mean,
                   make_communicators(config.comm, config.comm_timeout_s, process, devices));
 
@@ -191,7 +205,11 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
                             data.name, data.source, data.train.size(), data.test.size(), shape[1],
                             shape[2], shape[3], data.class_names.size()));
   progress.info(fmt::format("model: {} ({}), {} trainable parameters", config.model,
-                            models::find_model(config.model).description, parameters));
+                            entry.description, parameters));
+  if (!entry.recipe.empty()) {
+    progress.info(fmt::format("recipe: {}'s, {} (mgpu models; flags given override it)",
+                              config.model, fmt::join(entry.recipe, " ")));
+  }
   progress.info(fmt::format("training {} epochs, global batch {} ({} replica(s) x {} images x {} "
                             "micro-batch(es)), lr {} ({}), momentum {}; writing to {}",
                             config.epochs, trainer.global_batch(), trainer.world_size(),
@@ -310,7 +328,8 @@ cxxopts::Options train_options() {
        cxxopts::value<std::string>()->default_value(""))
       ("no-download", "with --dataset cifar10 or cifar100: never download the official archive "
        "when its files are not in --data-dir")
-      ("epochs", "number of epochs", cxxopts::value<std::string>()->default_value("70"))
+      ("epochs", "number of epochs; a fraction (e.g. 9.9) stops the run after ceil(steps per "
+       "epoch x epochs) steps, part way through its last epoch", cxxopts::value<std::string>()->default_value("70"))
       ("lr", "initial learning rate", cxxopts::value<std::string>()->default_value("5e-3"))
       ("power", "lr decay power: lr * (1 - epoch/epochs)^power",
        cxxopts::value<std::string>()->default_value("1.0"))
@@ -364,7 +383,12 @@ TrainConfig parse_train(const cxxopts::ParseResult& r) {
   c.gpus = gpus_flag(r);
   c.data = data_flags(r);
   c.data.limit_train = int_at_least(r, "limit-train", 0);
-  c.epochs = int_at_least(r, "epochs", 1);
+  c.epochs = number(r, "epochs");
+  if (!(c.epochs > 0 && c.epochs <= kMaxEpochs)) {
+    throw InputError(fmt::format("--epochs {}: expected a number of epochs > 0 and at most {} "
+                                 "(a fraction ends the run part way through its last epoch)",
+                                 get<std::string>(r, "epochs"), kMaxEpochs));
+  }
   c.batch_per_device = int_at_least(r, "batch-per-device", 1, kMaxBatch);
   c.cpu_replicas = int_at_least(r, "cpu-replicas", 1, kMaxReplicas);
   if (c.cpu_replicas > 1 && c.gpus > 0) {
@@ -406,7 +430,7 @@ TrainConfig parse_train(const cxxopts::ParseResult& r) {
   }
   c.warmup_epochs = number(r, "warmup-epochs");
   if (!std::isfinite(c.warmup_epochs) || c.warmup_epochs < 0 ||
-      c.warmup_epochs > static_cast<double>(c.epochs)) {
+      c.warmup_epochs > c.epochs) {
     throw InputError(fmt::format("--warmup-epochs {}: expected a number from 0 to --epochs ({})",
                                  c.warmup_epochs, c.epochs));
   }
@@ -431,6 +455,18 @@ TrainConfig parse_train(const cxxopts::ParseResult& r) {
   return c;
 }
 
+// The model's recipe (models/Models.def) before the user's flags, less the flags the user gave.
+std::vector<std::string> with_recipe(const cxxopts::ParseResult& r,
+                                     const std::vector<std::string>& args) {
+  std::vector<std::string> full{args.front()};
+  for (const auto& word : models::find_model(get<std::string>(r, "model")).recipe) {
+    const std::string flag = word.substr(2, word.find('=') - 2);
+    if (r.count(flag) == 0) full.push_back(word);
+  }
+  full.insert(full.end(), args.begin() + 1, args.end());
+  return full;
+}
+
 }  // namespace
 
 CommandSpec train_command() {
@@ -439,7 +475,8 @@ CommandSpec train_command() {
             return make_command("train", parse_train(r), [](const TrainConfig& c, std::ostream& out) {
               run_training(c, out);
             });
-          }};
+          },
+          with_recipe};
 }
 
 }  // namespace mgpu::app
