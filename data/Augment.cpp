@@ -24,6 +24,17 @@ torch::Tensor shift_and_flip(const torch::Tensor& batch, const torch::Tensor& dx
   return out.gather(3, src_cols.view({B, 1, 1, W}).expand({B, C, H, W}));
 }
 
+torch::Tensor alternating_flips(uint64_t seed, int64_t images, const torch::Tensor& order,
+                                int64_t epoch) {
+  auto once = at::detail::createCPUGenerator(seed);
+  const auto flipped = torch::rand({images}, once).lt(0.5).index_select(0, order);
+  return epoch % 2 == 1 ? flipped.logical_not() : flipped;
+}
+
+torch::Tensor uniform_shifts(int64_t n, int64_t range, torch::Generator& generator) {
+  return torch::randint(-range, range + 1, {n}, generator);
+}
+
 Augmenter::Augmenter(AugmentOptions options, uint64_t seed)
     : options_(options), generator_(at::detail::createCPUGenerator(seed)) {}
 

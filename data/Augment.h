@@ -20,6 +20,15 @@ torch::Tensor shift_and_flip(const torch::Tensor& batch, const torch::Tensor& dx
                              const torch::Tensor& dy, const torch::Tensor& flip,
                              Fill fill = Fill::kNearest);
 
+/// --flip alternating (airbench's): image i of the set is mirrored in even epochs where one draw
+/// made for the whole run (from seed) says so, and in odd epochs where it does not. order: the
+/// epoch's image indices (int64); returns bool [order.numel()].
+torch::Tensor alternating_flips(uint64_t seed, int64_t images, const torch::Tensor& order,
+                                int64_t epoch);
+
+/// --translate N (airbench's crop): n whole-pixel shifts, each uniform in [-N, N] (int64).
+torch::Tensor uniform_shifts(int64_t n, int64_t range, torch::Generator& generator);
+
 struct AugmentOptions {
   double width_shift = 0.1;   // fraction of the width
   double height_shift = 0.1;  // fraction of the height

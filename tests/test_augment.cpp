@@ -100,3 +100,51 @@ TEST(Preprocess, MeanImageOverManyChunks) {
   auto expected = images.to(torch::kFloat64).mean(0).to(torch::kFloat32);
   EXPECT_TRUE(torch::allclose(mean_image(images), expected));
 }
+
+TEST(Augment, AReflectedShiftIsACropOfTheReflectPaddedImage) {
+  // airbench's translate: pad by r with reflection (PyTorch's "reflect": the edge not repeated),
+  // take the r x r-shifted window. Every shift in [-2, 2]^2, with and without a flip.
+  const int64_t r = 2, H = 6, W = 7;
+  auto x = torch::randn({1, 3, H, W});
+  const auto padded = torch::nn::functional::pad(
+      x, torch::nn::functional::PadFuncOptions({r, r, r, r}).mode(torch::kReflect));
+  for (int64_t dy = -r; dy <= r; ++dy) {
+    for (int64_t dx = -r; dx <= r; ++dx) {
+      for (int64_t f = 0; f <= 1; ++f) {
+        // Shifted right by dx: output column c reads padded column c - dx + r.
+        auto crop = padded.narrow(2, r - dy, H).narrow(3, r - dx, W);
+        if (f) crop = crop.flip({3});
+        EXPECT_TRUE(torch::equal(
+            shift_and_flip(x, ints({dx}), ints({dy}), bools({f}), Fill::kReflect), crop))
+            << dx << "," << dy << " flip " << f;
+      }
+    }
+  }
+  // The nearest fill differs from it wherever a border is uncovered.
+  EXPECT_FALSE(torch::equal(shift_and_flip(x, ints({2}), ints({0}), bools({0})),
+                            shift_and_flip(x, ints({2}), ints({0}), bools({0}), Fill::kReflect)));
+}
+
+TEST(Augment, TranslateShiftsAreUniformWholePixelsWithinTheRange) {
+  auto g = at::detail::createCPUGenerator(5);
+  const auto s = uniform_shifts(20000, 2, g);
+  EXPECT_EQ(s.min().item<int64_t>(), -2);
+  EXPECT_EQ(s.max().item<int64_t>(), 2);
+  for (int64_t v = -2; v <= 2; ++v) {  // each of the 5 values about a fifth of the time
+    EXPECT_NEAR(s.eq(v).to(torch::kFloat64).mean().item<double>(), 0.2, 0.02) << v;
+  }
+}
+
+TEST(Augment, AlternatingFlipsMirrorEachImageInEveryOtherEpoch) {
+  // Each image: flipped in even epochs or odd ones, half of the images each way, the same
+  // choice whatever the epoch's order; another seed chooses differently.
+  const int64_t n = 1000;
+  const auto order = torch::randperm(n, torch::kInt64);
+  const auto identity = torch::arange(n, torch::kInt64);
+  const auto even = alternating_flips(7, n, identity, 0);
+  EXPECT_TRUE(torch::equal(alternating_flips(7, n, identity, 2), even));
+  EXPECT_TRUE(torch::equal(alternating_flips(7, n, identity, 1), even.logical_not()));
+  EXPECT_TRUE(torch::equal(alternating_flips(7, n, order, 3), even.logical_not().index_select(0, order)));
+  EXPECT_NEAR(even.to(torch::kFloat64).mean().item<double>(), 0.5, 0.06);
+  EXPECT_FALSE(torch::equal(alternating_flips(8, n, identity, 0), even));
+}

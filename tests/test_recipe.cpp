@@ -271,6 +271,27 @@ TEST(RecipeCli, FlagsAreRead) {
                          .as<train::TrainConfig>()
                          .lr_knots;
   EXPECT_EQ(knots, (std::vector<std::pair<double, double>>{{0, 0.2}, {0.2, 1}, {1, 0}}));
+  const auto airbench =
+      mgpu::app::parse_command_line(
+          {"mgpu", "train", "--epochs", "9.9", "--param-group", "norm:lr=64:wd=0.02",
+           "--param-group", "whiten.weight:frozen", "--param-group", "whiten.bias:epochs=3",
+           "--loss-reduction", "sum", "--lookahead", "5", "--lookahead-decay", "0.9",
+           "--translate", "2", "--flip", "alternating"})
+          .as<train::TrainConfig>();
+  EXPECT_DOUBLE_EQ(airbench.epochs, 9.9);
+  ASSERT_EQ(airbench.param_groups.size(), 3u);
+  EXPECT_EQ(airbench.param_groups[0].pattern, "norm");
+  EXPECT_DOUBLE_EQ(airbench.param_groups[0].lr_scale, 64);
+  EXPECT_DOUBLE_EQ(airbench.param_groups[0].weight_decay, 0.02);
+  EXPECT_EQ(airbench.param_groups[0].epochs, -1);
+  EXPECT_TRUE(airbench.param_groups[1].frozen);
+  EXPECT_EQ(airbench.param_groups[2].epochs, 3);
+  EXPECT_DOUBLE_EQ(airbench.param_groups[2].weight_decay, -1);  // the run's
+  EXPECT_EQ(airbench.loss_reduction, "sum");
+  EXPECT_EQ(airbench.lookahead, 5);
+  EXPECT_DOUBLE_EQ(airbench.lookahead_decay, 0.9);
+  EXPECT_EQ(airbench.translate, 2);
+  EXPECT_EQ(airbench.flip, "alternating");
 }
 
 TEST(RecipeCli, FlagsRefuseWhatTheyCannotMean) {
@@ -295,7 +316,22 @@ TEST(RecipeCli, FlagsRefuseWhatTheyCannotMean) {
       {{"--gamma", "0.5"}, "--gamma belongs to --schedule step, not poly"},
       {{"--milestones", "5", "--schedule", "cosine"}, "--milestones belongs to --schedule step"},
       {{"--power", "2", "--schedule", "cosine"}, "--power shapes the poly schedule"},
-      {{"--weight-decay", "-1e-4"}, "--weight-decay -0.0001: expected a number from 0 to 1"},
+      {{"--weight-decay", "-1e-4"}, "--weight-decay -0.0001: expected a number from 0 to 1000"},
+      {{"--param-group", "norm"}, "--param-group 'norm': a name pattern and at least one"},
+      {{"--param-group", ":lr=2"}, "--param-group ':lr=2': a name pattern"},
+      {{"--param-group", "norm:lr=-1"}, "--param-group 'norm:lr=-1': 'lr=-1' is not KEY=VALUE"},
+      {{"--param-group", "norm:lr="}, "'lr=' is not KEY=VALUE"},
+      {{"--param-group", "norm:speed=2"}, "unknown setting 'speed=2'"},
+      {{"--param-group", "norm:epochs=1.5"}, "unknown setting 'epochs=1.5'"},
+      {{"--param-group", "norm:lr=2:"}, "--param-group 'norm:lr=2:'"},
+      {{"--loss-reduction", "max"}, "--loss-reduction 'max': expected mean or sum"},
+      {{"--lookahead", "-1"}, "--lookahead -1: expected an integer from 0"},
+      {{"--lookahead-decay", "0.9"}, "--lookahead-decay needs --lookahead N"},
+      {{"--lookahead", "5", "--lookahead-decay", "1.5"}, "--lookahead-decay 1.5: expected"},
+      {{"--translate", "65"}, "--translate 65: expected an integer from 0 to 64"},
+      {{"--flip", "sometimes"}, "--flip 'sometimes': expected random, alternating or none"},
+      {{"--epochs", "0.0"}, "--epochs 0.0: expected a number of epochs > 0"},
+      {{"--epochs", "nan"}, "--epochs nan: expected"},
       {{"--weight-decay", "nan"}, "--weight-decay nan"},
       {{"--no-decay-norm-bias"}, "--no-decay-norm-bias needs --weight-decay > 0"},
       {{"--nesterov", "--momentum", "0"}, "--nesterov needs --momentum > 0"},

@@ -195,3 +195,24 @@ TEST(Training, TheTestNetsPoolIsAdaptiveAveragePooling) {
         << size;
   }
 }
+
+TEST(Training, AFractionalEpochCountEndsPartWayThroughTheLastEpoch) {
+  // 4 steps an epoch, --epochs 2.3: ceil(9.2) = 10 steps, the third epoch 2 of them; the
+  // per-step piecewise rate reaches the end of its knots (0 at t = 1) only at 2.3 epochs.
+  torch::set_num_threads(1);
+  const auto& d = mgpu::testing::stripes();  // 48 images, batch 12
+  auto c = mgpu::testing::stripes_config();
+  c.batch_per_device = 12;
+  c.epochs = 2.3;
+  c.schedule = "piecewise";
+  c.lr_knots = {{0, 1}, {1, 0}};
+  train::Trainer trainer(c, torch::nn::AnyModule(mgpu::testing::SmallNet()), torch::kCPU,
+                         data::mean_image(d.images));
+  ASSERT_EQ(d.size() / trainer.global_batch(), 4);
+  std::ostringstream out;
+  train::Progress quiet(0, out);
+  const auto history = trainer.fit(d, d, quiet);
+  ASSERT_EQ(history.size(), 3u);
+  EXPECT_EQ(trainer.step_times().step_ms.size(), 2u) << "steps of the last epoch";
+  EXPECT_NEAR(history[2].lr, c.lr * (1 - 2.0 / 2.3), 1e-12);  // at its first step, t = 8 / 9.2
+}

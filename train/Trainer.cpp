@@ -10,7 +10,7 @@
 #include <map>
 #include <optional>
 
-#include "data/Augment.h"             // defines: Augmenter::draw
+#include "data/Augment.h"             // defines: Augmenter::draw, alternating_flips, ...
 #include "data/InputError.h"          // defines: InputError
 #include "train/LrSchedule.h"         // defines: LrSchedule
 #include "train/Replica.h"            // defines: Trainer::Replica, Trainer::EpochPlan
@@ -341,15 +341,12 @@ Trainer::EpochPlan Trainer::plan_epoch(int64_t epoch, int64_t steps, int64_t ful
   }
   const auto order = torch::cat(orders).narrow(0, 0, n);
   auto draw = data::Augmenter::draw(data::AugmentOptions{}, augment_, n, shape[2], shape[3]);
-  if (config_.translate > 0) {  // airbench's: up to translate pixels, uniform whole pixels
-    draw.dx = torch::randint(-config_.translate, config_.translate + 1, {n}, augment_);
-    draw.dy = torch::randint(-config_.translate, config_.translate + 1, {n}, augment_);
+  if (config_.translate > 0) {  // airbench's crop, with reflected borders (Step.cpp)
+    draw.dx = data::uniform_shifts(n, config_.translate, augment_);
+    draw.dy = data::uniform_shifts(n, config_.translate, augment_);
   }
   if (config_.flip == "alternating") {
-    // Each image flipped at random once for the run, mirrored as a whole on odd epochs.
-    auto once = at::detail::createCPUGenerator(config_.seed + kFlipStream);
-    const auto flipped = torch::rand({train.size()}, once).lt(0.5).index_select(0, order);
-    draw.flip = epoch % 2 == 1 ? flipped.logical_not() : flipped;
+    draw.flip = data::alternating_flips(config_.seed + kFlipStream, train.size(), order, epoch);
   } else if (config_.flip == "none") {
     draw.flip.zero_();
   }

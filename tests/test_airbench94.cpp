@@ -1,0 +1,139 @@
+// airbench94 (models/Airbench94.cpp) and its recipe: the whitening initialisation whitens, the
+// shape and trainable parameters are airbench's, `mgpu train --model airbench94` trains with the
+// recipe (a flag given overrides its part; summary.json records the resolved recipe), and a run
+// resumed from a mid-run checkpoint ends bit for bit as the uninterrupted run.
+#include <fmt/core.h>
+#include <fmt/ranges.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+
+#include "Fixtures.h"
+#include "models/Registry.h"
+#include "train/files/Checkpoint.h"
+#include "train/files/Weights.h"
+
+using namespace mgpu;
+using mgpu::testing::TempDir;
+namespace fs = std::filesystem;
+
+namespace {
+
+nlohmann::json read_json(const fs::path& file) {
+  std::ifstream in(file);
+  return nlohmann::json::parse(in);
+}
+
+std::string read_text(const fs::path& file) {
+  std::ifstream in(file);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+}  // namespace
+
+TEST(Airbench94, TheWhiteningInitialisationWhitensTheImagesPatches) {
+  // Images with strongly correlated neighbouring pixels and channels: after the data-dependent
+  // initialisation the whitening convolution's first half of outputs has about unit covariance
+  // (each direction divided by its standard deviation; eps takes a few percent off the weakest
+  // ones), the second half is its negative.
+  torch::manual_seed(1);
+  const auto base = torch::randn({400, 1, 16, 16});
+  const auto images = torch::cat({base, base * 0.5 + 0.1 * torch::randn({400, 1, 16, 16}),
+                                  torch::randn({400, 1, 16, 16})},
+                                 1) * 40;  // mgpu's scale: mean-subtracted pixel values
+  auto model = models::make_model("airbench94", {3, 16, 16, 10});
+  const auto& entry = models::find_model("airbench94");
+  ASSERT_TRUE(entry.init);
+  entry.init(model, images);
+  const auto weight = model.ptr()->named_parameters()["whiten.weight"];
+  ASSERT_EQ(weight.sizes(), (torch::IntArrayRef{24, 3, 2, 2}));
+  const auto out = torch::conv2d(images, weight);  // [N, 24, 15, 15]
+  const auto half = out.narrow(1, 0, 12).transpose(0, 1).reshape({12, -1});
+  const auto covariance = half.matmul(half.t()) / static_cast<double>(half.size(1));
+  EXPECT_LT((covariance - torch::eye(12)).abs().max().item<double>(), 0.06) << covariance;
+  EXPECT_TRUE(torch::equal(weight.narrow(0, 12, 12), -weight.narrow(0, 0, 12)));
+  // Without it the filters are far from whitening.
+  const auto fresh = models::make_model("airbench94", {3, 16, 16, 10});
+  const auto raw = torch::conv2d(images, fresh.ptr()->named_parameters()["whiten.weight"])
+                       .narrow(1, 0, 12).transpose(0, 1).reshape({12, -1});
+  EXPECT_GT((raw.matmul(raw.t()) / static_cast<double>(raw.size(1)) - torch::eye(12))
+                .abs().max().item<double>(), 1.0);
+}
+
+TEST(Airbench94, HasAirbenchsTrainableAndFrozenParameters) {
+  // airbench94's network: 1,971,352 trained values; frozen are the whitening filters (set from
+  // the data) and the batch-norm scales (fixed at 1).
+  auto model = models::make_model("airbench94", {});
+  EXPECT_EQ(models::count_parameters(*model.ptr()), 1971352);
+  for (const auto& p : model.ptr()->named_parameters()) {
+    const bool frozen = p.key() == "whiten.weight" || p.key().find("norm") != std::string::npos &&
+                                                          p.key().find(".weight") != std::string::npos;
+    EXPECT_EQ(p.value().requires_grad(), !frozen) << p.key();
+  }
+  EXPECT_THROW(models::make_model("airbench94", {3, 8, 8, 10}), data::InputError);
+}
+
+TEST(Airbench94Binary, TrainsWithItsRecipeAndAFlagGivenOverridesItsPart) {
+  TempDir tmp;
+  const auto data = mgpu::testing::write_cifar_dir(tmp.path() / "data", 60).parent_path();
+  const auto r = mgpu::testing::run_mgpu(fmt::format(
+      "train --model airbench94 --dataset cifar10 --data-dir {} --gpus 0 --threads 1 "
+      "--batch-per-device 64 --epochs 1.5 --limit-test 32 --verbose 2 --out-dir {}",
+      data.string(), (tmp.path() / "run").string()));
+  ASSERT_EQ(r.code, 0) << r.err << r.out;
+  EXPECT_NE(r.out.find("recipe: airbench94's, --epochs=9.9"), std::string::npos) << r.out;
+  const auto summary = read_json(tmp.path() / "run" / "summary.json");
+  const auto& c = summary["config"];
+  EXPECT_EQ(c["epochs"], 1.5);           // given
+  EXPECT_EQ(c["batch_per_device"], 64);  // given
+  EXPECT_EQ(c["lr"], 0.00146484375);     // the recipe's from here on
+  EXPECT_EQ(c["momentum"], 0.85);
+  EXPECT_EQ(c["nesterov"], true);
+  EXPECT_EQ(c["schedule"], "piecewise");
+  EXPECT_EQ(c["label_smoothing"], 0.2);
+  EXPECT_EQ(c["loss_reduction"], "sum");
+  EXPECT_EQ(c["lookahead"], 5);
+  EXPECT_EQ(c["translate"], 2);
+  EXPECT_EQ(c["flip"], "alternating");
+  EXPECT_EQ(c["tta"], "mirror-translate");
+  EXPECT_EQ(c["amp"], "bf16");
+  ASSERT_EQ(c["param_groups"].size(), 2u);
+  EXPECT_EQ(c["param_groups"][0]["pattern"], "norm");
+  EXPECT_EQ(c["param_groups"][0]["lr"], 64.0);
+  EXPECT_EQ(c["param_groups"][1]["epochs"], 3);
+  // 300 images, batch 64: 4 steps an epoch, 6 in 1.5 epochs: a second epoch of 2 steps.
+  EXPECT_EQ(summary["epochs_completed"], 2);
+  EXPECT_NE(r.out.find("Epoch 2/2"), std::string::npos) << r.out;
+  // The tutorial's models have no recipe: their defaults are the tutorial's.
+  EXPECT_TRUE(models::find_model("minigooglenet").recipe.empty());
+}
+
+TEST(Airbench94Binary, ResumedFromAMidRunCheckpointItEndsAsTheUninterruptedRun) {
+  // Through lookahead averages (every 5 steps), a parameter group whose epochs end, an epoch
+  // boundary of the alternating flip and the fractional end: from the checkpoint after step 3
+  // the same history and weights, bit for bit.
+  TempDir tmp;
+  const auto data = mgpu::testing::write_cifar_dir(tmp.path() / "data", 60).parent_path();
+  const std::string flags = fmt::format(
+      "train --model airbench94 --dataset cifar10 --data-dir {} --gpus 0 --threads 1 "
+      "--batch-per-device 64 --epochs 2.5 --limit-test 32 --verbose 0 --checkpoint-every 3 "
+      "--keep 10 --param-group norm:lr=64:wd=0.02 --param-group whiten.bias:epochs=1",
+      data.string());
+  const auto whole = mgpu::testing::run_mgpu(flags + " --out-dir " + (tmp.path() / "whole").string());
+  ASSERT_EQ(whole.code, 0) << whole.err;
+  const auto early = train::checkpoint_path(tmp.path() / "whole" / "checkpoints", 0, 3);
+  ASSERT_TRUE(fs::exists(early)) << fmt::format("{}", fmt::join(mgpu::testing::list_dir(
+                                                                    tmp.path() / "whole" / "checkpoints"),
+                                                                ", "));
+  const auto part = mgpu::testing::run_mgpu(flags + " --out-dir " + (tmp.path() / "part").string() +
+                                            " --resume " + early.string());
+  ASSERT_EQ(part.code, 0) << part.err;
+  auto a = train::load_weights(tmp.path() / "whole" / "model.pt", torch::kCPU);
+  auto b = train::load_weights(tmp.path() / "part" / "model.pt", torch::kCPU);
+  EXPECT_TRUE(mgpu::testing::same_weights(*a.module.ptr(), *b.module.ptr()));
+  const auto whole_history = read_text(tmp.path() / "whole" / "history.csv");
+  EXPECT_EQ(std::count(whole_history.begin(), whole_history.end(), '\n'), 4);  // header, 3
+  EXPECT_EQ(read_json(tmp.path() / "whole" / "summary.json")["final"],
+            read_json(tmp.path() / "part" / "summary.json")["final"]);
+}
