@@ -113,7 +113,72 @@ class ResNet20(nn.Module):
         return self.linear(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
-PORTS = {"minigooglenet": MiniGoogLeNet, "resnet20": ResNet20}
+# airbench94 (models/Airbench94.cpp, after KellerJordan/cifar10-airbench legacy/airbench94.py):
+# batch norm with eps 1e-12 and running statistics 0.6 old + 0.4 new, its scale frozen at 1;
+# the whitening filters frozen (set from the data, whitening_filters below); the final 3x3 max
+# pool of 32x32 images taken as the global maximum, as mgpu does.
+def _identity_conv(c_in, c_out, kernel, same, bias):
+    conv = nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2 if same else 0, bias=bias)
+    with torch.no_grad():
+        if bias:
+            conv.bias.zero_()
+        nn.init.dirac_(conv.weight[:min(c_in, c_out)])
+    return conv
+
+
+def _shift_only_norm(channels, momentum=0.6):
+    norm = nn.BatchNorm2d(channels, eps=1e-12, momentum=1.0 - momentum)
+    norm.weight.requires_grad_(False)
+    return norm
+
+
+class ConvGroup(nn.Module):
+    def __init__(self, c_in, c_out):
+        super().__init__()
+        self.conv1 = _identity_conv(c_in, c_out, 3, True, False)
+        self.norm1 = _shift_only_norm(c_out)
+        self.conv2 = _identity_conv(c_out, c_out, 3, True, False)
+        self.norm2 = _shift_only_norm(c_out)
+
+    def forward(self, x):
+        x = F.gelu(self.norm1(F.max_pool2d(self.conv1(x), 2)))
+        return F.gelu(self.norm2(self.conv2(x)))
+
+
+class Airbench94(nn.Module):
+    def __init__(self, in_channels=3, num_classes=10, widths=(64, 256, 256), scaling=1 / 9):
+        super().__init__()
+        whiten_width = 2 * in_channels * 2 * 2
+        self.whiten = _identity_conv(in_channels, whiten_width, 2, False, True)
+        self.whiten.weight.requires_grad_(False)
+        self.group1 = ConvGroup(whiten_width, widths[0])
+        self.group2 = ConvGroup(widths[0], widths[1])
+        self.group3 = ConvGroup(widths[1], widths[2])
+        self.head = nn.Linear(widths[2], num_classes, bias=False)
+        self.scaling = scaling
+
+    def forward(self, x):
+        x = F.gelu(self.whiten(x))
+        x = self.group3(self.group2(self.group1(x)))
+        x = x.flatten(2).max(2).values
+        return self.head(x) * self.scaling
+
+
+def whitening_filters(weight_shape, images):
+    """airbench's whitening filters for images (float [N, C, H, W], mean subtracted) as mgpu's
+    init_airbench94 computes them: eigenvectors of the 2x2 patches' covariance over the square
+    root of their eigenvalues plus eps (5e-4 of the mean patch variance), and their negatives."""
+    c, h, w = images.size(1), weight_shape[2], weight_shape[3]
+    patches = images.float().unfold(2, h, 1).unfold(3, w, 1).transpose(1, 3).reshape(-1, c * h * w)
+    covariance = patches.t().matmul(patches) / patches.size(0)
+    values, vectors = torch.linalg.eigh(covariance, UPLO="U")
+    eps = 5e-4 * covariance.diagonal().mean().item()
+    directions = vectors.t().reshape(c * h * w, c, h, w).flip(0)
+    scaled = directions / (values.flip(0).view(-1, 1, 1, 1) + eps).sqrt()
+    return torch.cat((scaled, -scaled))
+
+
+PORTS = {"minigooglenet": MiniGoogLeNet, "resnet20": ResNet20, "airbench94": Airbench94}
 
 
 def build(name, in_channels, num_classes):

@@ -8,9 +8,14 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <sys/wait.h>
 
 #include "Fixtures.h"
+#include "app/Cli.h"
+#include "app/commands/Export.h"
+#include "data/Preprocess.h"
 #include "models/Registry.h"
+#include "train/Trainer.h"
 #include "train/files/Checkpoint.h"
 #include "train/files/Weights.h"
 
@@ -23,6 +28,12 @@ namespace {
 nlohmann::json read_json(const fs::path& file) {
   std::ifstream in(file);
   return nlohmann::json::parse(in);
+}
+
+void write_raw(const fs::path& file, const torch::Tensor& t) {
+  const auto c = t.contiguous();
+  std::ofstream(file, std::ios::binary)
+      .write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.nbytes()));
 }
 
 std::string read_text(const fs::path& file) {
@@ -136,4 +147,52 @@ TEST(Airbench94Binary, ResumedFromAMidRunCheckpointItEndsAsTheUninterruptedRun) 
   EXPECT_EQ(std::count(whole_history.begin(), whole_history.end(), '\n'), 4);  // header, 3
   EXPECT_EQ(read_json(tmp.path() / "whole" / "summary.json")["final"],
             read_json(tmp.path() / "part" / "summary.json")["final"]);
+}
+
+TEST(Airbench94, StepsEqualThePythonReferencesBitForBit) {
+  // The recipe as mgpu train --model airbench94 resolves it (without augmentation and shuffling,
+  // smaller batches and epochs), and benchmarks/airbench_reference.py written from the recipe:
+  // the same whitening filters from the same images, and from the same weights 18 steps through
+  // two lookahead averages, the whitening bias's last epoch and a fractional end, the same
+  // weights and batch-norm statistics, bit for bit (bfloat16 autocast, channels-last, 1 thread).
+  torch::set_num_threads(1);
+  TempDir tmp;
+  const auto d = mgpu::testing::pattern_dataset(64, 5, {/*classes=*/4, 3, 32, 1, 60});
+  auto c = app::parse_command_line({"mgpu", "train", "--model", "airbench94", "--gpus", "0",
+                                    "--threads", "1", "--epochs", "4.5",
+                                    "--batch-per-device", "16", "--verbose", "0"})
+               .as<train::TrainConfig>();
+  c.augment = false;
+  c.shuffle = false;
+  const models::ModelShape shape{3, 32, 32, 4};
+  torch::manual_seed(c.seed);
+  auto model = models::make_model("airbench94", shape);
+  const auto mean = data::mean_image(d.images);
+  models::find_model("airbench94").init(model, data::subtract_mean(d.images, mean));
+  auto weights = [&](torch::nn::AnyModule m) {
+    return train::Weights{"airbench94", shape, "patterns", {"a", "b", "c", "d"}, mean, m};
+  };
+  app::export_weights(weights(model.clone()), tmp.path() / "initial.pt");
+  train::Trainer trainer(c, model, torch::kCPU, mean);
+  std::ostringstream out;
+  train::Progress quiet(0, out);
+  trainer.fit(d, d.first(16), quiet);
+  app::export_weights(weights(trainer.model()), tmp.path() / "final.pt");
+  write_raw(tmp.path() / "images.bin", d.images);
+  write_raw(tmp.path() / "labels.bin", d.labels.to(torch::kInt64));
+  std::ofstream(tmp.path() / "steps.json")
+      << nlohmann::json{{"epochs", c.epochs}, {"batch", c.batch_per_device},
+                        {"shape", d.images.sizes().vec()}, {"classes", 4}}
+             .dump();
+  const auto log = tmp.path() / "check.log";
+  const int status = std::system(
+      fmt::format("{} {}/benchmarks/airbench_reference.py steps {} > {} 2>&1",
+                  mgpu::testing::kPython, mgpu::testing::kSourceDir, tmp.path().string(),
+                  log.string())
+          .c_str());
+  const auto text = read_text(log);
+  ASSERT_TRUE(WIFEXITED(status)) << text;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << text;
+  EXPECT_NE(text.find("18 steps"), std::string::npos) << text;
+  std::cout << text;
 }
