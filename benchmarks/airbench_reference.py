@@ -103,8 +103,9 @@ class Recipe:
     """The model, its optimizer groups, lookahead, and one training step, as mgpu runs them."""
 
     def __init__(self, model, epochs, steps_per_epoch, channels_last=True, autocast=torch.bfloat16,
-                 device="cpu"):
+                 device="cpu", compile=False):
         self.model, self.device, self.autocast = model, device, autocast
+        self.net = torch.compile(model) if compile else model  # the forward pass to run
         self.channels_last = channels_last
         self.epochs, self.full_steps = epochs, steps_per_epoch
         self.total_steps = math.ceil(steps_per_epoch * epochs)
@@ -142,7 +143,7 @@ class Recipe:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device, dtype=self.autocast, enabled=self.autocast is not None):
-            logits = self.model(x)
+            logits = self.net(x)
             loss = F.cross_entropy(logits, labels, label_smoothing=LABEL_SMOOTHING, reduction="sum")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -205,7 +206,8 @@ def train(args):
     model = model.to(device, memory_format=torch.channels_last)
     train_x, train_y, mean = train_x.to(device), train_y.to(device), mean.to(device)
     steps = len(train_x) // args.batch
-    recipe = Recipe(model, args.epochs, steps, autocast=autocast, device=device)
+    recipe = Recipe(model, args.epochs, steps, autocast=autocast, device=device,
+                    compile=args.compile)
     generator = torch.Generator().manual_seed(args.seed)
     flipped = torch.rand(len(train_x), generator=generator) < 0.5
     history, done, train_seconds, images_seen = [], 0, 0.0, 0
@@ -232,7 +234,7 @@ def train(args):
             torch.cuda.synchronize()
         train_seconds += time.perf_counter() - epoch_start
         images_seen += n
-        val_loss, val_acc = evaluate(model, test_x, test_y, mean, device, autocast)
+        val_loss, val_acc = evaluate(recipe.net, test_x, test_y, mean, device, autocast)
         row = dict(epoch=epoch + 1, loss=loss_sum.item() / n, acc=correct.item() / n,
                    val_loss=val_loss, val_acc=val_acc, seconds=time.perf_counter() - epoch_start)
         history.append(row)
@@ -240,6 +242,7 @@ def train(args):
               f"acc: {row['acc']:.4f} - val_loss: {val_loss:.4f} - val_acc: {val_acc:.4f}", flush=True)
     total = time.perf_counter() - started
     result = dict(peer="airbench_reference.py", device=device, threads=args.threads,
+                  compiled=args.compile,
                   precision=args.precision, epochs=args.epochs, seed=args.seed,
                   final_val_acc=history[-1]["val_acc"], seconds=total,
                   train_images_per_second=images_seen / train_seconds, history=history)
@@ -298,6 +301,7 @@ def main():
     t.add_argument("--precision", default="bf16", choices=["bf16", "fp16", "off"])
     t.add_argument("--threads", type=int, default=os.cpu_count())
     t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--compile", action="store_true", help="torch.compile the network")
     t.add_argument("--json")
     s = sub.add_parser("steps")
     s.add_argument("dir")

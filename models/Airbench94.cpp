@@ -2,9 +2,8 @@
 // legacy/airbench94.py): a whitening convolution initialised from the data, three conv groups
 // (conv, max pool, batch norm, GELU, conv, batch norm, GELU), a max pool and a linear head.
 // Its recipe (models/Models.def) trains it to about 94% on CIFAR-10 in 9.9 epochs.
-#include <torch/torch.h>
-
 #include <fmt/core.h>
+#include <torch/torch.h>
 
 #include <cmath>
 
@@ -49,7 +48,8 @@ struct Airbench94Options {
 /// conv, 2x2 max pool, batch norm, GELU, conv, batch norm, GELU.
 class ConvGroupImpl : public torch::nn::Cloneable<ConvGroupImpl> {
  public:
-  ConvGroupImpl(int64_t in, int64_t out, double momentum) : in_(in), out_(out), momentum_(momentum) {
+  ConvGroupImpl(int64_t in, int64_t out, double momentum)
+      : in_(in), out_(out), momentum_(momentum) {
     reset();
   }
   void reset() override {
@@ -81,15 +81,15 @@ class Airbench94Impl : public torch::nn::Cloneable<Airbench94Impl> {
   void reset() override {
     const auto& w = options.widths();
     const int64_t whiten_width = 2 * options.in_channels() * 2 * 2;
-    whiten = register_module("whiten", identity_conv(options.in_channels(), whiten_width, 2,
-                                                     false, true));
+    whiten = register_module("whiten",
+                             identity_conv(options.in_channels(), whiten_width, 2, false, true));
     whiten->weight.requires_grad_(false);
     group1 = register_module("group1", ConvGroup(whiten_width, w[0], options.batchnorm_momentum()));
     group2 = register_module("group2", ConvGroup(w[0], w[1], options.batchnorm_momentum()));
     group3 = register_module("group3", ConvGroup(w[1], w[2], options.batchnorm_momentum()));
-    head = register_module("head",
-                           torch::nn::Linear(torch::nn::LinearOptions(w[2], options.num_classes())
-                                                 .bias(false)));
+    head = register_module(
+        "head",
+        torch::nn::Linear(torch::nn::LinearOptions(w[2], options.num_classes()).bias(false)));
   }
   torch::Tensor forward(const torch::Tensor& input) {
     auto x = torch::gelu(whiten(input));
@@ -107,8 +107,8 @@ TORCH_MODULE(Airbench94);
 
 torch::nn::AnyModule make_airbench94(const ModelShape& shape) {
   if (shape.height < 9 || shape.width < 9) {
-    throw data::InputError(fmt::format(
-        "airbench94 needs images of at least 9x9 pixels, got {}x{}", shape.height, shape.width));
+    throw data::InputError(fmt::format("airbench94 needs images of at least 9x9 pixels, got {}x{}",
+                                       shape.height, shape.width));
   }
   return torch::nn::AnyModule(
       Airbench94(Airbench94Options().in_channels(shape.channels).num_classes(shape.classes)));

@@ -29,6 +29,14 @@ std::vector<std::string> recipe_words(const std::string& text) {
   return words;
 }
 
+std::string recipe_value(const ModelEntry& entry, const std::string& flag) {
+  const std::string prefix = "--" + flag + "=";
+  for (const auto& word : entry.recipe) {
+    if (word.rfind(prefix, 0) == 0) return word.substr(prefix.size());
+  }
+  return "";
+}
+
 const std::vector<ModelEntry>& registered_models() {
   static const std::vector<ModelEntry> table = [] {
     std::vector<ModelEntry> entries = {

@@ -55,6 +55,9 @@ torch::nn::AnyModule make_model(const std::string& name, const ModelShape& shape
 /// description.
 std::string models_table(const ModelShape& shape);
 
+/// The value a model's recipe gives flag ("tta" for "--tta=mirror"), or "" if it gives none.
+std::string recipe_value(const ModelEntry& entry, const std::string& flag);
+
 /// A recipe's text split into its words ("--epochs=9.9 --nesterov" -> both).
 std::vector<std::string> recipe_words(const std::string& text);
 

@@ -35,7 +35,7 @@ def main(d):
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"])
     x = images.float() - mean
-    for epoch in range(cfg["epochs"]):
+    for epoch in range(int(cfg["epochs"])):
         for group in opt.param_groups:
             group["lr"] = cfg["lr"] * (1 - epoch / cfg["epochs"]) ** cfg["power"]
         opt.zero_grad()

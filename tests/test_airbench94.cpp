@@ -1,14 +1,15 @@
 // airbench94 (models/Airbench94.cpp) and its recipe: the whitening initialisation whitens, the
 // shape and trainable parameters are airbench's, `mgpu train --model airbench94` trains with the
-// recipe (a flag given overrides its part; summary.json records the resolved recipe), and a run
-// resumed from a mid-run checkpoint ends bit for bit as the uninterrupted run.
+// recipe (a flag given overrides its part; summary.json records the resolved recipe; evaluate
+// takes its test-time augmentation), a run resumed from a mid-run checkpoint ends bit for bit as
+// the uninterrupted run, and the steps equal the Python reference's bit for bit.
 #include <fmt/core.h>
 #include <fmt/ranges.h>
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
+#include <sys/wait.h>
 
 #include <fstream>
-#include <sys/wait.h>
+#include <nlohmann/json.hpp>
 
 #include "Fixtures.h"
 #include "app/Cli.h"
@@ -52,7 +53,8 @@ TEST(Airbench94, TheWhiteningInitialisationWhitensTheImagesPatches) {
   const auto base = torch::randn({400, 1, 16, 16});
   const auto images = torch::cat({base, base * 0.5 + 0.1 * torch::randn({400, 1, 16, 16}),
                                   torch::randn({400, 1, 16, 16})},
-                                 1) * 40;  // mgpu's scale: mean-subtracted pixel values
+                                 1) *
+                      40;  // mgpu's scale: mean-subtracted pixel values
   auto model = models::make_model("airbench94", {3, 16, 16, 10});
   const auto& entry = models::find_model("airbench94");
   ASSERT_TRUE(entry.init);
@@ -67,9 +69,14 @@ TEST(Airbench94, TheWhiteningInitialisationWhitensTheImagesPatches) {
   // Without it the filters are far from whitening.
   const auto fresh = models::make_model("airbench94", {3, 16, 16, 10});
   const auto raw = torch::conv2d(images, fresh.ptr()->named_parameters()["whiten.weight"])
-                       .narrow(1, 0, 12).transpose(0, 1).reshape({12, -1});
+                       .narrow(1, 0, 12)
+                       .transpose(0, 1)
+                       .reshape({12, -1});
   EXPECT_GT((raw.matmul(raw.t()) / static_cast<double>(raw.size(1)) - torch::eye(12))
-                .abs().max().item<double>(), 1.0);
+                .abs()
+                .max()
+                .item<double>(),
+            1.0);
 }
 
 TEST(Airbench94, HasAirbenchsTrainableAndFrozenParameters) {
@@ -78,8 +85,9 @@ TEST(Airbench94, HasAirbenchsTrainableAndFrozenParameters) {
   auto model = models::make_model("airbench94", {});
   EXPECT_EQ(models::count_parameters(*model.ptr()), 1971352);
   for (const auto& p : model.ptr()->named_parameters()) {
-    const bool frozen = p.key() == "whiten.weight" || p.key().find("norm") != std::string::npos &&
-                                                          p.key().find(".weight") != std::string::npos;
+    const bool frozen =
+        p.key() == "whiten.weight" ||
+        p.key().find("norm") != std::string::npos && p.key().find(".weight") != std::string::npos;
     EXPECT_EQ(p.value().requires_grad(), !frozen) << p.key();
   }
   EXPECT_THROW(models::make_model("airbench94", {3, 8, 8, 10}), data::InputError);
@@ -88,10 +96,10 @@ TEST(Airbench94, HasAirbenchsTrainableAndFrozenParameters) {
 TEST(Airbench94Binary, TrainsWithItsRecipeAndAFlagGivenOverridesItsPart) {
   TempDir tmp;
   const auto data = mgpu::testing::write_cifar_dir(tmp.path() / "data", 60).parent_path();
-  const auto r = mgpu::testing::run_mgpu(fmt::format(
-      "train --model airbench94 --dataset cifar10 --data-dir {} --gpus 0 --threads 1 "
-      "--batch-per-device 64 --epochs 1.5 --limit-test 32 --verbose 2 --out-dir {}",
-      data.string(), (tmp.path() / "run").string()));
+  const auto r = mgpu::testing::run_mgpu(
+      fmt::format("train --model airbench94 --dataset cifar10 --data-dir {} --gpus 0 --threads 1 "
+                  "--batch-per-device 64 --epochs 1.5 --limit-test 32 --verbose 2 --out-dir {}",
+                  data.string(), (tmp.path() / "run").string()));
   ASSERT_EQ(r.code, 0) << r.err << r.out;
   EXPECT_NE(r.out.find("recipe: airbench94's, --epochs=9.9"), std::string::npos) << r.out;
   const auto summary = read_json(tmp.path() / "run" / "summary.json");
@@ -116,6 +124,17 @@ TEST(Airbench94Binary, TrainsWithItsRecipeAndAFlagGivenOverridesItsPart) {
   // 300 images, batch 64: 4 steps an epoch, 6 in 1.5 epochs: a second epoch of 2 steps.
   EXPECT_EQ(summary["epochs_completed"], 2);
   EXPECT_NE(r.out.find("Epoch 2/2"), std::string::npos) << r.out;
+  // mgpu evaluate validates as the recipe does unless told otherwise.
+  const auto evaluated = mgpu::testing::run_mgpu(
+      fmt::format("evaluate --weights {} --data-dir {} --gpus 0 --threads 1 --limit-test 32",
+                  (tmp.path() / "run").string(), data.string()));
+  ASSERT_EQ(evaluated.code, 0) << evaluated.err;
+  EXPECT_EQ(read_json(tmp.path() / "run" / "evaluation.json")["tta"], "mirror-translate");
+  const auto plain = mgpu::testing::run_mgpu(fmt::format(
+      "evaluate --weights {} --data-dir {} --gpus 0 --threads 1 --limit-test 32 --tta none",
+      (tmp.path() / "run").string(), data.string()));
+  ASSERT_EQ(plain.code, 0) << plain.err;
+  EXPECT_EQ(read_json(tmp.path() / "run" / "evaluation.json")["tta"], "none");
   // The tutorial's models have no recipe: their defaults are the tutorial's.
   EXPECT_TRUE(models::find_model("minigooglenet").recipe.empty());
 }
@@ -131,12 +150,12 @@ TEST(Airbench94Binary, ResumedFromAMidRunCheckpointItEndsAsTheUninterruptedRun) 
       "--batch-per-device 64 --epochs 2.5 --limit-test 32 --verbose 0 --checkpoint-every 3 "
       "--keep 10 --param-group norm:lr=64:wd=0.02 --param-group whiten.bias:epochs=1",
       data.string());
-  const auto whole = mgpu::testing::run_mgpu(flags + " --out-dir " + (tmp.path() / "whole").string());
+  const auto whole =
+      mgpu::testing::run_mgpu(flags + " --out-dir " + (tmp.path() / "whole").string());
   ASSERT_EQ(whole.code, 0) << whole.err;
   const auto early = train::checkpoint_path(tmp.path() / "whole" / "checkpoints", 0, 3);
-  ASSERT_TRUE(fs::exists(early)) << fmt::format("{}", fmt::join(mgpu::testing::list_dir(
-                                                                    tmp.path() / "whole" / "checkpoints"),
-                                                                ", "));
+  ASSERT_TRUE(fs::exists(early)) << fmt::format(
+      "{}", fmt::join(mgpu::testing::list_dir(tmp.path() / "whole" / "checkpoints"), ", "));
   const auto part = mgpu::testing::run_mgpu(flags + " --out-dir " + (tmp.path() / "part").string() +
                                             " --resume " + early.string());
   ASSERT_EQ(part.code, 0) << part.err;
@@ -145,8 +164,12 @@ TEST(Airbench94Binary, ResumedFromAMidRunCheckpointItEndsAsTheUninterruptedRun) 
   EXPECT_TRUE(mgpu::testing::same_weights(*a.module.ptr(), *b.module.ptr()));
   const auto whole_history = read_text(tmp.path() / "whole" / "history.csv");
   EXPECT_EQ(std::count(whole_history.begin(), whole_history.end(), '\n'), 4);  // header, 3
-  EXPECT_EQ(read_json(tmp.path() / "whole" / "summary.json")["final"],
-            read_json(tmp.path() / "part" / "summary.json")["final"]);
+  const auto summary = read_json(tmp.path() / "whole" / "summary.json");
+  EXPECT_EQ(summary["final"], read_json(tmp.path() / "part" / "summary.json")["final"]);
+  // The groups given replaced the recipe's two.
+  ASSERT_EQ(summary["config"]["param_groups"].size(), 2u);
+  EXPECT_EQ(summary["config"]["param_groups"][0]["weight_decay"], 0.02);
+  EXPECT_EQ(summary["config"]["param_groups"][1]["epochs"], 1);
 }
 
 TEST(Airbench94, StepsEqualThePythonReferencesBitForBit) {
@@ -159,8 +182,8 @@ TEST(Airbench94, StepsEqualThePythonReferencesBitForBit) {
   TempDir tmp;
   const auto d = mgpu::testing::pattern_dataset(64, 5, {/*classes=*/4, 3, 32, 1, 60});
   auto c = app::parse_command_line({"mgpu", "train", "--model", "airbench94", "--gpus", "0",
-                                    "--threads", "1", "--epochs", "4.5",
-                                    "--batch-per-device", "16", "--verbose", "0"})
+                                    "--threads", "1", "--epochs", "4.5", "--batch-per-device", "16",
+                                    "--verbose", "0"})
                .as<train::TrainConfig>();
   c.augment = false;
   c.shuffle = false;
@@ -180,16 +203,17 @@ TEST(Airbench94, StepsEqualThePythonReferencesBitForBit) {
   app::export_weights(weights(trainer.model()), tmp.path() / "final.pt");
   write_raw(tmp.path() / "images.bin", d.images);
   write_raw(tmp.path() / "labels.bin", d.labels.to(torch::kInt64));
-  std::ofstream(tmp.path() / "steps.json")
-      << nlohmann::json{{"epochs", c.epochs}, {"batch", c.batch_per_device},
-                        {"shape", d.images.sizes().vec()}, {"classes", 4}}
-             .dump();
+  std::ofstream(tmp.path() / "steps.json") << nlohmann::json{
+      {"epochs", c.epochs},
+      {"batch", c.batch_per_device},
+      {"shape", d.images.sizes().vec()},
+      {"classes", 4}}.dump();
   const auto log = tmp.path() / "check.log";
-  const int status = std::system(
-      fmt::format("{} {}/benchmarks/airbench_reference.py steps {} > {} 2>&1",
-                  mgpu::testing::kPython, mgpu::testing::kSourceDir, tmp.path().string(),
-                  log.string())
-          .c_str());
+  const int status =
+      std::system(fmt::format("{} {}/benchmarks/airbench_reference.py steps {} > {} 2>&1",
+                              mgpu::testing::kPython, mgpu::testing::kSourceDir,
+                              tmp.path().string(), log.string())
+                      .c_str());
   const auto text = read_text(log);
   ASSERT_TRUE(WIFEXITED(status)) << text;
   EXPECT_EQ(WEXITSTATUS(status), 0) << text;

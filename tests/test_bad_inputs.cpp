@@ -350,22 +350,25 @@ TEST(BadInputs, EveryOneIsAClearErrorWithNothingHalfWritten) {
 
 TEST(BadInputs, EveryNumericFlagRefusesValuesOfTheWrongKind) {
   // Integers: not a number, negative, non-finite, beyond int64.
-  const std::vector<std::string> int_flags = {"epochs", "batch-per-device", "cpu-replicas",
-                                              "accumulate", "threads", "seed", "limit-train",
-                                              "limit-test", "verbose", "checkpoint-every", "keep",
-                                              "gpus"};
+  const std::vector<std::string> int_flags = {"batch-per-device", "cpu-replicas", "accumulate",
+                                              "threads", "seed", "limit-train", "limit-test",
+                                              "verbose", "checkpoint-every", "keep", "gpus",
+                                              "lookahead", "translate"};
   const std::vector<std::string> bad_ints = {"abc", "-1", "nan", "inf", "1.5", "",
                                              "99999999999999999999"};
   // Reals: not a number, negative, non-finite, beyond double.
-  const std::vector<std::string> real_flags = {"lr", "power", "momentum", "warmup-epochs",
-                                               "comm-timeout", "weight-decay", "label-smoothing",
-                                               "clip-grad-norm", "gamma", "bucket-mb"};
+  // (--epochs is a real: a fraction ends the run part way through its last epoch.)
+  const std::vector<std::string> real_flags = {"epochs", "lr", "power", "momentum",
+                                               "warmup-epochs", "comm-timeout", "weight-decay",
+                                               "label-smoothing", "clip-grad-norm", "gamma",
+                                               "bucket-mb", "lookahead-decay"};
   const std::vector<std::string> bad_reals = {"abc", "-1", "nan", "inf", "-inf", "1e400", "2x"};
   auto refused = [](const std::string& flag, const std::string& value) {
     std::vector<std::string> args = {"mgpu", "train", "--gpus", "0", "--" + flag, value};
     // --gamma and --milestones mean something only with --schedule step.
     if (flag == "gamma") args.insert(args.end(), {"--schedule", "step", "--milestones", "1"});
     if (flag == "milestones") args.insert(args.end(), {"--schedule", "step"});
+    if (flag == "lookahead-decay") args.insert(args.end(), {"--lookahead", "5"});
     try {
       mgpu::app::parse_command_line(args);
     } catch (const mgpu::data::InputError& e) {

@@ -3,6 +3,7 @@
 // replicas agree with accumulation, and it survives checkpoints, weights files and export's
 // naming. A new model line in models/Models.def is tested here with no other change.
 #include <fmt/core.h>
+#include <fmt/ranges.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -106,6 +107,12 @@ TEST_P(EveryModel, IsListedWithItsParameterCount) {
   const auto line =
       fmt::format("{:<16} {:>12}", GetParam(), models::count_parameters(*model.ptr()));
   EXPECT_NE(table.find(line), std::string::npos) << table;
+  const auto& recipe = models::find_model(GetParam()).recipe;
+  if (!recipe.empty()) {  // and the recipe it trains with, word for word
+    EXPECT_NE(table.find("recipe: " + fmt::format("{}", fmt::join(recipe, " "))),
+              std::string::npos)
+        << table;
+  }
 }
 
 TEST_P(EveryModel, MapsBothDataSetsShapesToLogits) {

@@ -12,6 +12,7 @@
 #include "app/commands/Flags.h"    // defines: get, int_at_least, ...
 #include "data/InputError.h"  // defines: InputError
 #include "data/Preprocess.h"  // defines: subtract_mean
+#include "models/Registry.h"  // defines: find_model, recipe_value
 #include "train/Device.h"     // defines: select_devices, set_threads, describe_device
 #include "train/Tta.h"        // defines: tta_logits, parse_tta, tta_name
 #include "train/files/AtomicFile.h"  // defines: write_text_atomically, NewDirectories
@@ -104,7 +105,8 @@ std::string evaluation_report(const Evaluation& e, const std::vector<std::string
   return text;
 }
 
-void run_evaluate(const EvaluateConfig& config, std::ostream& out) {
+void run_evaluate(const EvaluateConfig& given, std::ostream& out) {
+  EvaluateConfig config = given;
   const int64_t threads = set_threads(config.threads);
   const torch::Device device = select_devices(config.gpus, 1).front();
   Weights w = load_weights(config.weights, device);
@@ -135,6 +137,11 @@ void run_evaluate(const EvaluateConfig& config, std::ostream& out) {
     }
   };
   const data::DataSplit data = data::load_data(data_config);
+  // Without --tta, the test-time augmentation the model's recipe validates with.
+  if (config.tta.empty()) {
+    const std::string recipe_tta = models::recipe_value(models::find_model(w.model), "tta");
+    config.tta = recipe_tta.empty() ? "none" : recipe_tta;
+  }
   out << fmt::format("evaluating {} ({}) on {} from {}, {} test images{}; device {}, {} threads\n",
                      weights_file.string(), w.model, data.name, data.source, data.test.size(),
                      config.tta == "none" ? "" : ", test-time augmentation " + config.tta,
@@ -190,8 +197,8 @@ cxxopts::Options evaluate_options() {
       ("batch", "images per forward pass", cxxopts::value<std::string>()->default_value("256"))
       ("tta", "test-time augmentation: none, mirror (the mean of the image's and its mirror "
        "image's logits) or mirror-translate (that, averaged with the same for the image moved "
-       "one pixel up-left and down-right), as airbench evaluates",
-       cxxopts::value<std::string>()->default_value("none"))
+       "one pixel up-left and down-right), as airbench evaluates; default: the model's recipe's "
+       "(mgpu models), else none", cxxopts::value<std::string>())
       ("out-dir", "where evaluation.json, confusion.csv and confusion.png go; default the "
        "weights file's folder", cxxopts::value<std::string>()->default_value(""));
   add_folder_flags(o);
@@ -206,7 +213,7 @@ EvaluateConfig parse_evaluate(const cxxopts::ParseResult& r) {
   c.data = data_flags(r);
   c.data.limit_train = 1;  // evaluation reads the training files but uses none of them
   c.batch = int_at_least(r, "batch", 1, kMaxBatch);
-  c.tta = train::tta_name(train::parse_tta(get<std::string>(r, "tta")));
+  if (r.count("tta")) c.tta = train::tta_name(train::parse_tta(get<std::string>(r, "tta")));
   c.out_dir = get<std::string>(r, "out-dir");
   return c;
 }

@@ -20,7 +20,8 @@ struct EvaluateConfig {
   int64_t gpus = 0;       // 0: the CPU; 1: the first CUDA GPU
   int64_t threads = 0;    // LibTorch intra-op threads; 0: all cores
   int64_t batch = 256;    // images per forward pass (no effect on results)
-  std::string tta = "none";  // test-time augmentation: none, mirror, mirror-translate
+  std::string tta;  // test-time augmentation: none, mirror, mirror-translate; "": the model's
+                    // recipe's (none if it has none)
   std::string out_dir;    // empty: the weights file's folder
 };
 
