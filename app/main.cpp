@@ -2,6 +2,8 @@
 #include <c10/util/Exception.h>
 
 #include <csignal>
+#include <cstdlib>
+#include <malloc.h>
 #include <iostream>
 
 #include "app/Cli.h"          // defines: parse_command_line, Command
@@ -25,6 +27,15 @@ int main(int argc, char** argv) {
   // failure, instead of killing us silently with SIGPIPE.
   std::signal(SIGXFSZ, SIG_IGN);
   std::signal(SIGPIPE, SIG_IGN);
+  // A CPU training step allocates and frees the same large activation buffers every step.
+  // glibc hands blocks above its mmap threshold (at most 32 MiB by default) back to the kernel
+  // when they are freed, so each step paid page faults to map and zero them again: 24% of
+  // airbench94's CPU step (docs/benchmarks.md, "airbench94"). Kept in the heap instead, they
+  // are reused, as the tcmalloc or jemalloc that Intel recommends for PyTorch on CPUs would;
+  // the environment's MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ still win if set.
+  constexpr int kKeepBelow = 1 << 30;
+  if (!std::getenv("MALLOC_MMAP_THRESHOLD_")) mallopt(M_MMAP_THRESHOLD, kKeepBelow);
+  if (!std::getenv("MALLOC_TRIM_THRESHOLD_")) mallopt(M_TRIM_THRESHOLD, kKeepBelow);
   try {
     const auto cmd = mgpu::app::parse_command_line(std::vector<std::string>(argv, argv + argc));
     if (cmd.name != "train" || cmd.is_help()) mgpu::train::release_stop_handlers();

@@ -198,6 +198,10 @@ def train(args):
     autocast = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[args.precision]
     started = time.perf_counter()
     (train_x, train_y), (test_x, test_y) = read_cifar(args.data_dir)
+    if args.limit_train:
+        train_x, train_y = train_x[:args.limit_train], train_y[:args.limit_train]
+    if args.limit_test:
+        test_x, test_y = test_x[:args.limit_test], test_y[:args.limit_test]
     mean = mean_image(train_x)
     model = Airbench94()
     with torch.no_grad():
@@ -302,6 +306,8 @@ def main():
     t.add_argument("--threads", type=int, default=os.cpu_count())
     t.add_argument("--seed", type=int, default=42)
     t.add_argument("--compile", action="store_true", help="torch.compile the network")
+    t.add_argument("--limit-train", type=int, default=0, help="the first N training images (0: all)")
+    t.add_argument("--limit-test", type=int, default=0, help="the first N test images (0: all)")
     t.add_argument("--json")
     s = sub.add_parser("steps")
     s.add_argument("dir")
