@@ -87,8 +87,8 @@ def interpolate(knots, t):
 def shift_and_flip(batch, dx, dy, flip):
     """mgpu's augmentation gathers (data/Augment.cpp), reflected borders."""
     B, C, H, W = batch.shape
-    rows = torch.arange(H).view(1, H)
-    cols = torch.arange(W).view(1, W)
+    rows = torch.arange(H, device=batch.device).view(1, H)
+    cols = torch.arange(W, device=batch.device).view(1, W)
 
     def inside(i, n):
         return ((n - 1) - ((n - 1) - i.abs()).abs()).clamp(0, n - 1)

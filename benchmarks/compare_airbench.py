@@ -101,7 +101,9 @@ def main():
         for label, points in series:
             f.write(f"# {label}\n0 0\n" + "".join(f"{t / 60:.3f} {a:.4f}\n" for t, a in points) + "\n\n")
     png = os.path.join(args.out_dir, "accuracy-vs-time.png")
-    plots = ", ".join(f"'{data}' index {i} with linespoints title '{label}'" for i, (label, _) in enumerate(series))
+    quoted = lambda text: "'" + text.replace("'", "''") + "'"  # gnuplot's single quotes
+    plots = ", ".join(f"{quoted(data)} index {i} with linespoints title {quoted(label)}"
+                      for i, (label, _) in enumerate(series))
     script = (f"set terminal pngcairo size 900,560; set output '{png}'; set grid; "
               f"set xlabel 'wall time (minutes, {args.threads} CPU threads)'; set ylabel 'test accuracy'; "
               f"set key bottom right; set yrange [0:1]; plot {plots}")
