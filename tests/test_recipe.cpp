@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "Fixtures.h"
+#include "data/InputError.h"
 #include "data/Preprocess.h"
 #include "models/MiniGoogLeNet.h"
 #include "train/Device.h"
@@ -209,6 +210,24 @@ TEST(Recipe, OnTheShippedModelTorchSgdAndTheFusedStepAgreeWithEverySetting) {
   const auto plain_run = trained(c, 6, shipped_net(c));
   EXPECT_LT(relative_difference(*plain_run, *trained(fused, 6, shipped_net(fused))), 1e-5);
   EXPECT_GT(relative_difference(*plain_run, *trained(base, 6, shipped_net(base))), 1e-3);
+}
+
+TEST(Recipe, AParameterGroupThatTakesNoParameterIsRefused) {
+  // A misspelt pattern would otherwise train the run with the recipe it meant to change.
+  auto c = knob_config();
+  c.param_groups = {{"bn.", 2.0, -1, -1, false}, {"nrom", 64.0, -1, -1, false}};
+  try {
+    train::Trainer trainer(c, torch::nn::AnyModule(fresh_net(c)), torch::kCPU,
+                           data::mean_image(stripes().images));
+    ADD_FAILURE() << "accepted";
+  } catch (const data::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("--param-group 'nrom': no parameter"), std::string::npos)
+        << e.what();
+  }
+  c.param_groups = {{"bn.", 2.0, -1, -1, false}, {"bn.weight", 1.0, -1, 0, false}};  // taken
+  EXPECT_THROW(train::Trainer(c, torch::nn::AnyModule(fresh_net(c)), torch::kCPU,
+                              data::mean_image(stripes().images)),
+               data::InputError);
 }
 
 TEST(Recipe, DecayingNormsAndBiasesOrNotAreDifferentSteps) {

@@ -4,6 +4,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -134,6 +135,15 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
       replica->found_inf = torch::zeros({}, on_device);
     }
     replica->group_of = assign_groups(config_, *replica->model.ptr());
+    for (size_t g = 0; g < config_.param_groups.size() && r == 0; ++g) {
+      if (std::find(replica->group_of.begin(), replica->group_of.end(), static_cast<int>(g)) ==
+          replica->group_of.end()) {
+        throw data::InputError(fmt::format(
+            "--param-group '{}': no parameter of the model has a name containing '{}' that an "
+            "earlier group did not take (the names are those of mgpu export's state_dict)",
+            config_.param_groups[g].pattern, config_.param_groups[g].pattern));
+      }
+    }
     bind_parameters(*replica);
     if (replica->comm) {  // the gradients' all-reduce, bucket by bucket; the 2 control words last
       const BucketOptions buckets{config.bucket_mb, /*first_bucket_mb=*/1, config.overlap};
