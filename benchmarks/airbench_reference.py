@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
-from mgpu_models import Airbench94, whitening_filters  # noqa: E402
+from mgpu_models import Airbench94, load_step_dir, whitening_filters  # noqa: E402
 
 # The recipe (models/Models.def), in torch.optim.SGD's terms: airbench's lr 11.5 and weight decay
 # 0.0153 per 1024 images, decoupled from momentum 0.85, are lr 11.5 / (1024 (1 + 1 / 0.15)) and
@@ -259,12 +259,7 @@ def train(args):
 
 def steps(d):
     torch.set_num_threads(1)
-    cfg = json.load(open(os.path.join(d, "steps.json")))
-    raw = lambda name, dtype: torch.frombuffer(bytearray(open(os.path.join(d, name), "rb").read()), dtype=dtype)
-    images = raw("images.bin", torch.uint8).reshape(cfg["shape"])
-    labels = raw("labels.bin", torch.int64)
-    mean = torch.load(os.path.join(d, "initial.mean.pt"))
-    initial = torch.load(os.path.join(d, "initial.pt"))
+    cfg, images, labels, mean, initial = load_step_dir(d)
     model = Airbench94(cfg["shape"][1], cfg["classes"])
     model.load_state_dict(initial, strict=True)
     ours = whitening_filters(model.whiten.weight.shape, images[:INIT_IMAGES].float() - mean)

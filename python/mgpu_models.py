@@ -10,6 +10,9 @@ Load weights exported by `mgpu export --weights RUN/model.pt --to model.pt`:
     mean = torch.load("model.mean.pt")            # [C, H, W], pixels 0..255
     logits = net.eval()(images.float() - mean)    # images: [B, C, H, W] uint8, RGB
 """
+import json
+import os
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -184,3 +187,16 @@ PORTS = {"minigooglenet": MiniGoogLeNet, "resnet20": ResNet20, "airbench94": Air
 def build(name, in_channels, num_classes):
     """The port of mgpu model `name`; KeyError if there is none (export still works)."""
     return PORTS[name](in_channels=in_channels, num_classes=num_classes)
+
+
+def load_step_dir(d):
+    """The files a step-equivalence test writes (tests/test_fidelity.cpp, test_airbench94.cpp):
+    steps.json, images.bin (uint8 [N, C, H, W]), labels.bin (int64 [N]), the mean image and the
+    initial state_dict. Returns (config, images, labels, mean, initial)."""
+    cfg = json.load(open(os.path.join(d, "steps.json")))
+    raw = lambda name, dtype: torch.frombuffer(bytearray(open(os.path.join(d, name), "rb").read()), dtype=dtype)
+    images = raw("images.bin", torch.uint8).reshape(cfg["shape"])
+    labels = raw("labels.bin", torch.int64)
+    mean = torch.load(os.path.join(d, "initial.mean.pt"))
+    initial = torch.load(os.path.join(d, "initial.pt"))
+    return cfg, images, labels, mean, initial

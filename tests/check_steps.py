@@ -12,7 +12,6 @@ the mean image subtracted, no augmentation or dropout. Exits 0 if every tensor (
 batch-norm statistics) agrees to 1e-5 relative to 1 + its size and the steps moved the
 weights, 1 naming the largest differences otherwise.
 """
-import json
 import os
 import sys
 
@@ -20,18 +19,14 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
-from mgpu_models import MiniGoogLeNet  # noqa: E402
+from mgpu_models import MiniGoogLeNet, load_step_dir  # noqa: E402
 
 
 def main(d):
     torch.set_num_threads(1)
-    cfg = json.load(open(os.path.join(d, "steps.json")))
-    raw = lambda name, dtype: torch.frombuffer(bytearray(open(os.path.join(d, name), "rb").read()), dtype=dtype)
-    images = raw("images.bin", torch.uint8).reshape(cfg["shape"])
-    labels = raw("labels.bin", torch.int64)
-    mean = torch.load(os.path.join(d, "initial.mean.pt"))
+    cfg, images, labels, mean, initial = load_step_dir(d)
     model = MiniGoogLeNet(cfg["shape"][1], cfg["classes"], dropout=0.0)
-    model.load_state_dict(torch.load(os.path.join(d, "initial.pt")), strict=True)
+    model.load_state_dict(initial, strict=True)
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"])
     x = images.float() - mean
@@ -51,7 +46,7 @@ def main(d):
     if worst >= 1e-5:
         print("largest differences:", ", ".join(f"{k} {v:.3g}" for v, k in diffs[:6]))
     moved = max(((final[k].double() - v.double()).abs().max().item())
-                for k, v in torch.load(os.path.join(d, "initial.pt")).items() if v.is_floating_point())
+                for k, v in initial.items() if v.is_floating_point())
     print(f"largest difference {worst:.3g} in {name}; the steps changed the state by up to {moved:.3g}")
     return 0 if worst < 1e-5 and moved > 1e-2 else 1
 
