@@ -55,7 +55,7 @@ bench_warmups() {
 part "bench cuda-graphs at --warmup 3 and 30" 50 bench_warmups || failed+=(bench-warmup)
 
 part "bench" 30 bash -c "$B bench --gpus 1 --steps 300 --warmup 30 --out-dir '$OUT/bench' \
-  > '$OUT/bench.log' 2>&1; tail -n 6 '$OUT/bench.log'" || failed+=(bench)
+  > '$OUT/bench.log' 2>&1; rc=\$?; tail -n 6 '$OUT/bench.log'; exit \$rc" || failed+=(bench)
 
 part "rest of the suite" 150 bash -c "cd build-gpu && ctest -j 8 --timeout 120 \
   -E 'Gpu|Nccl|StepGraph|Cuda' --output-on-failure > '$OUT/ctest.log' 2>&1" || failed+=(tests)

@@ -16,10 +16,13 @@ part() {
   local name=$1 budget=$2 start=$SECONDS rc
   shift 2
   step "$name (budget ${budget} s)"
-  if declare -F "$1" > /dev/null; then  # a function of the script: timeout cannot run it
-    export -f "$1"
+  if declare -F "$1" > /dev/null; then  # a function of the script: timeout cannot run it, so a
+    # new shell gets every function and the arrays (export -f would lose a function holding a
+    # here-document followed by `|| return`, and the functions it calls)
     export B OUT
-    timeout "$budget" bash -c "$(declare -p DATA SHORT 2>/dev/null); $*"
+    timeout "$budget" bash -c "$(declare -f)
+$(declare -p DATA SHORT 2>/dev/null)
+$*"
   else
     timeout "$budget" "$@"
   fi
