@@ -14,6 +14,8 @@
 #include <sstream>
 
 #include "Fixtures.h"
+#include "app/Cli.h"
+#include "app/commands/RecipeFlags.h"
 #include "data/InputError.h"
 #include "data/Preprocess.h"
 #include "models/MiniGoogLeNet.h"
@@ -311,6 +313,50 @@ TEST(RecipeCli, FlagsAreRead) {
   EXPECT_DOUBLE_EQ(airbench.lookahead_decay, 0.9);
   EXPECT_EQ(airbench.translate, 2);
   EXPECT_EQ(airbench.flip, "alternating");
+}
+
+TEST(RecipeCli, AModelsRecipeGivesWayToEveryFlagGivenSwitchesIncluded) {
+  // airbench94 with each of its recipe's flags given the tutorial's value trains with the
+  // tutorial's recipe (its parameter groups aside): a flag given replaces the recipe's value of
+  // it and of the flags that qualify it (--schedule poly drops the recipe's --lr-knots), and a
+  // switch the recipe sets is turned off with --switch=false.
+  const auto parse = [](std::vector<std::string> args) {
+    args.insert(args.begin(), {"mgpu", "train"});
+    return mgpu::app::parse_command_line(args).as<train::TrainConfig>();
+  };
+  const auto tutorial = parse({});
+  const auto reset = parse({"--model", "airbench94", "--epochs=70", "--batch-per-device=64",
+                            "--lr=0.005", "--nesterov=false", "--weight-decay=0",
+                            "--schedule=poly", "--label-smoothing=0", "--loss-reduction=mean",
+                            "--lookahead=0", "--translate=0", "--flip=random", "--tta=none",
+                            "--amp=off", "--momentum=0.9"});
+  auto plain = mgpu::app::recipe_summary(reset), expected = mgpu::app::recipe_summary(tutorial);
+  plain.erase("param_groups");
+  expected.erase("param_groups");
+  EXPECT_EQ(plain, expected);
+  EXPECT_EQ(reset.epochs, tutorial.epochs);
+  EXPECT_EQ(reset.batch_per_device, tutorial.batch_per_device);
+  EXPECT_EQ(reset.lr, tutorial.lr);
+  EXPECT_EQ(reset.momentum, tutorial.momentum);
+  EXPECT_EQ(reset.amp, tutorial.amp);
+  EXPECT_FALSE(parse({"--model", "airbench94", "--nesterov=0"}).nesterov);
+  EXPECT_TRUE(parse({"--model", "airbench94"}).nesterov);
+  EXPECT_EQ(parse({"--model", "airbench94", "--schedule", "cosine"}).schedule, "cosine");
+  // Switches written with a value, as cxxopts reads them, for every command's switches.
+  EXPECT_FALSE(parse({"--deterministic=false"}).deterministic);
+  EXPECT_TRUE(parse({"--deterministic=true"}).deterministic);
+  EXPECT_FALSE(parse({"--gpus", "0", "--channels-last=false"}).channels_last);
+  EXPECT_TRUE(parse({"--gpus", "0", "--no-channels-last=false"}).channels_last);
+  EXPECT_TRUE(parse({"--no-tf32=0"}).tf32);
+  for (const auto& bad : {"--fused-sgd=no", "--nesterov=off", "--deterministic="}) {
+    EXPECT_THROW(
+        try { parse({bad}); } catch (const data::InputError& e) {
+          EXPECT_NE(std::string(e.what()).find(std::string(bad) + ": a switch takes no value"),
+                    std::string::npos) << e.what();
+          throw;
+        },
+        data::InputError);
+  }
 }
 
 TEST(RecipeCli, FlagsRefuseWhatTheyCannotMean) {

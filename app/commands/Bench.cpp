@@ -448,7 +448,7 @@ BenchConfig parse_bench(const cxxopts::ParseResult& r) {
     throw InputError(fmt::format("--comm '{}': expected auto, local or nccl", c.train.comm));
   }
   c.out_dir = get<std::string>(r, "out-dir");
-  c.trace = r.count("trace") > 0;
+  c.trace = flag_on(r, "trace");
   if (c.trace && !c.gpus) {
     throw InputError("--trace records the GPU's kernels (mgpu bench --gpus N --trace); on the "
                      "CPU the profiler sees only one replica's thread");

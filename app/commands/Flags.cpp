@@ -4,8 +4,10 @@
 #include <fmt/core.h>
 #include <torch/cuda.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <optional>
 #include <tuple>
 #include <utility>
 #include <cstdlib>
@@ -20,7 +22,37 @@ void throw_flag_error(const std::string& flag, const std::string& what) {
   throw InputError(fmt::format("--{}: {}", flag, what));
 }
 
+namespace {
+
+// A switch may be written --name=true or --name=false (as cxxopts reads them, and so a user can
+// turn off a switch a model's recipe sets); any other value is refused naming the switch.
+void check_switch_values(const cxxopts::Options& options, const std::vector<std::string>& args) {
+  for (size_t i = 1; i < args.size() && args[i] != "--"; ++i) {
+    const auto& a = args[i];
+    const auto eq = a.find('=');
+    if (a.rfind("--", 0) != 0 || eq == std::string::npos) continue;
+    const std::string name = a.substr(2, eq - 2), value = a.substr(eq + 1);
+    if (value == "true" || value == "false" || value == "1" || value == "0") continue;
+    for (const auto& group : options.groups()) {
+      for (const auto& o : options.group_help(group).options) {
+        if (o.is_boolean && std::find(o.l.begin(), o.l.end(), name) != o.l.end()) {
+          throw InputError(fmt::format(
+              "{}: --{}={}: a switch takes no value, or true or false", options.program(), name,
+              value));
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool flag_on(const cxxopts::ParseResult& r, const std::string& flag) {
+  return r.count(flag) > 0 && get<bool>(r, flag);
+}
+
 cxxopts::ParseResult parse(cxxopts::Options& options, const std::vector<std::string>& args) {
+  check_switch_values(options, args);
   std::vector<const char*> argv;
   for (const auto& a : args) argv.push_back(a.c_str());
   try {
@@ -121,24 +153,28 @@ void speed_flags(const cxxopts::ParseResult& r, train::TrainConfig& c) {
   if (c.amp != "off" && c.amp != "bf16" && c.amp != "fp16") {
     throw InputError(fmt::format("--amp '{}': expected off, bf16 or fp16", c.amp));
   }
-  if (r.count("channels-last") && r.count("no-channels-last")) {
-    throw InputError("--channels-last and --no-channels-last: give one of them");
+  std::optional<bool> channels_last;  // as given, either way round
+  if (r.count("channels-last")) channels_last = flag_on(r, "channels-last");
+  if (r.count("no-channels-last")) {
+    if (channels_last && *channels_last == flag_on(r, "no-channels-last")) {
+      throw InputError("--channels-last and --no-channels-last: give one of them");
+    }
+    channels_last = !flag_on(r, "no-channels-last");
   }
-  c.cuda_graphs = r.count("cuda-graphs") > 0;
-  c.fused_sgd = r.count("fused-sgd") > 0 || c.cuda_graphs || c.amp == "fp16";
+  c.cuda_graphs = flag_on(r, "cuda-graphs");
+  c.fused_sgd = flag_on(r, "fused-sgd") || c.cuda_graphs || c.amp == "fp16";
   // On the CPU the default is the fastest path that changes float32 results only by rounding,
   // measured (docs/benchmarks.md, "Fast defaults"): channels-last. On a GPU the plain path,
   // until the GPU measurements confirm the same choice there.
-  c.channels_last =
-      r.count("channels-last") > 0 || (c.gpus == 0 && r.count("no-channels-last") == 0);
-  c.cudnn_benchmark = r.count("no-cudnn-benchmark") == 0;
-  c.tf32 = r.count("no-tf32") == 0;
+  c.channels_last = channels_last.value_or(c.gpus == 0);
+  c.cudnn_benchmark = !flag_on(r, "no-cudnn-benchmark");
+  c.tf32 = !flag_on(r, "no-tf32");
   c.bucket_mb = number(r, "bucket-mb");
   if (!std::isfinite(c.bucket_mb) || c.bucket_mb <= 0 || c.bucket_mb > kMaxBucketMb) {
     throw InputError(fmt::format("--bucket-mb {}: expected MiB > 0 and at most {}", c.bucket_mb,
                                  kMaxBucketMb));
   }
-  c.overlap = r.count("no-overlap") == 0;
+  c.overlap = !flag_on(r, "no-overlap");
 }
 
 void add_weights_flags(cxxopts::Options& o) {
@@ -222,9 +258,9 @@ data::DataConfig data_flags(const cxxopts::ParseResult& r) {
   if (r.count("image-size")) {
     std::tie(d.image_height, d.image_width) = image_size(get<std::string>(r, "image-size"));
   }
-  d.skip_bad_images = r.count("skip-bad-images") > 0;
+  d.skip_bad_images = flag_on(r, "skip-bad-images");
   d.data_dir = get<std::string>(r, "data-dir");
-  d.download = r.count("no-download") == 0;
+  d.download = !flag_on(r, "no-download");
   d.limit_test = int_at_least(r, "limit-test", 0);
   return d;
 }

@@ -26,6 +26,9 @@ constexpr double kMaxBucketMb = 1 << 20;  // a TiB: more than any gradient
 /// flags, stray arguments and wrong types.
 cxxopts::ParseResult parse(cxxopts::Options& options, const std::vector<std::string>& args);
 
+/// A switch (a flag without a value) is on: given, and not as --flag=false or --flag=0.
+bool flag_on(const cxxopts::ParseResult& r, const std::string& flag);
+
 /// Throws data::InputError "--flag: what".
 [[noreturn]] void throw_flag_error(const std::string& flag, const std::string& what);
 

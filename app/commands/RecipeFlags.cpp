@@ -225,15 +225,15 @@ void recipe_flags(const cxxopts::ParseResult& r, train::TrainConfig& c) {
   if (c.flip != "random" && c.flip != "alternating" && c.flip != "none") {
     throw InputError(fmt::format("--flip '{}': expected random, alternating or none", c.flip));
   }
-  c.decay_norm_bias = r.count("no-decay-norm-bias") == 0;
+  c.decay_norm_bias = !flag_on(r, "no-decay-norm-bias");
   if (!c.decay_norm_bias && c.weight_decay == 0) {
     throw InputError("--no-decay-norm-bias needs --weight-decay > 0 (without decay it changes "
                      "nothing)");
   }
-  c.nesterov = r.count("nesterov") > 0;
+  c.nesterov = flag_on(r, "nesterov");
   if (c.nesterov && c.momentum == 0) {
     throw InputError("--nesterov needs --momentum > 0 (Nesterov's step looks ahead along the "
-                     "momentum)");
+                     "momentum; --nesterov=false turns off a recipe's)");
   }
   c.label_smoothing = number_in(r, "label-smoothing", 0, 1, false, "a number in [0, 1)");
   if (c.label_smoothing == 1) {

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <ctime>
 #include <limits>
+#include <map>
 #include <optional>
 
 #include "app/commands/Command.h"      // defines: CommandSpec, make_command
@@ -406,7 +407,7 @@ TrainConfig parse_train(const cxxopts::ParseResult& r) {
   }
   c.threads = int_at_least(r, "threads", 0, kMaxThreads);
   c.seed = static_cast<uint64_t>(int_at_least(r, "seed", 0));
-  c.deterministic = r.count("deterministic") > 0;
+  c.deterministic = flag_on(r, "deterministic");
   speed_flags(r, c);
   if (c.cuda_graphs && c.gpus == 0) {
     throw InputError("--cuda-graphs needs a GPU (--gpus 1 or more): CPU training has no CUDA graphs");
@@ -458,10 +459,18 @@ TrainConfig parse_train(const cxxopts::ParseResult& r) {
 // The model's recipe (models/Models.def) before the user's flags, less the flags the user gave.
 std::vector<std::string> with_recipe(const cxxopts::ParseResult& r,
                                      const std::vector<std::string>& args) {
+  // A flag the user gives replaces the recipe's value of it and of the flags that qualify it:
+  // --schedule cosine drops the recipe's --lr-knots.
+  static const std::map<std::string, std::string> qualifies = {
+      {"lr-knots", "schedule"}, {"power", "schedule"},   {"milestones", "schedule"},
+      {"gamma", "schedule"},    {"lookahead-decay", "lookahead"}};
+  const auto given = [&](const std::string& flag) {
+    const auto q = qualifies.find(flag);
+    return r.count(flag) > 0 || (q != qualifies.end() && r.count(q->second) > 0);
+  };
   std::vector<std::string> full{args.front()};
   for (const auto& word : models::find_model(get<std::string>(r, "model")).recipe) {
-    const std::string flag = word.substr(2, word.find('=') - 2);
-    if (r.count(flag) == 0) full.push_back(word);
+    if (!given(word.substr(2, word.find('=') - 2))) full.push_back(word);
   }
   full.insert(full.end(), args.begin() + 1, args.end());
   return full;
