@@ -39,6 +39,10 @@ int main(int argc, char** argv) {
   try {
     const auto cmd = mgpu::app::parse_command_line(std::vector<std::string>(argv, argv + argc));
     if (cmd.name != "train" || cmd.is_help()) mgpu::train::release_stop_handlers();
+    if (cmd.is_help() && argc < 2) {  // no command at all: usage, on stderr, as a bad usage
+      std::cerr << cmd.help;
+      return 2;
+    }
     if (cmd.is_help()) {
       std::cout << cmd.help;
     } else {

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "data/InputError.h"  // defines: InputError
+#include "data/ReadFile.h"  // defines: read_file
 
 namespace mgpu::data {
 
@@ -32,10 +33,7 @@ bool all_pixels_grey(const std::string& bytes, const std::string& source) {
 
 torch::Tensor load_image(const std::filesystem::path& file, int64_t channels, int64_t height,
                          int64_t width) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw InputError(fmt::format("cannot open image {}", file.string()));
-  const std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-  return decode_image(bytes, file.string(), channels, height, width);
+  return decode_image(read_file(file, "image"), file.string(), channels, height, width);
 }
 
 ImageInfo probe_image(const std::string& bytes, const std::string& source) {

@@ -21,6 +21,7 @@
 #include "data/Image.h"       // defines: probe_image, decode_image
 #include "data/InputError.h"  // defines: InputError
 #include "data/TextBar.h"     // defines: TextBar
+#include "data/ReadFile.h"  // defines: read_file
 
 namespace mgpu::data {
 namespace fs = std::filesystem;
@@ -175,11 +176,7 @@ Listing list_held_out(const fs::path& dir, double val_split) {
   return out;
 }
 
-std::string read_bytes(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw InputError(fmt::format("cannot open image {}", file.string()));
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
+std::string read_bytes(const fs::path& file) { return read_file(file, "image"); }
 
 // What the cache must match: the size, the colour, and every file's name, size and time.
 std::string cache_key(const fs::path& dir, const std::vector<fs::path>& files,

@@ -212,6 +212,18 @@ std::vector<Case> corpus() {
       {"checkpoint truncated", [](const fs::path& d) {
          cifar_with_checkpoint(d, [](const fs::path& f) { resize(f, -static_cast<int64_t>(fs::file_size(f) / 3)); });
        }, std::string(kCifar) + " --resume {d}/x.pt", 2, "checkpoint {d}/x.pt cannot be read"},
+      {"checkpoint cut by five bytes", [](const fs::path& d) {
+         cifar_with_checkpoint(d, [](const fs::path& f) { resize(f, -5); });
+       }, std::string(kCifar) + " --resume {d}/x.pt", 2,
+       "checkpoint {d}/x.pt is damaged: it does not end with the checksum mgpu writes"},
+      {"a fresh run into a directory holding another run's checkpoints", [](const fs::path& d) {
+         good_cifar(d);
+         fs::create_directories(d / "old" / "checkpoints");
+         fs::copy_file(donor() / "checkpoints" / "ckpt-e0001-s000000.pt",
+                       d / "old" / "checkpoints" / "ckpt-e0001-s000000.pt");
+       }, std::string(kCifar) + " --out-dir {d}/old", 2,
+       "--out-dir {d}/old holds the checkpoints of an earlier run (ckpt-e0001-s000000.pt): "
+       "continue that run with --resume auto"},
       {"checkpoint corrupted", [](const fs::path& d) {
          cifar_with_checkpoint(d, [](const fs::path& f) {
            for (int64_t at = 4096; at < 4096 + 64; ++at) poke(f, at, 'X');
@@ -239,6 +251,9 @@ std::vector<Case> corpus() {
        2, "--out-dir /proc/mgpu-run"},
       {"plot under a file", [](const fs::path& d) { good_cifar(d); std::ofstream(d / "file") << "x"; },
        std::string(kCifar) + " --output {d}/file/plot.png", 2, "--output {d}/file"},
+      {"plot into a directory", [](const fs::path& d) { good_cifar(d); fs::create_directories(d / "adir"); },
+       std::string(kCifar) + " --output {d}/adir", 2,
+       "--output {d}/adir: expected a file name such as plot.png (that is a directory)"},
       {"disk full (a 2 MB file-size limit)", good_cifar, kCifar, 1, "cannot write checkpoint",
        "ulimit -f 2048; "},
       // Weights files, images and export targets.
@@ -287,6 +302,14 @@ std::vector<Case> corpus() {
       {"no such image", [](const fs::path&) {},
        "predict --gpus 0 --weights " + (donor() / "model.pt").string() + " {d}/none.jpg", 2,
        "cannot open image {d}/none.jpg"},
+      {"a directory given as an image", [](const fs::path&) {},
+       "predict --gpus 0 --weights " + (donor() / "model.pt").string() + " {d}", 2,
+       "image {d}: expected a file, found a directory"},
+      {"a directory given as a history", [](const fs::path&) {}, "plot {d} --output {d}/p.png", 2,
+       "history file {d}: expected a file, found a directory"},
+      {"a plot redrawn into a directory", [](const fs::path&) {},
+       "plot " + (donor() / "history.csv").string() + " --output {d}", 2,
+       "--output {d}: expected a file name such as plot.png"},
       {"predict without images", [](const fs::path&) {},
        "predict --gpus 0 --weights " + (donor() / "model.pt").string(), 2,
        "name one or more image files"},
@@ -313,6 +336,8 @@ std::vector<Case> corpus() {
        "--gpus '1,100000'"},
       {"an unknown test-time augmentation", good_cifar, std::string(kCifar) + " --tta sideways", 2,
        "--tta 'sideways': expected none, mirror or mirror-translate"},
+      {"a switch given a value it cannot take", good_cifar, std::string(kCifar) + " --nesterov=no",
+       2, "--nesterov=no: a switch takes no value, or true or false"},
       {"a profiler trace without GPUs", [](const fs::path&) {}, "bench --trace", 2,
        "--trace records the GPU's kernels"},
       {"a malformed simulated link", good_cifar, std::string(kCifar) + " --cpu-replicas 2", 2,

@@ -90,9 +90,9 @@ TEST(Checkpoint, FingerprintDifferencesAreNamed) {
   EXPECT_EQ(train::fingerprint_difference(R"({"a": 1, "b": "x"})", R"({"a": 2, "b": "x"})"),
             "a: the checkpoint has 1, this run 2");
   EXPECT_EQ(train::fingerprint_difference(R"({"a": 1})", R"({"a": 1, "c": true})"),
-            "c: the checkpoint has none (the default), this run true");
+            "c: the checkpoint has the default, this run true");
   EXPECT_EQ(train::fingerprint_difference(R"({"a": 1, "wd": 0.1})", R"({"a": 1})"),
-            "wd: the checkpoint has 0.1, this run none (the default)");
+            "wd: the checkpoint has 0.1, this run the default");
   EXPECT_EQ(train::fingerprint_difference(R"({"a": 1, "lr": 0.1})", R"({"a": 1})"), "");
   EXPECT_NE(train::fingerprint_difference("not json", R"({"a": 1})"), "");
 }
@@ -185,6 +185,19 @@ TEST(Checkpoint, ACheckpointOfAnotherRunOrADamagedOneIsRefusedByName) {
   EXPECT_NE(message.find("checkpoint " + (tmp.path() / "cut.pt").string() + " cannot be read"),
             std::string::npos)
       << message;
+
+  // Cut by a few bytes, or with bytes added, the archive still reads: its checksum tells.
+  fs::copy_file(file, tmp.path() / "short.pt");
+  fs::resize_file(tmp.path() / "short.pt", size - 5);
+  fs::copy_file(file, tmp.path() / "long.pt");
+  std::ofstream(tmp.path() / "long.pt", std::ios::app) << "extra\n";
+  for (const auto* name : {"short.pt", "long.pt"}) {
+    message = mgpu::testing::error_of([&] { other->resume(tmp.path() / name); });
+    EXPECT_NE(message.find("checkpoint " + (tmp.path() / name).string() +
+                           " is damaged: it does not end with the checksum"),
+              std::string::npos)
+        << message;
+  }
 
   torch::save(torch::ones({3}), (tmp.path() / "tensor.pt").string());  // a valid archive
   message = mgpu::testing::error_of([&] { other->resume(tmp.path() / "tensor.pt"); });

@@ -20,7 +20,7 @@ std::vector<torch::Device> select_devices(int64_t gpus, int64_t cpu_replicas) {
     throw data::InputError(fmt::format(
         "--gpus {} asks for {} GPU(s) but {} visible to CUDA{}", gpus, gpus,
         visible == 0 ? "none is" : fmt::format("only {} {}", visible, visible == 1 ? "is" : "are"),
-        visible == 0 ? " (use --gpus 0 to train on the CPU)" : ""));
+        visible == 0 ? " (use --gpus 0 to run on the CPU)" : ""));
   }
   std::vector<torch::Device> devices;
   for (int64_t g = 0; g < gpus; ++g) devices.emplace_back(torch::kCUDA, g);

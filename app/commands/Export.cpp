@@ -68,9 +68,7 @@ ExportFiles export_weights(const Weights& w, const fs::path& to) {
 
 void run_export(const std::string& weights, const std::string& to, std::ostream& out) {
   const fs::path target(to);
-  if (target.filename().empty() || fs::is_directory(target)) {
-    throw data::InputError(fmt::format("--to {}: expected a file name such as model.pt", to));
-  }
+  check_output_file(target, "--to", "model.pt");
   NewDirectories created;  // a refusal or failure leaves no directory it made behind
   if (target.has_parent_path()) created.prepare(target.parent_path(), "--to");
   const Weights w = load_weights(weights, torch::kCPU);

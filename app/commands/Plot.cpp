@@ -8,7 +8,7 @@
 #include "app/commands/Command.h"    // defines: CommandSpec, make_command
 #include "app/commands/Flags.h"      // defines: get
 #include "data/InputError.h"         // defines: InputError
-#include "train/files/AtomicFile.h"  // defines: NewDirectories
+#include "train/files/AtomicFile.h"  // defines: NewDirectories, check_output_file
 #include "train/report/History.h"    // defines: read_history_csv
 #include "train/report/Plot.h"       // defines: can_plot, plot_history
 
@@ -18,6 +18,7 @@ using namespace mgpu::train;  // a command is built from the training library's 
 namespace fs = std::filesystem;
 
 void plot_from_csv(const fs::path& csv, const fs::path& png) {
+  check_output_file(png, "--output", "plot.png");
   const History history = read_history_csv(csv);
   std::string why;
   if (!can_plot(&why)) throw std::runtime_error("cannot plot: " + why);

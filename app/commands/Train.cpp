@@ -160,13 +160,16 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
   result.out_dir = config.out_dir.empty()
                        ? fs::path("runs") / fmt::format("{}-{}", data.name, timestamp())
                        : fs::path(config.out_dir);
+  NewDirectories created;  // a run refused or failed before writing a file leaves none behind
+  if (lead && config.out_dir.empty()) {
+    result.out_dir = created.prepare_new(result.out_dir, "--out-dir");
+  } else if (lead) {
+    created.prepare(result.out_dir, "--out-dir");
+  }
   const fs::path plot_path =
       config.plot_path.empty() ? result.out_dir / "plot.png" : fs::path(config.plot_path);
-  NewDirectories created;  // a run refused or failed before writing a file leaves none behind
-  if (lead) {
-    created.prepare(result.out_dir, "--out-dir");
-    if (plot_path.has_parent_path()) created.prepare(plot_path.parent_path(), "--output");
-  }
+  if (lead) check_output_file(plot_path, "--output", "plot.png");
+  if (lead && plot_path.has_parent_path()) created.prepare(plot_path.parent_path(), "--output");
   // The checkpoint to resume from, if any (its checks come with Trainer::resume below).
   const fs::path checkpoint_dir = result.out_dir / "checkpoints";
   std::optional<fs::path> from;
@@ -247,6 +250,14 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
   checkpoints.fingerprint = run_fingerprint(config, data, trainer).dump();
   checkpoints.started = start;
   trainer.set_checkpoints(checkpoints);
+  if (!from && config.resume.empty() && lead) {
+    if (const auto old = latest_checkpoint(checkpoint_dir)) {  // a fresh run would mix with it
+      trainer.agree_on_start(fmt::format(
+          "--out-dir {} holds the checkpoints of an earlier run ({}): continue that run with "
+          "--resume auto, or give another --out-dir (or delete {} to start afresh there)",
+          result.out_dir.string(), old->filename().string(), checkpoint_dir.string()));
+    }
+  }
   if (from) {
     Resumed resumed;
     try {

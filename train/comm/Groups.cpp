@@ -16,11 +16,11 @@ std::vector<std::unique_ptr<Communicator>> make_communicators(
   const bool gpus = devices[0].is_cuda();
   const bool nccl =
       comm == "nccl" || (comm == "auto" && gpus && (devices.size() > 1 || process.world_size > 1));
+  if (nccl && !gpus) throw data::InputError("--comm nccl needs GPUs (--gpus 1 or more)");
   if (process.world_size == 1) {
     if (!nccl) return {};
     return make_nccl_group(devices, timeout_s);
   }
-  if (nccl && !gpus) throw data::InputError("--comm nccl needs GPUs (--gpus 1 or more)");
   auto store = connect_store(process, timeout_s);
   if (nccl) {
     const int per_process = static_cast<int>(devices.size());

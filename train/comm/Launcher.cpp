@@ -69,6 +69,7 @@ ProcessInfo read_launcher_env(const GetEnv& getenv) {
     p.world_size = env.require_int("WORLD_SIZE", 1, p.launcher);
     p.local_rank = env.int_or("LOCAL_RANK", 0, 0);
     p.local_world_size = env.int_or("LOCAL_WORLD_SIZE", 1, 1);
+    p.agent_store = env.get("TORCHELASTIC_USE_AGENT_STORE") == std::optional<std::string>("True");
   } else if (env.has("SLURM_PROCID")) {
     p.launcher = "slurm";
     p.rank = env.require_int("SLURM_PROCID", 0, p.launcher);

@@ -16,6 +16,7 @@ struct ProcessInfo {
   int local_world_size = 1;
   std::string master_addr;        // where rank 0's store listens
   int master_port = 29500;
+  bool agent_store = false;  // torchrun's agent hosts the store (TORCHELASTIC_USE_AGENT_STORE)
 };
 
 using GetEnv = std::function<std::optional<std::string>(const std::string&)>;

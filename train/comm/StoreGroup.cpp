@@ -2,8 +2,11 @@
 #include "train/comm/StoreGroup.h"
 
 #include <fmt/core.h>
+#include <c10/util/Logging.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include <algorithm>
 #include <chrono>
 
 namespace mgpu::train {
@@ -19,13 +22,25 @@ std::chrono::milliseconds millis(double seconds) {
 c10::intrusive_ptr<c10d::Store> connect_store(const ProcessInfo& p, double timeout_s) {
   c10d::TCPStoreOptions options;
   options.port = static_cast<uint16_t>(p.master_port);
-  options.isServer = p.rank == 0;
+  // Under torchrun its agent hosts the store and every rank is a client, as PyTorch's own
+  // rendezvous does (torch.distributed.rendezvous._create_c10d_store).
+  options.isServer = p.rank == 0 && !p.agent_store;
   options.numWorkers = static_cast<size_t>(p.world_size);
   options.waitWorkers = true;
-  options.timeout = millis(timeout_s);
+  // A client tries to connect until its timeout, then once more after a pause: half of it
+  // each keeps the whole wait within --comm-timeout. Rank 0 waits the whole of it for the rest.
+  options.timeout = millis(options.isServer ? timeout_s : timeout_s / 2);
+  // c10d logs each failed attempt, and the last with a C++ backtrace; the error below says it
+  // once, with the cause.
+  const int log_level = FLAGS_caffe2_log_level;
+  FLAGS_caffe2_log_level = std::max(log_level, 3);  // fatal errors only
   try {
-    return c10::make_intrusive<c10d::TCPStore>(p.master_addr, options);
+    auto store = c10::make_intrusive<c10d::TCPStore>(p.master_addr, options);
+    FLAGS_caffe2_log_level = log_level;
+    store->setTimeout(millis(timeout_s));
+    return c10::make_intrusive<c10d::PrefixStore>("mgpu", store);  // beside torchrun's keys
   } catch (const c10::Error& e) {
+    FLAGS_caffe2_log_level = log_level;
     throw CommError(fmt::format(
         "rank {} of {} ({}): could not assemble the job at {}:{} within {:.1f} s: {}", p.rank,
         p.world_size, p.launcher, p.master_addr, p.master_port, timeout_s,

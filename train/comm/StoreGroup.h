@@ -11,9 +11,9 @@
 
 namespace mgpu::train {
 
-/// Rank 0 hosts a TCPStore on master_addr:master_port and waits for the others to connect;
-/// every rank gets a client. Throws CommError naming the address if the job does not
-/// assemble within timeout_s.
+/// Rank 0 hosts a TCPStore on master_addr:master_port (under torchrun, its agent does) and
+/// waits for the others to connect; every rank gets a client, its keys under "mgpu/". Throws
+/// CommError naming the address if the job does not assemble within timeout_s.
 c10::intrusive_ptr<c10d::Store> connect_store(const ProcessInfo& process, double timeout_s);
 
 }  // namespace mgpu::train

@@ -9,6 +9,7 @@
 
 #include "data/InputError.h"  // defines: InputError
 #include "train/files/AtomicFile.h"  // defines: write_atomically
+#include "data/ReadFile.h"  // defines: read_file
 
 namespace mgpu::train {
 
@@ -48,9 +49,7 @@ void save_archive(torch::serialize::OutputArchive& archive, const std::string& f
 torch::serialize::InputArchive load_archive(const std::filesystem::path& file,
                                             const std::string& format, const std::string& what,
                                             const torch::Device& device) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw data::InputError(fmt::format("cannot open {} {}", what, file.string()));
-  const std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  const std::string bytes = data::read_file(file, what);
   // LibTorch's archive reader does not notice changed bytes inside a tensor: the trailer does.
   size_t payload = bytes.size();
   if (bytes.size() >= kTrailerBytes &&
@@ -70,10 +69,14 @@ torch::serialize::InputArchive load_archive(const std::filesystem::path& file,
                                        file.string(), e.what_without_backtrace()));
   }
   c10::IValue mark;
-  if (payload == bytes.size() || !archive.try_read("format", mark) || !mark.isString() ||
-      mark.toStringRef() != format) {
+  if (!archive.try_read("format", mark) || !mark.isString() || mark.toStringRef() != format) {
     throw data::InputError(
         fmt::format("{} is not an mgpu {} (no '{}' mark)", file.string(), what, format));
+  }
+  if (payload == bytes.size()) {  // mgpu's archive, but its last bytes are not the checksum
+    throw data::InputError(fmt::format(
+        "{} {} is damaged: it does not end with the checksum mgpu writes (truncated, or bytes "
+        "added at its end?)", what, file.string()));
   }
   return archive;
 }

@@ -6,6 +6,7 @@
 #include <fmt/core.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -61,10 +62,23 @@ void prepare_output_dir(const fs::path& dir, const std::string& flag) {
                                        ec ? ec.message() : "a file of that name exists"));
   }
   try {
-    write_text_atomically(dir / ".mgpu-write-test", "ok\n");
-    fs::remove(dir / ".mgpu-write-test", ec);
+    // A name of this process's (and call's) own: runs starting together do not trip each other.
+    static std::atomic<int> calls{0};
+    const fs::path probe = dir / fmt::format(".mgpu-write-test-{}-{}", ::getpid(), calls++);
+    write_text_atomically(probe, "ok\n");
+    fs::remove(probe, ec);
   } catch (const std::exception&) {
     throw data::InputError(fmt::format("{} {}: the directory is not writable", flag, dir.string()));
+  }
+}
+
+void check_output_file(const fs::path& path, const std::string& flag,
+                       const std::string& example) {
+  std::error_code ec;
+  if (path.filename().empty() || fs::is_directory(path, ec)) {
+    throw data::InputError(fmt::format("{} {}: expected a file name such as {}{}", flag,
+                                       path.string(), example,
+                                       fs::is_directory(path, ec) ? " (that is a directory)" : ""));
   }
 }
 
@@ -102,6 +116,23 @@ void NewDirectories::prepare(const fs::path& dir, const std::string& flag) {
   }
   prepare_output_dir(dir, flag);
   if (!outermost.empty()) created_.push_back(outermost);
+}
+
+fs::path NewDirectories::prepare_new(const fs::path& base, const std::string& flag) {
+  if (base.has_parent_path()) prepare(base.parent_path(), flag);
+  for (int k = 1;; ++k) {
+    const fs::path dir = k == 1 ? base : fs::path(fmt::format("{}-{}", base.string(), k));
+    std::error_code ec;
+    if (fs::create_directory(dir, ec)) {  // false if it exists: another run has that name
+      created_.push_back(fs::absolute(dir).lexically_normal());
+      prepare_output_dir(dir, flag);
+      return dir;
+    }
+    if (ec) {
+      throw data::InputError(fmt::format("{} {}: cannot create the directory ({})", flag,
+                                         dir.string(), ec.message()));
+    }
+  }
 }
 
 NewDirectories::~NewDirectories() {

@@ -85,14 +85,14 @@ std::string fingerprint_difference(const std::string& checkpoint, const std::str
   for (const auto& [key, value] : b.items()) {
     const auto there = a.find(key);
     if (there == a.end()) {
-      add(key, "none (the default)", value.dump());
+      add(key, "the default", value.dump());
     } else if (*there != value) {
       add(key, there->dump(), value.dump());
     }
   }
   for (const auto& [key, value] : a.items()) {
     // Older checkpoints kept the rate here; Trainer::resume compares it (it may be lowered).
-    if (!b.contains(key) && key != "lr") add(key, value.dump(), "none (the default)");
+    if (!b.contains(key) && key != "lr") add(key, value.dump(), "the default");
   }
   return diff;
 }

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "data/InputError.h"
+#include "data/ReadFile.h"  // defines: read_file
 
 namespace mgpu::train {
 namespace fs = std::filesystem;
@@ -58,9 +59,7 @@ History parse_history_csv(const std::string& text, const std::string& source) {
 }
 
 History read_history_csv(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw data::InputError(fmt::format("cannot open history file {}", file.string()));
-  const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  const std::string text = data::read_file(file, "history file");
   History history = parse_history_csv(text, file.string());
   if (history.empty()) throw data::InputError(fmt::format("{} holds no epochs", file.string()));
   return history;
