@@ -46,8 +46,10 @@ part "peer compiled" 120 peer_runs peer-compiled --compile
 # The PyPI package reads cifar10/{train,test}.pt (HWC uint8, as torchvision's) from the working
 # directory; written here from the same binary files. It imports torchvision for Normalize only.
 airbench_runs() {
-  mkdir -p /tmp/airbench && tar -xzf .deps/airbench-0.1.8.tar.gz -C /tmp/airbench &&
-  python3 - <<'PY' || return 1
+  # (each here-document is a command of its own, its status checked after it: bash's `declare
+  # -f`, which hands the function to the part's shell, misprints one inside a list)
+  mkdir -p /tmp/airbench && tar -xzf .deps/airbench-0.1.8.tar.gz -C /tmp/airbench || return 1
+  python3 - <<'PY'
 import os, sys, time, torch
 sys.path.insert(0, "benchmarks")
 from airbench_reference import read_cifar
@@ -57,6 +59,7 @@ for name, x, y in (("train", tx, ty), ("test", vx, vy)):
     torch.save({"images": x.permute(0, 2, 3, 1).contiguous(), "labels": y,
                 "classes": [str(i) for i in range(10)]}, f"/tmp/airbench/cifar10/{name}.pt")
 PY
+  (($? == 0)) || return 1
   # Without torchvision there, a stand-in for the one thing the package takes from it.
   if ! python3 -c "import torchvision" 2> /dev/null; then
     mkdir -p /tmp/airbench/shim/torchvision
@@ -83,3 +86,4 @@ step "summary (seconds: mgpu's total wall time, the peer's; accuracy with test-t
 for f in "$OUT"/mgpu*-?.log "$OUT"/peer*-?.log; do
   echo "$(basename "$f" .log): $(tail -n 1 "$f")"
 done
+step "done"
