@@ -13,6 +13,7 @@ ends when the backward pass and the last bucket have both ended.
 Usage: project_overlap.py --step-ms 8.83 --backward-share 0.6 TIMELINE.csv [TIMELINE.csv ...]"""
 import argparse
 import csv
+import os
 
 LINKS = [("NVLink 4 + NVSwitch", 460.0), ("PCIe Gen5", 35.0), ("PCIe at a quarter", 8.75)]
 LATENCY_MS = 0.020
@@ -45,6 +46,9 @@ def main():
     p.add_argument("--backward-share", type=float, default=0.6)
     p.add_argument("timelines", nargs="+")
     a = p.parse_args()
+    for path in a.timelines:
+        if not os.path.isfile(path):
+            p.error(f"{path}: no such timeline (mgpu bench writes timeline-N.csv)")
     print(f"step {a.step_ms} ms, backward {a.backward_share:.0%} of it, {LATENCY_MS * 1e3:.0f} us "
           "per all-reduce; efficiency = step / projected step")
     print("| buckets | interconnect (busbw) | 2 GPUs | 4 GPUs | 8 GPUs |")

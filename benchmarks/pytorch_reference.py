@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
-from mgpu_models import build  # noqa: E402
+from mgpu_models import PORTS, build  # noqa: E402
 
 LEVELS = ["fp32", "channels-last", "bf16", "fused-sgd", "cuda-graphs"]
 TRAIN_IMAGES = 50000  # a CIFAR-10 epoch, for the projected s/epoch
@@ -126,7 +126,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=["cpu", "cuda"],
                    default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--model", default="minigooglenet")
+    p.add_argument("--model", default="minigooglenet", choices=sorted(PORTS),
+                   help="a model with a PyTorch port in python/mgpu_models.py")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=20, help="timed steps per configuration")

@@ -264,6 +264,14 @@ std::vector<Case> corpus() {
       {"a checkpoint given as weights", [](const fs::path& d) {
          fs::copy_file(donor() / "checkpoints" / "ckpt-e0001-s000000.pt", d / "w.pt");
        }, "predict --gpus 0 --weights {d}/w.pt {d}/w.pt", 2, "{d}/w.pt is not an mgpu weights file"},
+      {"an export's state_dict given as weights", [](const fs::path& d) {
+         const std::string cmd = std::string(mgpu::testing::kMgpuBinary) + " export --weights " +
+                                 (donor() / "model.pt").string() + " --to " +
+                                 (d / "net.pt").string() + " > /dev/null 2>&1";
+         ASSERT_EQ(std::system(cmd.c_str()), 0);
+       }, "evaluate --gpus 0 --weights {d}/net.pt", 2,
+       "{d}/net.pt was written by torch.save (as `mgpu export`'s state_dict is), not an mgpu "
+       "weights file (a run's model.pt, or the run directory)"},
       {"weights truncated", [](const fs::path& d) {
          fs::copy_file(donor() / "model.pt", d / "w.pt");
          resize(d / "w.pt", -static_cast<int64_t>(fs::file_size(d / "w.pt") / 2));

@@ -117,6 +117,7 @@ TEST(Cli, RefusalsNameTheFlag) {
       {{"bench", "--cuda-graphs"}, "--cuda-graphs needs GPUs"},
       {{"bench", "--levels", "fp32,turbo"}, "unknown level 'turbo'"},
       {{"bench", "--levels", "cuda-graphs"}, "--levels cuda-graphs needs GPUs"},
+      {{"bench", "--cpu-replicas", "1,2", "--comm", "nccl"}, "--comm nccl needs GPUs"},
   };
   for (const auto& [args, needle] : cases) {
     const std::string msg = refusal(args);

@@ -463,6 +463,8 @@ TEST(RecipeBinary, SettingsAreRecordedAndAResumeWithAnotherValueIsRefused) {
   EXPECT_EQ(summary["nesterov"], true);
   EXPECT_EQ(summary["label_smoothing"], 0.1);
   EXPECT_EQ(summary["clip_grad_norm"], 5.0);
+  EXPECT_EQ(summary["lr_scaling"], "none");  // what shapes the rate, with the defaults too
+  EXPECT_EQ(summary["warmup_epochs"], 0.0);
   std::ifstream history(out / "history.csv");
   std::string header, epoch1, epoch2;
   std::getline(history, header);

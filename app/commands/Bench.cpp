@@ -447,6 +447,9 @@ BenchConfig parse_bench(const cxxopts::ParseResult& r) {
   if (c.train.comm != "auto" && c.train.comm != "local" && c.train.comm != "nccl") {
     throw InputError(fmt::format("--comm '{}': expected auto, local or nccl", c.train.comm));
   }
+  if (c.train.comm == "nccl" && !c.gpus) {
+    throw InputError("--comm nccl needs GPUs (mgpu bench --gpus N): CPU replicas use local");
+  }
   c.out_dir = get<std::string>(r, "out-dir");
   c.trace = flag_on(r, "trace");
   if (c.trace && !c.gpus) {

@@ -74,6 +74,8 @@ nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& da
                  {"momentum", config.momentum},
                  {"batch_per_device", config.batch_per_device},
                  {"accumulate", config.accumulate},
+                 {"lr_scaling", config.lr_scaling},
+                 {"warmup_epochs", config.warmup_epochs},
                  {"replicas", trainer.world_size()},
                  {"global_batch", trainer.global_batch()},
                  {"gpus", config.gpus},

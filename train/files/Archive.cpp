@@ -65,6 +65,15 @@ torch::serialize::InputArchive load_archive(const std::filesystem::path& file,
   try {
     archive.load_from(bytes.data(), payload, device);
   } catch (const c10::Error& e) {
+    // Python's torch.save (and so `mgpu export`) writes data.pkl alone; LibTorch's archives,
+    // mgpu's among them, also hold constants.pkl.
+    if (bytes.find("data.pkl") != std::string::npos &&
+        bytes.find("constants.pkl") == std::string::npos) {
+      throw data::InputError(fmt::format(
+          "{} was written by torch.save (as `mgpu export`'s state_dict is), not an mgpu {} "
+          "(a run's {})", file.string(), what,
+          what == "checkpoint" ? "checkpoints/ckpt-*.pt" : "model.pt, or the run directory"));
+    }
     throw data::InputError(fmt::format("{} {} cannot be read (truncated or damaged?): {}", what,
                                        file.string(), e.what_without_backtrace()));
   }
