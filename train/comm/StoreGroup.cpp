@@ -27,9 +27,10 @@ c10::intrusive_ptr<c10d::Store> connect_store(const ProcessInfo& p, double timeo
   options.isServer = p.rank == 0 && !p.agent_store;
   options.numWorkers = static_cast<size_t>(p.world_size);
   options.waitWorkers = true;
-  // A client tries to connect until its timeout, then once more after a pause: half of it
-  // each keeps the whole wait within --comm-timeout. Rank 0 waits the whole of it for the rest.
-  options.timeout = millis(options.isServer ? timeout_s : timeout_s / 2);
+  // A client tries to connect until its timeout, pauses (c10d's backoff, a few seconds) and
+  // tries once more as long: a third of it each keeps the whole wait within --comm-timeout
+  // (with half, a 16 s timeout took up to 25 s). Rank 0 waits the whole of it for the rest.
+  options.timeout = millis(options.isServer ? timeout_s : timeout_s / 3);
   // c10d logs each failed attempt, and the last with a C++ backtrace; the error below says it
   // once, with the cause.
   const int log_level = FLAGS_caffe2_log_level;
