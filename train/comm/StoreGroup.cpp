@@ -29,7 +29,7 @@ c10::intrusive_ptr<c10d::Store> connect_store(const ProcessInfo& p, double timeo
   options.waitWorkers = true;
   // A client tries to connect until its timeout, pauses (c10d's backoff, a few seconds) and
   // tries once more as long: a third of it each keeps the whole wait within --comm-timeout
-  // (with half, a 16 s timeout was overrun by more than 8 s). Rank 0 waits the whole of it for the rest.
+  // (with half, a 16 s timeout was overrun by more than 8 s). Rank 0 waits all of it.
   options.timeout = millis(options.isServer ? timeout_s : timeout_s / 3);
   // c10d logs each failed attempt, and the last with a C++ backtrace; the error below says it
   // once, with the cause.
