@@ -194,7 +194,9 @@ def load_step_dir(d):
     steps.json, images.bin (uint8 [N, C, H, W]), labels.bin (int64 [N]), the mean image and the
     initial state_dict. Returns (config, images, labels, mean, initial)."""
     cfg = json.load(open(os.path.join(d, "steps.json")))
-    raw = lambda name, dtype: torch.frombuffer(bytearray(open(os.path.join(d, name), "rb").read()), dtype=dtype)
+    def raw(name, dtype):
+        with open(os.path.join(d, name), "rb") as f:
+            return torch.frombuffer(bytearray(f.read()), dtype=dtype)
     images = raw("images.bin", torch.uint8).reshape(cfg["shape"])
     labels = raw("labels.bin", torch.int64)
     mean = torch.load(os.path.join(d, "initial.mean.pt"))

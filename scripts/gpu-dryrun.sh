@@ -46,7 +46,9 @@ for script in gpu-check.sh gpu-speed.sh gpu-overlap.sh gpu-airbench.sh "gpu-fide
   # shellcheck disable=SC2086
   (cd "$work/repo" && PATH="$work/bin:$PATH" OUT="$work/out-${name%.sh}" \
      timeout 120 bash scripts/$script > "$log" 2>&1)
-  if grep -nE "unbound variable|command not found|syntax error|error importing function|bad substitution|integer expression expected|invalid arithmetic" "$log"; then
+  bash_errors="unbound variable|command not found|syntax error|error importing function"
+  bash_errors+="|bad substitution|integer expression expected|invalid arithmetic"
+  if grep -nE "$bash_errors" "$log"; then
     echo "$name: a bash error (above), in $log:"
     tail -n 20 "$log"
     status=1

@@ -251,7 +251,10 @@ std::vector<Case> corpus() {
        2, "--out-dir /proc/mgpu-run"},
       {"plot under a file", [](const fs::path& d) { good_cifar(d); std::ofstream(d / "file") << "x"; },
        std::string(kCifar) + " --output {d}/file/plot.png", 2, "--output {d}/file"},
-      {"plot into a directory", [](const fs::path& d) { good_cifar(d); fs::create_directories(d / "adir"); },
+      {"plot into a directory", [](const fs::path& d) {
+         good_cifar(d);
+         fs::create_directories(d / "adir");
+       },
        std::string(kCifar) + " --output {d}/adir", 2,
        "--output {d}/adir: expected a file name such as plot.png (that is a directory)"},
       {"disk full (a 2 MB file-size limit)", good_cifar, kCifar, 1, "cannot write checkpoint",

@@ -248,7 +248,8 @@ TEST(CliBinary, RunsStartedTogetherWithTheDefaultOutDirEachWriteTheirOwn) {
     seeds.insert(std::stoi(text.str().substr(at + 8)));
   }
   for (int s = 1; s <= 3; ++s) {
-    std::ifstream rc(tmp.path() / fmt::format("rc{}", s)), log(tmp.path() / fmt::format("log{}", s));
+    std::ifstream rc(tmp.path() / fmt::format("rc{}", s));
+    std::ifstream log(tmp.path() / fmt::format("log{}", s));
     std::stringstream text;
     text << log.rdbuf();
     int code = -1;
