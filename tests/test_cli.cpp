@@ -259,6 +259,23 @@ TEST(CliBinary, RunsStartedTogetherWithTheDefaultOutDirEachWriteTheirOwn) {
   EXPECT_EQ(seeds, (std::set<int>{1, 2, 3}));
 }
 
+TEST(CliBinary, ARunWithLinearScalingShowsAndRecordsTheScaledRate) {
+  TempDir tmp;
+  mgpu::testing::write_cifar_dir(tmp.path() / "data", 8);
+  const auto r = run_mgpu(fmt::format(
+      "train --gpus 0 --cpu-replicas 2 --lr-scaling linear --warmup-epochs 1 --epochs 1 "
+      "--batch-per-device 8 --threads 1 --verbose 2 --model resnet20 --data-dir {} --out-dir {}",
+      (tmp.path() / "data").string(), (tmp.path() / "run").string()));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("lr 0.005 x 2 = 0.01 (--lr-scaling linear, warm-up 1 epochs)"),
+            std::string::npos)
+      << r.out;
+  std::ifstream in(tmp.path() / "run" / "summary.json");
+  const std::string summary{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  EXPECT_NE(summary.find("\"lr_scaling\": \"linear\""), std::string::npos) << summary;
+  EXPECT_NE(summary.find("\"warmup_epochs\": 1.0"), std::string::npos) << summary;
+}
+
 TEST(CliBinary, FewerImagesThanOneBatchIsAnInputError) {
   TempDir tmp;
   mgpu::testing::write_cifar_dir(tmp.path() / "data", 10);

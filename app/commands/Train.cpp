@@ -216,10 +216,16 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
     progress.info(fmt::format("recipe: {}'s, {} (mgpu models; flags given override it)",
                               config.model, fmt::join(entry.recipe, " ")));
   }
+  const double lr_scale = trainer.schedule().scale;  // --lr-scaling linear's factor, else 1
+  const std::string lr_text =
+      config.lr_scaling == "linear"
+          ? fmt::format("{} x {} = {} (--lr-scaling linear, warm-up {} epochs)", config.lr,
+                        lr_scale, config.lr * lr_scale, config.warmup_epochs)
+          : fmt::format("{}", config.lr);
   progress.info(fmt::format("training {} epochs, global batch {} ({} replica(s) x {} images x {} "
                             "micro-batch(es)), lr {} ({}), momentum {}; writing to {}",
                             config.epochs, trainer.global_batch(), trainer.world_size(),
-                            config.batch_per_device, config.accumulate, config.lr,
+                            config.batch_per_device, config.accumulate, lr_text,
                             config.schedule == "poly"
                                 ? fmt::format("power {}", config.power)
                                 : fmt::format("{} schedule", config.schedule),
