@@ -244,7 +244,8 @@ data::DataConfig data_flags(const cxxopts::ParseResult& r) {
     throw InputError(fmt::format("--labels '{}': expected fine or coarse", d.labels));
   }
   if (r.count("labels") && d.dataset != "cifar100") {
-    throw InputError(fmt::format("--labels is for --dataset cifar100, not {}", d.dataset));
+    throw InputError(fmt::format("--labels is for --dataset cifar100, not {}{}", d.dataset,
+                                 d.dataset == "auto" ? " (give --dataset cifar100 with it)" : ""));
   }
   for (const char* flag : {"val-split", "image-size", "skip-bad-images"}) {
     if (r.count(flag) && d.dataset != "folder") {

@@ -461,9 +461,8 @@ TrainConfig parse_train(const cxxopts::ParseResult& r) {
         c.warmup_epochs));
   }
   recipe_flags(r, c);
-  c.verbose = r.count("verbose") ? static_cast<int>(int_at_least(r, "verbose", 0))
+  c.verbose = r.count("verbose") ? static_cast<int>(int_at_least(r, "verbose", 0, 2))
                                  : (isatty(STDOUT_FILENO) ? 1 : 2);
-  if (c.verbose > 2) throw InputError(fmt::format("--verbose {}: expected 0, 1 or 2", c.verbose));
   c.out_dir = get<std::string>(r, "out-dir");
   c.checkpoint_every = int_at_least(r, "checkpoint-every", 0);
   c.keep = int_at_least(r, "keep", 0);
