@@ -351,6 +351,16 @@ std::vector<Case> corpus() {
        2, "--nesterov=no: a switch takes no value, or true or false"},
       {"a profiler trace without GPUs", [](const fs::path&) {}, "bench --trace", 2,
        "--trace records the GPU's kernels"},
+      {"a reflected shift as wide as the image", good_cifar,
+       std::string(kCifar) + " --translate 32", 2,
+       "--translate 32: the images are 32x32, and a shift with reflected borders must be smaller "
+       "than the image (at most 31)"},
+      {"a lookahead that never averages before the end", good_cifar,
+       std::string(kCifar) + " --limit-train 64 --lookahead 4", 2,
+       "--lookahead 4: this run has 4 steps (4 an epoch)"},
+      {"a parameter group for part of an epoch", good_cifar,
+       std::string(kCifar) + " --param-group conv:epochs=1.5", 2,
+       "'epochs=1.5': epochs takes a whole number of epochs"},
       {"a malformed simulated link", good_cifar, std::string(kCifar) + " --cpu-replicas 2", 2,
        "MGPU_SIM_LINK 'fast': expected GBPS,LATENCY_US", "MGPU_SIM_LINK=fast "},
   };

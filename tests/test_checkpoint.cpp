@@ -186,6 +186,24 @@ TEST(Checkpoint, ACheckpointOfAnotherRunOrADamagedOneIsRefusedByName) {
             std::string::npos)
       << message;
 
+  EXPECT_EQ(message.find('\n'), std::string::npos) << "one line, not miniz's paragraph";
+
+  // One byte changed in the middle (inside a tensor, LibTorch's reader would not notice): the
+  // checksum tells.
+  fs::copy_file(file, tmp.path() / "flipped.pt");
+  {
+    std::fstream f(tmp.path() / "flipped.pt", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(size / 2));
+    const char byte = static_cast<char>(f.get() ^ 0x01);
+    f.seekp(static_cast<std::streamoff>(size / 2));
+    f.put(byte);
+  }
+  message = mgpu::testing::error_of([&] { other->resume(tmp.path() / "flipped.pt"); });
+  EXPECT_NE(message.find("checkpoint " + (tmp.path() / "flipped.pt").string() +
+                         " is damaged: its contents do not match the checksum"),
+            std::string::npos)
+      << message;
+
   // Cut by a few bytes, or with bytes added, the archive still reads: its checksum tells.
   fs::copy_file(file, tmp.path() / "short.pt");
   fs::resize_file(tmp.path() / "short.pt", size - 5);

@@ -418,3 +418,34 @@ TEST(CheckpointBinary, ANonFiniteLossIsResumedWithALowerRateAsItsMessageAdvises)
   EXPECT_NE(csv.find("\n1,100000,"), std::string::npos) << csv;
   EXPECT_NE(csv.find("\n2,0.0005,"), std::string::npos) << csv;
 }
+
+// A stop request (Slurm's SIGTERM) to a process still waiting for its peers ends the wait at
+// once, as a requested stop (exit 3), saying there is nothing to keep, whether it hosts the
+// rendezvous (rank 0, its peer never comes) or waits for a host that never listens (rank 1).
+TEST(CheckpointBinary, ASigtermWhileTheJobAssemblesStopsAtOnce) {
+  TempDir tmp;
+  const auto data = mgpu::testing::write_cifar_dir(tmp.path() / "data", 20).parent_path();
+  for (int rank : {0, 1}) {
+    const fs::path log = tmp.path() / fmt::format("log{}", rank);
+    const std::string env = fmt::format("RANK={} WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={}",
+                                        rank, mgpu::testing::free_port());
+    const pid_t pid = start_training(data, tmp.path() / fmt::format("run{}", rank), log,
+                                     "--comm-timeout 300", env);
+    // Until its line says it waits (LibTorch's start-up takes seconds), then a little more.
+    for (int i = 0; i < 600 && read_file(log).find("processes: 2") == std::string::npos; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    const auto sent = std::chrono::steady_clock::now();
+    kill(pid, SIGTERM);
+    EXPECT_EQ(wait_exit_code(pid), train::kExitStopped) << read_file(log);
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - sent).count(), 5)
+        << "rank " << rank << " went on waiting for its peer";
+    const std::string text = read_file(log);
+    EXPECT_NE(text.find("stopped while waiting for the job to assemble"), std::string::npos) << text;
+    EXPECT_NE(text.find("stopped by SIGTERM before the first step; nothing was trained, so "
+                        "there is nothing to keep"),
+              std::string::npos)
+        << text;
+  }
+}

@@ -356,7 +356,7 @@ TEST(CliBinary, TwoProcessesOnLocalhostTrainTogetherAndOnlyRankZeroWrites) {
   rc1 >> rank1_code;
   EXPECT_EQ(rank1_code, 0);
   EXPECT_NE(text.find("global batch 16 (2 replica(s)"), std::string::npos) << text;
-  EXPECT_NE(text.find("processes: 2 (torchrun), this is rank 0"), std::string::npos) << text;
+  EXPECT_NE(text.find("processes: 2 (RANK/WORLD_SIZE), this is rank 0"), std::string::npos) << text;
   EXPECT_TRUE(std::filesystem::exists(tmp.path() / "r0" / "history.csv"));
   EXPECT_FALSE(std::filesystem::exists(tmp.path() / "r1"));
 }
@@ -469,6 +469,7 @@ TEST(CliBinary, BenchComparesReplicaCountsAndWritesATable) {
   // (with one replica it moves nothing, so only two replicas must take measurable time).
   for (const auto& line : {one, two}) ASSERT_NE(line.find(",1651114,"), std::string::npos) << line;
   EXPECT_GT(std::stod(two.substr(two.find(",1651114,") + 9)), 0.0) << two;
+  EXPECT_EQ(std::stod(one.substr(one.find(",1651114,") + 9)), 0.0) << one << ": it moves nothing";
   EXPECT_FALSE(std::getline(csv, extra));
 }
 

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <sstream>
+#include <tuple>
 
 #include "Fixtures.h"
 #include "data/Preprocess.h"
@@ -46,9 +47,11 @@ struct Result {
 };
 
 Result train_with(int replicas, int64_t accumulate, const data::Dataset& train_set,
-                  bool dropout = false) {
+                  bool dropout = false, int64_t lookahead = 0) {
   std::vector<torch::Device> devices(static_cast<size_t>(replicas), torch::kCPU);
-  train::Trainer trainer(config(accumulate), mini_googlenet(dropout ? 0.5 : 0.0), devices,
+  auto c = config(accumulate);
+  c.lookahead = lookahead;
+  train::Trainer trainer(c, mini_googlenet(dropout ? 0.5 : 0.0), devices,
                          data::mean_image(train_set.images));
   std::ostringstream out;
   train::Progress progress(0, out);
@@ -63,14 +66,17 @@ Result train_with(int replicas, int64_t accumulate, const data::Dataset& train_s
 
 // With the shipped MiniGoogLeNet, dropout on: its masks are keyed by each image's place in the
 // global batch (models/Dropout.h), so N replicas and N micro-batches draw the same ones.
-class SplitInvariance : public ::testing::TestWithParam<int> {};
+class SplitInvariance : public ::testing::TestWithParam<std::tuple<int, int64_t>> {};
 
+// With --lookahead 2 too (steps 2 and 3 move the weights and every replica's, or micro-batch's,
+// statistics to their averages): the averages of the statistics are per replica and per
+// micro-batch alike.
 TEST_P(SplitInvariance, NReplicasEqualOneReplicaAccumulatingN) {
-  const int n = GetParam();
+  const auto [n, lookahead] = GetParam();
   const auto train_set = random_dataset(12 * n, 1);  // global batch 4n: 3 steps
-  const Result replicas = train_with(n, 1, train_set, /*dropout=*/true);
-  const Result accumulated = train_with(1, n, train_set, true);
-  const Result plain = train_with(1, 1, train_set, true);  // batch 4: another trajectory
+  const Result replicas = train_with(n, 1, train_set, /*dropout=*/true, lookahead);
+  const Result accumulated = train_with(1, n, train_set, true, lookahead);
+  const Result plain = train_with(1, 1, train_set, true, lookahead);  // another trajectory
   ASSERT_EQ(replicas.weights.size(), accumulated.weights.size());
   double max_diff = 0, plain_diff = 0;
   for (size_t i = 0; i < replicas.weights.size(); ++i) {
@@ -94,7 +100,12 @@ TEST_P(SplitInvariance, NReplicasEqualOneReplicaAccumulatingN) {
   EXPECT_DOUBLE_EQ(replicas.history[0].acc, accumulated.history[0].acc);
 }
 
-INSTANTIATE_TEST_SUITE_P(DataParallel, SplitInvariance, ::testing::Values(2, 3));
+INSTANTIATE_TEST_SUITE_P(DataParallel, SplitInvariance,
+                         ::testing::Combine(::testing::Values(2, 3), ::testing::Values(int64_t{0}, int64_t{2})),
+                         [](const auto& info) {
+                           return fmt::format("{}Replicas{}", std::get<0>(info.param),
+                                              std::get<1>(info.param) ? "WithLookahead" : "");
+                         });
 
 TEST(DataParallel, TwoRunsOnTwoReplicasWithDropoutAreBitIdentical) {
   const auto train_set = random_dataset(24, 3);

@@ -146,7 +146,7 @@ TEST(EvaluateBinary, ATrainedRunIsEvaluatedPredictedAndDescribed) {
       fmt::format("--dataset cifar10 --no-download --data-dir {}", (tmp.path() / "data").string());
   const auto run_dir = tmp.path() / "run";
   ASSERT_EQ(run(fmt::format("train --model resnet20 --gpus 0 --threads 2 {} --epochs 1 "
-                            "--batch-per-device 20 --verbose 0 --tta mirror --out-dir {}",
+                            "--batch-per-device 20 --verbose 0 --tta mirror --amp bf16 --out-dir {}",
                             data_flags, run_dir.string()),
                 tmp.path() / "train.log"),
             0)
@@ -167,7 +167,12 @@ TEST(EvaluateBinary, ATrainedRunIsEvaluatedPredictedAndDescribed) {
   dc.data_dir = (tmp.path() / "data").string();
   dc.download = false;
   const auto split = data::load_data(dc);
-  const auto here = app::evaluate_model(w.module, w.mean, split.test, 10, 256);
+  // Without --tta and --amp, as the run validated (its weights file records it): mirrored, in
+  // bfloat16 autocast.
+  EXPECT_EQ(w.validation.tta, "mirror");
+  EXPECT_EQ(w.validation.amp, "bf16");
+  const auto here =
+      app::evaluate_model(w.module, w.mean, split.test, 10, 256, train::Tta::kMirror, "bf16");
   const auto json = nlohmann::json::parse(read_file(eval_dir / "evaluation.json"));
   EXPECT_EQ(json["model"], "resnet20");
   EXPECT_EQ(json["images"], 40);
@@ -176,14 +181,22 @@ TEST(EvaluateBinary, ATrainedRunIsEvaluatedPredictedAndDescribed) {
   EXPECT_EQ(read_file(eval_dir / "confusion.csv"), app::confusion_csv(here, split.class_names));
   const auto log = read_file(tmp.path() / "eval.log");
   EXPECT_NE(log.find(app::evaluation_report(here, split.class_names)), std::string::npos) << log;
+  EXPECT_NE(log.find("test-time augmentation mirror (as the run validated), autocast bf16 (as the "
+                     "run validated)"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(json["tta"], "mirror");
+  EXPECT_EQ(json["amp"], "bf16");
   std::string why;
   if (train::can_plot(&why)) {
     EXPECT_GT(fs::file_size(eval_dir / "confusion.png"), 1000u);
   }
-  // The run validated with --tta mirror: its history's last val_loss and val_acc are the
-  // mirrored evaluation of its weights; `mgpu evaluate --tta` evaluates with the views asked.
-  const auto mirrored = app::evaluate_model(w.module, w.mean, split.test, 10, 256,
-                                            train::Tta::kMirror);
+  // The run's history's last val_loss and val_acc are what mgpu evaluate gave by default; the
+  // views and the autocast each change the logits; `mgpu evaluate --tta` evaluates with the
+  // views asked.
+  const auto plain = app::evaluate_model(w.module, w.mean, split.test, 10, 256);
+  const auto float32 =
+      app::evaluate_model(w.module, w.mean, split.test, 10, 256, train::Tta::kMirror);
   std::stringstream history(read_file(run_dir / "history.csv"));
   std::string line, last;
   while (std::getline(history, line)) last = line;
@@ -191,11 +204,12 @@ TEST(EvaluateBinary, ATrainedRunIsEvaluatedPredictedAndDescribed) {
   std::stringstream row(last);
   for (std::string cell; std::getline(row, cell, ',');) cells.push_back(std::stod(cell));
   ASSERT_EQ(cells.size(), 7u) << last;  // epoch,lr,seconds,loss,acc,val_loss,val_acc
-  EXPECT_NEAR(cells[5], mirrored.loss, 1e-5) << last;
-  EXPECT_NEAR(cells[6], mirrored.acc, 1e-9) << last;
-  EXPECT_GT(std::abs(mirrored.loss - here.loss), 1e-6);  // the views changed the logits
+  EXPECT_NEAR(cells[5], json["loss"].get<double>(), 1e-5) << last;
+  EXPECT_NEAR(cells[6], json["accuracy"].get<double>(), 1e-9) << last;
+  EXPECT_GT(std::abs(plain.loss - float32.loss), 1e-6);  // the views changed the logits
+  EXPECT_GT(std::abs(here.loss - float32.loss), 1e-6);   // and bfloat16 did
   ASSERT_EQ(run(fmt::format("evaluate --weights {} --gpus 0 --threads 2 --data-dir {} "
-                            "--no-download --tta mirror-translate --out-dir {}",
+                            "--no-download --tta mirror-translate --amp off --out-dir {}",
                             (run_dir / "model.pt").string(), (tmp.path() / "data").string(),
                             (tmp.path() / "tta").string()),
                 tmp.path() / "tta.log"),

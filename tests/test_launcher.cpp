@@ -31,14 +31,25 @@ TEST(Launcher, NoLauncherIsOneProcess) {
 TEST(Launcher, Torchrun) {
   const auto p = read_launcher_env(env({{"RANK", "5"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"},
                                         {"LOCAL_WORLD_SIZE", "4"}, {"MASTER_ADDR", "node7"},
-                                        {"MASTER_PORT", "1234"}}));
+                                        {"MASTER_PORT", "1234"}, {"TORCHELASTIC_RUN_ID", "j1"},
+                                        {"TORCHELASTIC_RESTART_COUNT", "2"}}));
   EXPECT_EQ(p.launcher, "torchrun");
+  EXPECT_EQ(p.restart, 2);
   EXPECT_EQ(p.rank, 5);
   EXPECT_EQ(p.world_size, 8);
   EXPECT_EQ(p.local_rank, 1);
   EXPECT_EQ(p.local_world_size, 4);
   EXPECT_EQ(p.master_addr, "node7");
   EXPECT_EQ(p.master_port, 1234);
+}
+
+// RANK and WORLD_SIZE set by hand (or by a script) are not torchrun's doing: named as they are.
+TEST(Launcher, RankAndWorldSizeByHandAreNotCalledTorchrun) {
+  const auto p = read_launcher_env(
+      env({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}}));
+  EXPECT_EQ(p.launcher, "RANK/WORLD_SIZE");
+  EXPECT_EQ(p.rank, 1);
+  EXPECT_EQ(p.restart, 0);
 }
 
 TEST(Launcher, Slurm) {

@@ -58,3 +58,24 @@ TEST(LrSchedule, PiecewiseInterpolatesTheKnotsAtEveryStep) {
   EXPECT_DOUBLE_EQ(s.at(2, 0.0), 8.0);
   EXPECT_DOUBLE_EQ(mgpu::train::interpolate(s.knots, 1.0), 0.0);
 }
+
+// ceil(steps x epochs) of the decimal as written: 100 x 1.1 is 110 steps, though the product
+// in doubles is 110.00000000000001 (a run of 111 steps before); a true fraction still rounds up.
+TEST(LrSchedule, AFractionalRunHasTheStepsItsDecimalSays) {
+  EXPECT_EQ(mgpu::train::run_steps(100, 1.1), 110);
+  EXPECT_EQ(mgpu::train::run_steps(100, 2.2), 220);
+  EXPECT_EQ(mgpu::train::run_steps(100, 0.7), 70);
+  EXPECT_EQ(mgpu::train::run_steps(97, 9.9), 961);     // 960.3: part of a step is a step
+  EXPECT_EQ(mgpu::train::run_steps(781, 70), 54670);
+  EXPECT_EQ(mgpu::train::run_steps(3, 1.0 / 3.0), 1);  // 0.9999999999999999
+  EXPECT_EQ(mgpu::train::run_steps(10, 0.01), 1);
+  int checked = 0;
+  for (int64_t steps = 1; steps <= 400; ++steps) {  // every epochs value of one decimal place
+    for (int tenths = 1; tenths <= 100; ++tenths) {
+      const int64_t exact = (steps * tenths + 9) / 10;  // ceil in integers
+      ASSERT_EQ(mgpu::train::run_steps(steps, tenths / 10.0), exact) << steps << " x " << tenths;
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 40000);
+}

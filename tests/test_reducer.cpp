@@ -28,6 +28,22 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// A collective's work that counts its wait() calls.
+class Counted : public Work {
+ public:
+  Counted(std::unique_ptr<Work> inner, int* waits) : inner_(std::move(inner)), waits_(waits) {}
+  void wait() override {
+    ++*waits_;
+    inner_->wait();
+  }
+  bool test() override { return inner_->test(); }
+  std::string error() const override { return inner_->error(); }
+
+ private:
+  std::unique_ptr<Work> inner_;
+  int* waits_;
+};
+
 // Passes collectives on, noting for each started all-reduce its offset in the flat buffer and
 // whether the first layer's weight gradient (the last the backward pass computes) was still zero.
 class Recorder : public Communicator {
@@ -41,7 +57,7 @@ class Recorder : public Communicator {
     if (fail) throw CommError("rank 0: all_reduce failed on purpose");
     const auto offset = (static_cast<const float*>(t.data_ptr()) - flat_.data_ptr<float>());
     starts.push_back({offset, first_grad_.abs().sum().item<double>() == 0});
-    return inner_->all_reduce_sum_async(t);
+    return std::make_unique<Counted>(inner_->all_reduce_sum_async(t), &waited);
   }
   void broadcast(torch::Tensor& t, int root) override { inner_->broadcast(t, root); }
   void abort(const std::string& reason) override { inner_->abort(reason); }
@@ -51,6 +67,7 @@ class Recorder : public Communicator {
     bool first_grad_still_zero;
   };
   std::vector<Start> starts;
+  int waited = 0;  // the started collectives' wait() calls
   bool fail = false;
 
  private:
@@ -222,6 +239,18 @@ TEST(Reducer, BucketsSumBitForBitAsOneAllReduceAndAnUnusedParameterHoldsNothingU
 
 // Without arm() (DDP's no_sync: the micro-batches before the last) the backward pass starts
 // nothing; finish() then reduces everything.
+// finish() waits for every bucket it started, the last one too (with NCCL a bucket not waited
+// for is a sum the optimizer's step may read before it is there).
+TEST(Reducer, FinishWaitsForEveryBucketItStarted) {
+  Recorded one;
+  const auto loss = one.rank.net->forward(one.rank.input);
+  one.reducer.arm();
+  loss.backward();
+  one.reducer.finish();
+  ASSERT_EQ(one.recorder.starts.size(), one.reducer.buckets().size());
+  EXPECT_EQ(one.recorder.waited, static_cast<int>(one.reducer.buckets().size()));
+}
+
 TEST(Reducer, ABackwardPassWithoutArmStartsNothing) {
   Recorded one;
   auto& [group, rank, recorder, reducer] = one;

@@ -8,6 +8,7 @@
 
 #include "data/InputError.h"          // defines: InputError
 #include "train/Replica.h"            // defines: Trainer::Replica
+#include "train/StartAgreement.h"     // defines: start_settings, check_start_records
 #include "train/comm/Communicator.h"  // defines: gather_rows
 #include "train/files/Archive.h"      // defines: save_archive, load_archive
 #include "train/files/Checkpoint.h"   // defines: checkpoint_path, fingerprint_number, ...
@@ -351,22 +352,12 @@ void Trainer::agree_on_start(const std::string& refusal) {
     if (!refusal.empty()) throw data::InputError(refusal);
     return;
   }
-  nlohmann::json settings = nlohmann::json::parse(checkpoints_.fingerprint.empty()
-                                                      ? std::string("{}")
-                                                      : checkpoints_.fingerprint);
-  settings["lr"] = config_.lr;
-  settings["world_size"] = world_size();
-  // The ranks' collectives match one for one only if they cut the gradients alike.
-  if (const auto& reducer = replicas_[0]->reducer) {
-    settings["gradient_buckets"] =
-        config_.overlap ? fmt::format("{} buckets (--bucket-mb {})", reducer->buckets().size(),
-                                      config_.bucket_mb)
-                        : std::string("one all-reduce after the backward pass (--no-overlap)");
-  }
   const std::string start =
       resumed_ ? "resumes from checkpoint " + saved_.front().file.filename().string()
                : "starts afresh";
-  const nlohmann::json mine = {{"settings", settings}, {"start", start}, {"refusal", refusal}};
+  const auto mine = start_record(
+      start_settings(checkpoints_.fingerprint, config_, world_size(), replicas_[0]->reducer.get()),
+      start, refusal);
   std::vector<std::string> records;  // every rank's, in rank order
   for_each_replica([&](Replica& r) {
     auto all = gather_texts(r.comm.get(), mine.dump(), r.device);
@@ -374,43 +365,7 @@ void Trainer::agree_on_start(const std::string& refusal) {
   });
   std::vector<nlohmann::json> ranks;
   for (const auto& text : records) ranks.push_back(nlohmann::json::parse(text));
-  for (size_t r = 0; r < ranks.size(); ++r) {
-    const auto& why = ranks[r]["refusal"].get_ref<const std::string&>();
-    if (!why.empty()) throw data::InputError(fmt::format("rank {} cannot start: {}", r, why));
-  }
-  const auto& lead = ranks[0];
-  for (size_t r = 1; r < ranks.size(); ++r) {
-    std::string diff;
-    const auto& a = lead["settings"];
-    const auto& b = ranks[r]["settings"];
-    for (const auto& [key, value] : a.items()) {
-      const auto there = b.find(key);
-      if (there == b.end() || *there != value) {
-        diff += fmt::format("{}{}: rank 0 has {}, rank {} {}", diff.empty() ? "" : "; ", key,
-                            value.dump(), r, there == b.end() ? "none" : there->dump());
-      }
-    }
-    for (const auto& [key, value] : b.items()) {
-      if (!a.contains(key)) {
-        diff += fmt::format("{}{}: rank 0 has none, rank {} {}", diff.empty() ? "" : "; ", key,
-                            r, value.dump());
-      }
-    }
-    if (!diff.empty()) {
-      throw data::InputError(fmt::format(
-          "the processes were started with different runs, so they cannot train together: {}",
-          diff));
-    }
-    if (ranks[r]["start"] != lead["start"]) {
-      throw data::InputError(fmt::format(
-          "the processes do not start from the same place: rank 0 {}, rank {} {}. Every process "
-          "must resume from the same checkpoint: with --resume auto each one takes the newest "
-          "in its own --out-dir/checkpoints, which rank 0's process writes, so give every "
-          "process the same --out-dir (on several machines, a shared folder) or the same "
-          "--resume FILE",
-          lead["start"].get<std::string>(), r, ranks[r]["start"].get<std::string>()));
-    }
-  }
+  check_start_records(ranks);
 }
 
 double Trainer::rate_at_epoch_start(int64_t epoch) const {

@@ -19,6 +19,13 @@ void Trainer::start_lookahead(Replica& replica) {
   for (const auto& b : module.buffers()) {
     if (b.is_floating_point()) replica.averaged.push_back(b);
   }
+  // --accumulate K: micro-batch k's statistics have an average of their own, as replica k's
+  // do (the module holds micro-batch 0's between steps).
+  for (size_t k = 1; k < replica.stat_sets.size(); ++k) {
+    for (const auto& b : replica.stat_sets[k]) {
+      if (b.is_floating_point()) replica.averaged.push_back(b);
+    }
+  }
   for (const auto& t : replica.averaged) replica.average.push_back(t.detach().clone());
 }
 

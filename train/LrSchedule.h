@@ -3,6 +3,7 @@
 // et al., 2017: linear scaling with gradual warm-up).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -10,6 +11,19 @@
 #include <vector>
 
 namespace mgpu::train {
+
+/// The steps of a run of `epochs` epochs (fractional: ending part way through the last) of
+/// steps_per_epoch each: ceil(steps_per_epoch x epochs) of the decimal the user wrote. The
+/// product in doubles lands just above a whole number for values such as 100 x 1.1
+/// (110.00000000000001), so a product within 1e-9 of a whole number is that number.
+inline int64_t run_steps(int64_t steps_per_epoch, double epochs) {
+  const double product = static_cast<double>(steps_per_epoch) * epochs;
+  const double nearest = std::round(product);
+  if (std::abs(product - nearest) <= 1e-9 * std::max(1.0, nearest)) {
+    return static_cast<int64_t>(nearest);
+  }
+  return static_cast<int64_t>(std::ceil(product));
+}
 
 /// lr for epoch e (0-based) of E: base * (1 - e / E)^power. power 1 is linear decay to zero.
 inline double poly_decay(double base_lr, int64_t epoch, double epochs, double power) {

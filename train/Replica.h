@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include <deque>
 #include <memory>
 
 #include "data/Dataset.h"
@@ -31,7 +32,8 @@ struct Trainer::Replica {
   // Without fused SGD: each optimizer group's place in config.param_groups (-1: none).
   std::vector<int> optimizer_groups;
   double lr_scale_epoch = -1;  // the epoch lr_scale was last written for
-  // --lookahead: the moving average of lookahead_state(model), and that state (views).
+  // --lookahead: the moving average of the parameters and float buffers (with --accumulate,
+  // of every micro-batch's statistics too: start_lookahead), and those tensors themselves.
   std::vector<torch::Tensor> average, averaged;
   // 0-dim device tensors the step reads, set before it: rate, step number, stop request.
   torch::Tensor lr, step_number, stop_flag;
@@ -44,6 +46,9 @@ struct Trainer::Replica {
   std::unique_ptr<torch::optim::SGD> optimizer;  // without fused SGD
   std::unique_ptr<Communicator> comm;
   std::unique_ptr<Reducer> reducer;  // with comm: the gradients' bucketed all-reduce (goes first)
+  // With comm on a device that runs ahead of the host: the ends of the steps queued and not yet
+  // seen finished, oldest first (at most kStepsInFlight).
+  std::deque<std::shared_ptr<QueueMark>> in_flight;
   double backward_ms = 0;            // the last step's backward passes, host clock
   data::Dataset train, test;        // uint8 images and labels on device
   torch::Tensor loss_sum, correct;  // epoch totals over all replicas, on device
@@ -73,7 +78,6 @@ struct Trainer::EpochPlan {
   int64_t steps = 0;       // the steps this epoch runs (fewer in a fractional run's last)
   int64_t full_steps = 0;  // the steps of a whole epoch: global step = epoch x full_steps + step
   int64_t total_steps = 0;  // the steps of the whole run
-  double lr = 0;  // at the first step (with warm-up, it changes every step)
   // [steps * global batch, kPlanColumns] int64 on the CPU: per image of the epoch's batches,
   // its index in the training set, its shifts and its flip.
   torch::Tensor rows;

@@ -16,7 +16,8 @@ struct ParamGroup {
   std::string pattern;
   double lr_scale = 1;        // the group's rate: the schedule's x lr_scale
   double weight_decay = -1;   // < 0: the run's --weight-decay
-  int64_t epochs = -1;        // >= 0: trained only in epochs 0..epochs-1, then left as they are
+  int64_t epochs = -1;        // >= 0: trained only in epochs 0..epochs-1, then at rate 0 (under
+                              // --lookahead they still move with the average, as in airbench)
   bool frozen = false;        // never trained (requires_grad off), as if epochs were 0
 };
 

@@ -248,12 +248,16 @@ void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progr
   if (replica.graph) on_graph_stream.emplace(*replica.graph);
   for (int64_t step = first_step; step <= plan.steps; ++step) {
     const double lr = schedule_.at(plan.epoch, static_cast<double>(step - 1) / plan.full_steps);
+    if (step == 1 && &replica == replicas_.front().get()) first_step_lr_ = lr;  // the history's
     set_rates(replica, plan.epoch, lr);
     replica.step_number.fill_(step);
     replica.first_row.fill_((plan.epoch * plan.full_steps + step - 1) * batch);
     replica.stop_flag.fill_(stop_signal() != 0 ? 1.0 : 0.0);
     const auto batch_plan = rows.narrow(0, (step - 1) * batch, batch);
     const auto step_start = std::chrono::steady_clock::now();
+    bound_steps_in_flight(replica);
+    const bool replayed = replica.graph && (replica.graph->captured() ||
+                                            replica.eager_steps >= kEagerStepsBeforeCapture);
     if (!replica.graph) {
       train_step(replica, batch_plan);
     } else if (replica.graph->captured()) {
@@ -272,12 +276,19 @@ void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progr
       step_times_.step_ms.push_back(std::chrono::duration<double, std::milli>(
                                         std::chrono::steady_clock::now() - step_start)
                                         .count());
-      step_times_.backward_ms.push_back(replica.backward_ms);
-      if (replica.reducer) step_times_.communication = replica.reducer->timeline();
+      if (!replayed) {  // a replay runs no backward pass on the host
+        step_times_.backward_ms.push_back(replica.backward_ms);
+        if (replica.reducer) step_times_.communication = replica.reducer->timeline();
+      }
     }
 
     const int64_t global_step = plan.epoch * plan.full_steps + step;
     lookahead(replica, global_step, plan.total_steps);
+    if (replica.comm) {  // the end of this step's work on the device (bound_steps_in_flight)
+      if (auto end = replica.comm->mark_enqueued("the training step")) {
+        replica.in_flight.push_back(std::move(end));
+      }
+    }
     const bool due = progress && progress->due(step);
     const bool periodic = checkpoints_.every_steps > 0 && !checkpoints_.dir.empty() &&
                           global_step % checkpoints_.every_steps == 0 && step < plan.steps;
@@ -287,8 +298,9 @@ void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progr
     // the same steps everywhere, so that all agree; a dead peer fails that wait, never hangs it.
     const bool check = !dev.is_cuda() || step % kStepsBetweenChecks == 0 || periodic ||
                        step == plan.steps;
-    if (replica.comm && dev.is_cuda() && (check || due)) {
+      if (replica.comm && dev.is_cuda() && (check || due)) {
       replica.comm->wait_for_enqueued("the training step's collectives");
+      replica.in_flight.clear();  // all finished
     }
     bool stop = stop_signal() != 0;
     if (replica.comm) stop = check && replica.control[0].item<double>() > 0;
@@ -316,11 +328,19 @@ void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progr
     }
   }
   on_graph_stream.reset();
+  replica.in_flight.clear();  // the blocking all-reduces below wait for every step
   if (replica.comm) {
     replica.comm->all_reduce_sum(replica.loss_sum);
     replica.comm->all_reduce_sum(replica.correct);
   }
 }
+void Trainer::bound_steps_in_flight(Replica& replica) {
+  while (replica.in_flight.size() >= kStepsInFlight) {
+    replica.comm->wait_for_mark(*replica.in_flight.front());
+    replica.in_flight.pop_front();
+  }
+}
+
 void Trainer::place_data(const data::Dataset& train, const data::Dataset& test) {
   // The whole uint8 data set lives on each training device, copied there once.
   std::map<std::string, std::pair<data::Dataset, data::Dataset>> on_device;
@@ -343,7 +363,6 @@ Trainer::EpochPlan Trainer::plan_epoch(int64_t epoch, int64_t steps, int64_t ful
   plan.epoch = epoch;
   plan.steps = steps;
   plan.full_steps = full_steps;
-  plan.lr = schedule_.at(epoch, 0.0);
   std::vector<torch::Tensor> orders;
   for (int64_t have = 0; have < n; have += train.size()) {
     orders.push_back(config_.shuffle ? torch::randperm(train.size(), shuffle_)
@@ -394,7 +413,21 @@ History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Prog
         train.size(), batch));
   }
   // A fractional --epochs ends part way through its last epoch, after ceil(steps x epochs) steps.
-  const int64_t total_steps = static_cast<int64_t>(std::ceil(static_cast<double>(steps) * config_.epochs));
+  const int64_t total_steps = run_steps(steps, config_.epochs);
+  const int64_t side = std::min(train.images.size(2), train.images.size(3));
+  if (config_.translate >= side) {  // a reflection reaches one image's width at most
+    throw data::InputError(fmt::format(
+        "--translate {}: the images are {}x{}, and a shift with reflected borders must be "
+        "smaller than the image (at most {})",
+        config_.translate, train.images.size(2), train.images.size(3), side - 1));
+  }
+  if (config_.lookahead >= total_steps) {  // the run would end on (nearly) its first weights
+    throw data::InputError(fmt::format(
+        "--lookahead {}: this run has {} steps ({} an epoch), so its weights would move to the "
+        "average at most once, at the end, and it would end on (nearly) its initial weights; "
+        "give --lookahead below {} (or train longer)",
+        config_.lookahead, total_steps, steps, total_steps));
+  }
   const int64_t epochs = (total_steps + steps - 1) / steps;
   if (!agreed_) agree_on_start();
   place_data(train, test);
@@ -425,7 +458,8 @@ History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Prog
     const double images = static_cast<double>(epoch_steps * batch);
     EpochStats stats;
     stats.epoch = epoch + 1;
-    stats.lr = first_step > 1 ? rate_at_epoch_start(epoch) : plan.lr;
+    // The rate the epoch's first step took (a resumed epoch's was taken in an earlier part).
+    stats.lr = first_step > 1 ? rate_at_epoch_start(epoch) : first_step_lr_;
     stats.loss = lead.loss_sum.item<double>() / images;  // the same on every replica
     stats.acc = static_cast<double>(lead.correct.item<int64_t>()) / images;
     train_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();

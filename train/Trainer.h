@@ -48,6 +48,12 @@ class Workers;
 /// initialisation and the allocator settle first); the next step is captured and replayed.
 inline constexpr int64_t kEagerStepsBeforeCapture = 3;
 
+/// With peers, the steps a replica may have queued on its device and not yet finished: before
+/// queueing step N the host waits for step N - kStepsInFlight to finish (polling the group's
+/// failure and deadline), so that it never blocks inside a kernel launch behind a full launch
+/// queue, where a dead peer would hang it. A step stays queued ahead, so the device never idles.
+inline constexpr size_t kStepsInFlight = 2;
+
 class Trainer {
  public:
   /// model: any module whose forward maps [B, C, H, W] float to [B, classes] logits; replica 0
@@ -119,7 +125,8 @@ class Trainer {
   /// it to make a step overflow.
   void set_loss_scale(double scale, int64_t replica = -1);
   /// This process's replica 0 in the last epoch or train_steps(): per step the host's wall
-  /// milliseconds and those of its backward passes; with peers, the last step's communication.
+  /// milliseconds, and per eager step (not a CUDA graph's replay) those of its backward passes;
+  /// with peers, the last eager step's communication.
   /// (On a GPU the host's clock times the queueing, not the device.)
   struct StepTimes {
     std::vector<double> step_ms, backward_ms;
@@ -134,6 +141,9 @@ class Trainer {
   struct EpochPlan;
   /// Steps first_step..plan.steps (1-based) of an epoch.
   void run_epoch(Replica& replica, const EpochPlan& plan, Progress* progress, int64_t first_step);
+  /// Waits (Communicator::wait_for_mark) until fewer than kStepsInFlight of the replica's steps
+  /// are queued and unfinished; throws CommError when the group fails first.
+  void bound_steps_in_flight(Replica& replica);
   /// One optimizer step on this replica's shards of a global batch (rows of image index, dx,
   /// dy, flip), reading the rate, step number and stop flag from the replica's device
   /// tensors: device work only, nothing read back, so that a CUDA graph can capture it.
@@ -215,6 +225,7 @@ class Trainer {
   bool agreed_ = false;                        // agree_on_start() has run
   std::vector<LrChange> lr_changes_;
   StepTimes step_times_;
+  double first_step_lr_ = 0;  // the rate the last epoch's first step took (replica 0)
 };
 
 }  // namespace mgpu::train

@@ -294,11 +294,16 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
       row.efficiency =
           row.speedup / (static_cast<double>(row.replicas) / static_cast<double>(base.replicas));
       row.gradient_floats = timing.gradient_floats;
+      // A row whose training reduces nothing (one replica, no NCCL) shows none: "-" (0 in the
+      // CSV), even behind a simulated link.
       row.all_reduce_ms =
-          time_all_reduce(bench_group(train, devices), devices, row.gradient_floats);
+          reduces(train, devices)
+              ? time_all_reduce(bench_group(train, devices), devices, row.gradient_floats)
+              : 0;
       row.median_step_ms = median(timing.steps.step_ms);
-      row.backward_ms = median(timing.steps.backward_ms);
-      if (reduces(train, devices) && train.overlap) {  // the same, one all-reduce at the end
+      // A replayed graph's step has no backward pass of the host's, nor a timeline to show.
+      row.backward_ms = train.cuda_graphs ? -1 : median(timing.steps.backward_ms);
+      if (reduces(train, devices) && train.overlap && !train.cuda_graphs) {  // vs one at the end
         TrainConfig serial = train;
         serial.overlap = false;
         const Timing without = time_steps(serial, devices, images, mean, config);
@@ -324,14 +329,15 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
       rows.push_back(row);
       out << fmt::format(
                  "{:<14} {:>8} {:>7} {:>9.2f} {:>9.1f} {:>8.2f} {:>8.3f} {:>8} {:>5.2f}x {:>9} "
-                 "{:>7.3f}ms\n",
+                 "{:>9}\n",
                  level.empty() ? "as flagged" : level, row.replicas, row.global_batch,
                  row.ms_per_step, row.images_per_second, row.seconds_per_epoch, row.tflops,
                  row.peak_memory_mib < 0 ? std::string("-")
                                          : fmt::format("{:.0f}", row.peak_memory_mib),
                  row.speedup,
                  level.empty() ? fmt::format("{:.0f}%", 100 * row.efficiency) : std::string("-"),
-                 row.all_reduce_ms)
+                 reduces(train, devices) ? fmt::format("{:.3f}ms", row.all_reduce_ms)
+                                         : std::string("-"))
           << std::flush;
     }
   }
@@ -340,11 +346,12 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
                     "median_step_ms,backward_ms,no_overlap_ms,hidden\n";
   for (const auto& r : rows) {
     csv += fmt::format(
-        "{},{},{},{:.3f},{:.2f},{:.2f},{:.4f},{:.1f},{:.4f},{:.4f},{},{:.4f},{:.3f},{:.3f},{:.3f},"
+        "{},{},{},{:.3f},{:.2f},{:.2f},{:.4f},{:.1f},{:.4f},{:.4f},{},{:.4f},{:.3f},{},{:.3f},"
         "{:.4f}\n",
         r.level, r.replicas, r.global_batch, r.ms_per_step, r.images_per_second,
         r.seconds_per_epoch, r.tflops, r.peak_memory_mib, r.speedup, r.efficiency,
-        r.gradient_floats, r.all_reduce_ms, r.median_step_ms, r.backward_ms, r.no_overlap_ms,
+        r.gradient_floats, r.all_reduce_ms, r.median_step_ms,
+        r.backward_ms < 0 ? std::string() : fmt::format("{:.3f}", r.backward_ms), r.no_overlap_ms,
         r.hidden);
   }
   // The overlap of the gradients' all-reduce with the backward pass, per multi-replica row.
@@ -367,7 +374,8 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
   out << "s/epoch: projected for 50,000 training images; x: images/s over the first row's; "
          "scaling: x over the replica ratio (not with --levels);\n"
       << fmt::format("allreduce: one sum all-reduce of the full gradient buffer ({} floats, "
-                     "{:.1f} MB) with the configuration's communicator, mean of 50\n",
+                     "{:.1f} MB) with the configuration's communicator, mean of 50 (-: the row "
+                     "moves nothing, one replica)\n",
                      rows.front().gradient_floats,
                      4e-6 * static_cast<double>(rows.front().gradient_floats));
   write_text_atomically(dir / "bench.csv", csv);

@@ -45,7 +45,8 @@ struct BenchRow {
   double all_reduce_ms = 0;      // one all-reduce of that buffer, timed on its own
   double tflops = 0;             // achieved: training FLOPs (3x the forward's) per second
   double peak_memory_mib = -1;   // peak GPU memory allocated while timing; -1 on the CPU
-  // Replica 0's medians over the timed steps (host clock: on a GPU, what the host waited for).
+  // Replica 0's medians over the timed steps (host clock: on a GPU, what the host waited for);
+  // backward_ms is -1 for CUDA-graph rows, whose replays run no backward pass on the host.
   double median_step_ms = 0, backward_ms = 0;
   // With several replicas and overlap on: the median step with --no-overlap, and the share of
   // the all-reduce time the overlap hid ((no_overlap_ms - median_step_ms) / all_reduce_ms).

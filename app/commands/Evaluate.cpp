@@ -14,6 +14,7 @@
 #include "data/Preprocess.h"  // defines: subtract_mean
 #include "models/Registry.h"  // defines: find_model, recipe_value
 #include "train/Device.h"     // defines: select_devices, set_threads, describe_device
+#include "train/Precision.h"  // defines: AutocastGuard, in_memory_format
 #include "train/Tta.h"        // defines: tta_logits, parse_tta, tta_name
 #include "train/files/AtomicFile.h"  // defines: write_text_atomically, NewDirectories
 #include "train/report/Plot.h"       // defines: can_plot, plot_confusion
@@ -37,7 +38,7 @@ std::vector<double> Evaluation::class_accuracy() const {
 
 Evaluation evaluate_model(torch::nn::AnyModule& model, const torch::Tensor& mean,
                           const data::Dataset& dataset, int64_t classes, int64_t batch,
-                          train::Tta tta) {
+                          train::Tta tta, const std::string& amp, bool channels_last) {
   torch::NoGradGuard no_grad;
   model.ptr()->eval();
   const auto dev = mean.device();
@@ -49,8 +50,11 @@ Evaluation evaluate_model(torch::nn::AnyModule& model, const torch::Tensor& mean
     const auto images = dataset.images.narrow(0, start, len).to(dev);      // [B, C, H, W] uint8
     const auto labels = dataset.labels.narrow(0, start, len).to(dev);      // [B]
     const auto logits = train::tta_logits(  // [B, K]
-        [&](const torch::Tensor& x) { return model.forward(x); }, data::subtract_mean(images, mean),
-        tta);
+        [&](const torch::Tensor& x) {
+          train::AutocastGuard autocast(dev.type(), amp);
+          return model.forward(train::in_memory_format(x, channels_last));
+        },
+        data::subtract_mean(images, mean), tta);
     loss_sum +=
         torch::nn::functional::cross_entropy(
             logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
@@ -137,17 +141,29 @@ void run_evaluate(const EvaluateConfig& given, std::ostream& out) {
     }
   };
   const data::DataSplit data = data::load_data(data_config);
-  // Without --tta, the test-time augmentation the model's recipe validates with.
+  // Without --tta and --amp, as the run validated (its weights file says), so that the figures
+  // are the run's own; for a file that does not say, the model's recipe's augmentation.
+  const train::Validation& run = w.validation;
+  std::string tta_from = "--tta", amp_from = "--amp";
   if (config.tta.empty()) {
     const std::string recipe_tta = models::recipe_value(models::find_model(w.model), "tta");
-    config.tta = recipe_tta.empty() ? "none" : recipe_tta;
+    config.tta = !run.tta.empty() ? run.tta : !recipe_tta.empty() ? recipe_tta : "none";
+    tta_from = !run.tta.empty()       ? "as the run validated"
+               : !recipe_tta.empty() ? "the recipe's"
+                                     : "the default";
   }
-  out << fmt::format("evaluating {} ({}) on {} from {}, {} test images{}; device {}, {} threads\n",
+  if (config.amp.empty()) {
+    config.amp = run.amp.empty() ? "off" : run.amp;
+    amp_from = run.amp.empty() ? "the default" : "as the run validated";
+  }
+  out << fmt::format("evaluating {} ({}) on {} from {}, {} test images; device {}, {} threads\n",
                      weights_file.string(), w.model, data.name, data.source, data.test.size(),
-                     config.tta == "none" ? "" : ", test-time augmentation " + config.tta,
                      describe_device(device), threads);
+  out << fmt::format("test-time augmentation {} ({}), autocast {} ({}){}\n", config.tta, tta_from,
+                     config.amp, amp_from, run.channels_last ? ", channels-last" : "");
   const Evaluation e = evaluate_model(w.module, w.mean, data.test, w.shape.classes, config.batch,
-                                      train::parse_tta(config.tta));
+                                      train::parse_tta(config.tta), config.amp,
+                                      run.channels_last);
   out << evaluation_report(e, w.class_names);
 
   nlohmann::json j = {{"weights", weights_file.string()},
@@ -158,6 +174,7 @@ void run_evaluate(const EvaluateConfig& given, std::ostream& out) {
                       {"loss", e.loss},
                       {"accuracy", e.acc},
                       {"tta", config.tta},
+                      {"amp", config.amp},
                       {"classes", w.class_names}};
   for (double a : e.class_accuracy()) {
     j["class_accuracy"].push_back(std::isnan(a) ? nlohmann::json(nullptr) : nlohmann::json(a));
@@ -197,8 +214,11 @@ cxxopts::Options evaluate_options() {
       ("batch", "images per forward pass", cxxopts::value<std::string>()->default_value("256"))
       ("tta", "test-time augmentation: none, mirror (the mean of the image's and its mirror "
        "image's logits) or mirror-translate (that, averaged with the same for the image moved "
-       "one pixel up-left and down-right), as airbench evaluates; default: the model's recipe's "
-       "(mgpu models), else none", cxxopts::value<std::string>())
+       "one pixel up-left and down-right), as airbench evaluates; default: the run's (its "
+       "weights file records how it validated), else the model's recipe's (mgpu models), else "
+       "none", cxxopts::value<std::string>())
+      ("amp", "autocast the forward passes: off, bf16 or fp16; default: as the run validated "
+       "(its weights file records it), else off", cxxopts::value<std::string>())
       ("out-dir", "where evaluation.json, confusion.csv and confusion.png go; default the "
        "weights file's folder", cxxopts::value<std::string>()->default_value(""));
   add_folder_flags(o);
@@ -214,6 +234,12 @@ EvaluateConfig parse_evaluate(const cxxopts::ParseResult& r) {
   c.data.limit_train = 1;  // evaluation reads the training files but uses none of them
   c.batch = int_at_least(r, "batch", 1, kMaxBatch);
   if (r.count("tta")) c.tta = train::tta_name(train::parse_tta(get<std::string>(r, "tta")));
+  if (r.count("amp")) {
+    c.amp = get<std::string>(r, "amp");
+    if (c.amp != "off" && c.amp != "bf16" && c.amp != "fp16") {
+      throw data::InputError(fmt::format("--amp '{}': expected off, bf16 or fp16", c.amp));
+    }
+  }
   c.out_dir = get<std::string>(r, "out-dir");
   return c;
 }

@@ -20,8 +20,9 @@ struct EvaluateConfig {
   int64_t gpus = 0;       // 0: the CPU; 1: the first CUDA GPU
   int64_t threads = 0;    // LibTorch intra-op threads; 0: all cores
   int64_t batch = 256;    // images per forward pass (no effect on results)
-  std::string tta;  // test-time augmentation: none, mirror, mirror-translate; "": the model's
-                    // recipe's (none if it has none)
+  std::string tta;  // test-time augmentation: none, mirror, mirror-translate; "": the run's
+                    // (recorded in its weights file), else the model's recipe's, else none
+  std::string amp;  // autocast: off, bf16, fp16; "": the run's, else off
   std::string out_dir;    // empty: the weights file's folder
 };
 
@@ -35,10 +36,13 @@ struct Evaluation {
 };
 
 /// Runs model (eval mode, no gradients) over dataset in batches, subtracting mean [C, H, W],
-/// its logits averaged over the views of tta (train/Tta.h).
+/// its logits averaged over the views of tta (train/Tta.h), the forward passes autocast as amp
+/// says (off, bf16, fp16) and in channels-last memory order if asked, as the training's
+/// validation runs them.
 Evaluation evaluate_model(torch::nn::AnyModule& model, const torch::Tensor& mean,
                           const data::Dataset& dataset, int64_t classes, int64_t batch,
-                          train::Tta tta = train::Tta::kNone);
+                          train::Tta tta = train::Tta::kNone, const std::string& amp = "off",
+                          bool channels_last = false);
 
 /// The confusion matrix as CSV: a header of predicted classes, one row per true class.
 std::string confusion_csv(const Evaluation& e, const std::vector<std::string>& class_names);

@@ -43,7 +43,7 @@ cxxopts::Options plot_options() {
 }  // namespace
 
 CommandSpec plot_command() {
-  return {"plot", "  mgpu plot HISTORY.csv --output PNG   redraw the loss/accuracy plot from a history.csv\n",
+  return {"plot", "  mgpu plot HISTORY.csv [--output PNG] redraw the loss/accuracy plot from a history.csv\n",
           plot_options, [](const cxxopts::ParseResult& r) {
             if (!r.count("history")) throw data::InputError("mgpu plot: name the history.csv to plot");
             const PlotConfig config{get<std::string>(r, "history"), get<std::string>(r, "output")};

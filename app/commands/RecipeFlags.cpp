@@ -112,7 +112,10 @@ train::ParamGroup param_group(const std::string& text) {
       g.lr_scale = v;
     } else if (key == "wd") {
       g.weight_decay = v;
-    } else if (key == "epochs" && v == std::floor(v)) {
+    } else if (key == "epochs") {
+      if (v != std::floor(v)) {
+        throw refuse(fmt::format("'{}': epochs takes a whole number of epochs", part));
+      }
       g.epochs = static_cast<int64_t>(v);
     } else {
       throw refuse(fmt::format("unknown setting '{}'", part));
@@ -140,7 +143,8 @@ void add_recipe_flags(cxxopts::Options& o) {
        cxxopts::value<std::string>()->default_value("0"))
       ("param-group", "PATTERN:KEY=VALUE:...: the parameters whose names (mgpu export lists "
        "them) contain PATTERN train with lr=M times the rate, weight decay wd=W, only in the "
-       "first epochs=N epochs, or not at all (frozen); repeat it for more groups (a name takes "
+       "first epochs=N epochs (under --lookahead they still move with the average after them, "
+       "as in airbench), or not at all (frozen); repeat it for more groups (a name takes "
        "the first that matches), e.g. --param-group norm:lr=64:wd=0.02",
        cxxopts::value<std::vector<std::string>>())
       ("loss-reduction", "mean (the tutorial's: the batch's mean loss) or sum (the loss and "
@@ -148,7 +152,8 @@ void add_recipe_flags(cxxopts::Options& o) {
        cxxopts::value<std::string>()->default_value("mean"))
       ("lookahead", "every N steps, move the weights and batch-norm statistics to their "
        "exponential moving average and train on from there (airbench's lookahead; the average "
-       "keeps decay^N x (step / steps)^3 of itself), and end the run on the average (0: off)",
+       "keeps decay^N x (step / steps)^3 of itself), and end the run on the average as of the "
+       "last multiple of N steps (0: off)",
        cxxopts::value<std::string>()->default_value("0"))
       ("lookahead-decay", "with --lookahead: the per-step decay",
        cxxopts::value<std::string>()->default_value("0.95"))

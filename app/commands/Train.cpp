@@ -25,6 +25,7 @@
 #include "train/Signals.h"             // defines: StopHandlers
 #include "train/Trainer.h"             // defines: Trainer
 #include "train/comm/Groups.h"         // defines: make_communicators
+#include "train/comm/StoreGroup.h"     // defines: AssemblyStopped
 #include "train/comm/Launcher.h"       // defines: read_launcher_env
 #include "train/files/AtomicFile.h"    // defines: write_text_atomically, NewDirectories
 #include "train/files/Pickle.h"        // defines: write_pickle
@@ -94,7 +95,11 @@ nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& da
     j["lr_changes"].push_back(
         {{"epoch", c.epoch + 1}, {"after_step", c.step}, {"from", c.from}, {"to", c.to}});
   }
-  j["epochs_completed"] = history.size();
+  // In epochs of steps: 1.3 for --epochs 1.3 (whose history has a row for each of the 2
+  // epochs begun).
+  const int64_t per_epoch = data.train.size() / trainer.global_batch();
+  j["epochs_completed"] = epochs_json(static_cast<double>(run_steps(per_epoch, config.epochs)) /
+                                      static_cast<double>(per_epoch));
   j["seconds"] = result.seconds;  // all parts of a resumed run, each up to its last checkpoint
   j["seconds_this_part"] = result.seconds_this_part;
   j["train_images_per_second"] = trainer.images_per_second();
@@ -134,6 +139,26 @@ nlohmann::json run_fingerprint(const TrainConfig& config, const data::DataSplit&
           {"seed", config.seed}};
   j.update(recipe_fingerprint(config));
   return j;
+}
+
+// The communicators of this process's replicas. A stop request (Slurm's SIGTERM, timeout's,
+// a kill) while the job assembles ends the wait at once, as a requested stop: the checkpoint
+// this part would have resumed from is still the one to continue from, if there is one.
+std::vector<std::unique_ptr<Communicator>> assemble(const TrainConfig& config,
+                                                    const ProcessInfo& process,
+                                                    const std::vector<torch::Device>& devices,
+                                                    const std::optional<fs::path>& checkpoint) {
+  try {
+    return make_communicators(config.comm, config.comm_timeout_s, process, devices,
+                              [] { return stop_signal() != 0; });
+  } catch (const AssemblyStopped& e) {
+    throw StopRequested(fmt::format(
+        "{}: stopped by {} before the first step; {}", e.what(), signal_name(stop_signal()),
+        checkpoint ? fmt::format("continue from checkpoint {} with --resume auto and the same "
+                                 "--out-dir",
+                                 checkpoint->string())
+                   : std::string("nothing was trained, so there is nothing to keep")));
+  }
 }
 
 }  // namespace
@@ -201,9 +226,30 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
     const int64_t n = std::min(models::kInitImages, data.train.size());
     entry.init(net, data::subtract_mean(data.train.images.narrow(0, 0, n), mean));
   }
-  Trainer trainer(config, net, devices, mean,
-                  make_communicators(config.comm, config.comm_timeout_s, process, devices));
+  if (process.world_size > 1) {
+    progress.info(fmt::format("processes: {} ({}), this is rank {} on {}:{}; waiting for all to "
+                              "join (--comm-timeout {} s)",
+                              process.world_size, process.launcher, process.rank,
+                              process.master_addr, process.master_port, config.comm_timeout_s));
+  }
+  Trainer trainer(config, net, devices, mean, assemble(config, process, devices, from));
 
+  CheckpointPolicy checkpoints;
+  checkpoints.dir = checkpoint_dir;
+  checkpoints.every_steps = config.checkpoint_every;
+  checkpoints.keep = config.keep;
+  checkpoints.writer = lead;
+  checkpoints.fingerprint = run_fingerprint(config, data, trainer).dump();
+  checkpoints.started = start;
+  trainer.set_checkpoints(checkpoints);
+  if (!from && config.resume.empty() && lead) {
+    if (const auto old = latest_checkpoint(checkpoint_dir)) {  // a fresh run would mix with it
+      trainer.agree_on_start(fmt::format(
+          "--out-dir {} holds the checkpoints of an earlier run ({}): continue that run with "
+          "--resume auto, or give another --out-dir (or delete {} to start afresh there)",
+          result.out_dir.string(), old->filename().string(), checkpoint_dir.string()));
+    }
+  }
   std::string device_text = describe_device(devices[0]);
   if (devices.size() > 1) device_text = fmt::format("{} x {}", devices.size(), device_text);
   progress.info(fmt::format("device: {}, LibTorch threads: {}", device_text, threads));
@@ -230,11 +276,6 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
                                 ? fmt::format("power {}", config.power)
                                 : fmt::format("{} schedule", config.schedule),
                             config.momentum, result.out_dir.string()));
-  if (process.world_size > 1) {
-    progress.info(fmt::format("processes: {} ({}), this is rank {} on {}:{}", process.world_size,
-                              process.launcher, process.rank, process.master_addr,
-                              process.master_port));
-  }
   if (lead && !plotting) progress.warn(fmt::format("no plot will be drawn: {}", no_plot_reason));
   if (config.amp == "off" && !devices[0].is_cuda() && cpu_has_bf16()) {
     progress.info(
@@ -250,20 +291,13 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
         "float16 is for GPUs without bfloat16. On a CPU use --amp bf16, or leave --amp off");
   }
 
-  CheckpointPolicy checkpoints;
-  checkpoints.dir = checkpoint_dir;
-  checkpoints.every_steps = config.checkpoint_every;
-  checkpoints.keep = config.keep;
-  checkpoints.writer = lead;
-  checkpoints.fingerprint = run_fingerprint(config, data, trainer).dump();
-  checkpoints.started = start;
-  trainer.set_checkpoints(checkpoints);
-  if (!from && config.resume.empty() && lead) {
-    if (const auto old = latest_checkpoint(checkpoint_dir)) {  // a fresh run would mix with it
-      trainer.agree_on_start(fmt::format(
-          "--out-dir {} holds the checkpoints of an earlier run ({}): continue that run with "
-          "--resume auto, or give another --out-dir (or delete {} to start afresh there)",
-          result.out_dir.string(), old->filename().string(), checkpoint_dir.string()));
+  if (config.lookahead > 0 && data.train.size() >= trainer.global_batch()) {
+    const int64_t total = run_steps(data.train.size() / trainer.global_batch(), config.epochs);
+    if (const int64_t after = total % config.lookahead; after > 0) {
+      progress.info(fmt::format(
+          "note: --lookahead {}: the run ends on the average as of step {}; its last {} step(s) "
+          "are not in it (as in airbench)",
+          config.lookahead, total - after, after));
     }
   }
   if (from) {
@@ -300,8 +334,10 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
   clock_result();
   if (!lead) return result;
 
+  // With how this run validated, which mgpu evaluate repeats.
   save_weights({config.model, model_shape, data.name, data.class_names, mean,
-                trainer.model().clone(torch::kCPU)},
+                trainer.model().clone(torch::kCPU),
+                {config.tta, config.amp, config.channels_last}},
                result.out_dir / "model.pt");
   write_pickle(result.out_dir / "mean.pt", c10::IValue(mean.contiguous()));  // as export's
   clock_result();

@@ -32,6 +32,13 @@ class Work {
   virtual std::string error() const = 0;
 };
 
+/// A point in a device's queue of work (Communicator::mark_enqueued); what it holds is the
+/// communicator's own.
+class QueueMark {
+ public:
+  virtual ~QueueMark() = default;
+};
+
 /// One replica's end of a group of world_size() replicas. Every rank must call the same
 /// collectives in the same order; a blocking call returns when all ranks have taken part, or
 /// throws when the group's deadline passes (CommError naming the rank and the operation).
@@ -60,11 +67,20 @@ class Communicator {
   /// being captured. They then only enqueue the collective, and after each replay the caller
   /// hands the replayed collectives to the watchdog with watch_enqueued.
   virtual bool can_capture() const { return false; }
-  /// Blocks until the work queued so far on the current CUDA stream (a replayed graph with its
-  /// collectives) has finished, failing with a CommError, as the collectives do, when a peer
-  /// fails or the group's deadline passes: where the host needs a value from the device, a
-  /// dead peer never leaves it hanging.
-  virtual void wait_for_enqueued(const char* /*what*/) {}
+  /// A mark after the work queued so far on the current CUDA stream (a step, a replayed graph
+  /// with its collectives), to wait for later with wait_for_mark. nullptr where the host never
+  /// runs ahead of the work (the CPU's backends: a collective has finished when its wait()
+  /// returns).
+  virtual std::shared_ptr<QueueMark> mark_enqueued(const char* /*what*/) { return nullptr; }
+  /// Blocks until the work before mark has finished, failing with a CommError, as the
+  /// collectives do, when a peer fails, the group is aborted, or the group's deadline passes
+  /// first: the host waits only in ways that a dead peer cannot hang.
+  virtual void wait_for_mark(const QueueMark& /*mark*/) {}
+  /// Blocks until the work queued so far on the current CUDA stream has finished (a mark, then
+  /// wait_for_mark): where the host needs a value from the device.
+  void wait_for_enqueued(const char* what) {
+    if (const auto mark = mark_enqueued(what)) wait_for_mark(*mark);
+  }
   /// Without waiting: the group fails (as above) if the work queued so far on the current CUDA
   /// stream has not finished by the deadline.
   virtual void watch_enqueued(const char* /*what*/) {}

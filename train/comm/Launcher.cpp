@@ -64,12 +64,13 @@ ProcessInfo read_launcher_env(const GetEnv& getenv) {
   const Env env(getenv);
   ProcessInfo p;
   if (env.has("RANK") || env.has("WORLD_SIZE")) {
-    p.launcher = "torchrun";
+    p.launcher = env.has("TORCHELASTIC_RUN_ID") ? "torchrun" : "RANK/WORLD_SIZE";
     p.rank = env.require_int("RANK", 0, p.launcher);
     p.world_size = env.require_int("WORLD_SIZE", 1, p.launcher);
     p.local_rank = env.int_or("LOCAL_RANK", 0, 0);
     p.local_world_size = env.int_or("LOCAL_WORLD_SIZE", 1, 1);
     p.agent_store = env.get("TORCHELASTIC_USE_AGENT_STORE") == std::optional<std::string>("True");
+    p.restart = env.int_or("TORCHELASTIC_RESTART_COUNT", 0, 0);
   } else if (env.has("SLURM_PROCID")) {
     p.launcher = "slurm";
     p.rank = env.require_int("SLURM_PROCID", 0, p.launcher);

@@ -17,11 +17,13 @@ struct ProcessInfo {
   std::string master_addr;        // where rank 0's store listens
   int master_port = 29500;
   bool agent_store = false;  // torchrun's agent hosts the store (TORCHELASTIC_USE_AGENT_STORE)
+  int restart = 0;           // torchrun's restarts of the job so far (TORCHELASTIC_RESTART_COUNT)
 };
 
 using GetEnv = std::function<std::optional<std::string>(const std::string&)>;
 
-/// Reads torchrun's RANK / WORLD_SIZE / LOCAL_RANK / LOCAL_WORLD_SIZE / MASTER_ADDR /
+/// Reads torchrun's RANK / WORLD_SIZE (a launch by hand that sets them without torchrun's
+/// TORCHELASTIC_RUN_ID is called "RANK/WORLD_SIZE", not "torchrun") / LOCAL_RANK / LOCAL_WORLD_SIZE / MASTER_ADDR /
 /// MASTER_PORT, else Slurm's SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID /
 /// SLURM_NTASKS_PER_NODE and the first host of SLURM_JOB_NODELIST, else Open MPI's
 /// OMPI_COMM_WORLD_RANK / _SIZE / _LOCAL_RANK / _LOCAL_SIZE (with MASTER_ADDR from the

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "data/InputError.h"
+#include "train/comm/Poll.h"  // defines: poll_until
 
 #ifdef MGPU_WITH_NCCL
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -88,19 +89,18 @@ using Clock = std::chrono::steady_clock;
 // ncclInProgress if the deadline passed or stop() asked to stop first.
 ncclResult_t settle(ncclComm_t comm, Clock::time_point deadline,
                     const std::function<bool()>& stop = {}, std::mutex* calls = nullptr) {
-  while (true) {
-    ncclResult_t state = ncclSuccess;
-    ncclResult_t asked;
-    {
-      std::unique_lock<std::mutex> lock;
-      if (calls) lock = std::unique_lock<std::mutex>(*calls);
-      asked = ncclCommGetAsyncError(comm, &state);
-    }
-    if (asked != ncclSuccess) return asked;
-    if (state != ncclInProgress) return state;
-    if (Clock::now() > deadline || (stop && stop())) return ncclInProgress;
-    std::this_thread::sleep_for(std::chrono::microseconds(50));
-  }
+  ncclResult_t result = ncclInProgress;
+  poll_until(
+      [&] {
+        ncclResult_t state = ncclSuccess;
+        std::unique_lock<std::mutex> lock;
+        if (calls) lock = std::unique_lock<std::mutex>(*calls);
+        const ncclResult_t asked = ncclCommGetAsyncError(comm, &state);
+        result = asked != ncclSuccess ? asked : state;
+        return result != ncclInProgress;
+      },
+      [&] { return Clock::now() > deadline || (stop && stop()); });
+  return result;
 }
 
 Clock::time_point after(double seconds) {
@@ -108,12 +108,13 @@ Clock::time_point after(double seconds) {
                             std::chrono::duration<double>(seconds));
 }
 
-// One collective's completion: an event recorded on the NCCL stream after it.
-struct Pending {
+// One collective's completion (an event recorded on the NCCL stream after it), or the end of
+// the work queued on a stream so far (mark_enqueued).
+struct Pending : QueueMark {
   explicit Pending(const char* what) : op(what), started(Clock::now()) {
     MGPU_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
   }
-  ~Pending() { cudaEventDestroy(done); }
+  ~Pending() override { cudaEventDestroy(done); }
   Pending(const Pending&) = delete;
   Pending& operator=(const Pending&) = delete;
   cudaEvent_t done = nullptr;
@@ -206,23 +207,33 @@ class NcclCommunicator : public Communicator {
 
   bool can_capture() const override { return true; }
 
-  // The host waits for the current stream's work so far, polling the event, the group's
-  // failure (which the watchdog sets) and the deadline: only where the host needs a value.
-  void wait_for_enqueued(const char* what) override {
+  std::shared_ptr<QueueMark> mark_enqueued(const char* what) override {
     c10::cuda::CUDAGuard guard(device_);
-    Pending queued(what);
-    MGPU_CUDA_CHECK(cudaEventRecord(queued.done, current()));
+    auto queued = std::make_shared<Pending>(what);
+    MGPU_CUDA_CHECK(cudaEventRecord(queued->done, current()));
+    return queued;
+  }
+
+  // The host waits for the mark's event, polling it, the group's failure (which the watchdog
+  // and the other local ranks set) and the deadline, never in a call that cannot return: the
+  // trainer's bound on the steps in flight (Trainer.cpp) and the reads of device values.
+  void wait_for_mark(const QueueMark& mark) override {
+    const auto& queued = static_cast<const Pending&>(mark);
     const auto deadline = after(timeout_s_);
-    while (true) {
-      const cudaError_t q = cudaEventQuery(queued.done);
-      if (q == cudaSuccess) return;
-      if (q != cudaErrorNotReady) MGPU_CUDA_CHECK(q);
-      if (state_->aborted) fail(what, "aborted: " + reason());
-      if (Clock::now() > deadline) {
-        fail(what, fmt::format("timed out after {:.1f} s waiting for its peers", timeout_s_));
-      }
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
-    }
+    poll_until(
+        [&] {
+          const cudaError_t q = cudaEventQuery(queued.done);
+          if (q != cudaErrorNotReady) MGPU_CUDA_CHECK(q);
+          return q == cudaSuccess;
+        },
+        [&] {
+          if (state_->aborted) fail(queued.op, "aborted: " + reason());
+          if (Clock::now() > deadline) {
+            fail(queued.op,
+                 fmt::format("timed out after {:.1f} s waiting for its peers", timeout_s_));
+          }
+          return false;
+        });
   }
 
   // A replayed graph's collectives: the watchdog watches them; the host goes on.
@@ -284,9 +295,12 @@ class NcclCommunicator : public Communicator {
       fail(op, fmt::format("could not be queued: {} ({})", ncclGetErrorString(launched),
                            ncclGetLastError(comm_)));
     }
-    // Non-blocking: the collective may still be on its way into the stream.
-    const ncclResult_t queued =
-        settle(comm_, after(timeout_s_), [&] { return state_->aborted.load(); }, &calls_);
+    // Non-blocking: the collective may still be on its way into the stream, queued by NCCL's
+    // own thread. While a CUDA graph is captured that thread adds to the capture, so an abort
+    // must not end the wait (the capture would be ended under it): only the deadline does.
+    const bool captured = capturing();
+    const ncclResult_t queued = settle(
+        comm_, after(timeout_s_), [&] { return !captured && state_->aborted.load(); }, &calls_);
     if (queued == ncclInProgress) {
       fail(op, state_->aborted ? "aborted: " + reason()
                                : fmt::format("was not queued within {:.1f} s", timeout_s_));

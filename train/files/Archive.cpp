@@ -74,8 +74,10 @@ torch::serialize::InputArchive load_archive(const std::filesystem::path& file,
           "(a run's {})", file.string(), what,
           what == "checkpoint" ? "checkpoints/ckpt-*.pt" : "model.pt, or the run directory"));
     }
+    // LibTorch's first line names the failure; the rest is miniz's paragraph on zip files.
+    const std::string why = e.what_without_backtrace();
     throw data::InputError(fmt::format("{} {} cannot be read (truncated or damaged?): {}", what,
-                                       file.string(), e.what_without_backtrace()));
+                                       file.string(), why.substr(0, why.find('\n'))));
   }
   c10::IValue mark;
   if (!archive.try_read("format", mark) || !mark.isString() || mark.toStringRef() != format) {

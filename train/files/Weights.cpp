@@ -15,7 +15,11 @@ void save_weights(const Weights& w, const fs::path& path) {
   const nlohmann::json about = {{"model", w.model},
                                 {"shape", {w.shape.channels, w.shape.height, w.shape.width}},
                                 {"classes", w.class_names},
-                                {"dataset", w.dataset}};
+                                {"dataset", w.dataset},
+                                {"validation",
+                                 {{"tta", w.validation.tta},
+                                  {"amp", w.validation.amp},
+                                  {"channels_last", w.validation.channels_last}}}};
   torch::serialize::OutputArchive archive, module;
   archive.write("about", c10::IValue(about.dump()));
   archive.write("mean", w.mean.to(torch::kCPU, torch::kFloat32));
@@ -36,6 +40,10 @@ Weights load_weights(const fs::path& path, const torch::Device& device) {
     const auto shape = about.at("shape").get<std::vector<int64_t>>();
     w.class_names = about.at("classes").get<std::vector<std::string>>();
     w.dataset = about.at("dataset").get<std::string>();
+    if (const auto v = about.find("validation"); v != about.end()) {
+      w.validation = {v->at("tta").get<std::string>(), v->at("amp").get<std::string>(),
+                      v->at("channels_last").get<bool>()};
+    }
     if (shape.size() != 3 || w.class_names.empty()) throw std::invalid_argument("bad shape");
     w.shape = {shape[0], shape[1], shape[2], static_cast<int64_t>(w.class_names.size())};
     archive.read("mean", w.mean);

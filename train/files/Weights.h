@@ -12,6 +12,14 @@
 
 namespace mgpu::train {
 
+/// How a run validated its model, so that mgpu evaluate repeats its figures: test-time
+/// augmentation (train/Tta.h), autocast (--amp off, bf16, fp16) and memory format. tta and amp
+/// are empty in a file written before they were recorded.
+struct Validation {
+  std::string tta, amp;
+  bool channels_last = false;
+};
+
 struct Weights {
   std::string model;                     // registry name (models/Models.def)
   models::ModelShape shape;              // input [C, H, W] and class count
@@ -19,6 +27,7 @@ struct Weights {
   std::vector<std::string> class_names;  // shape.classes names
   torch::Tensor mean;                    // [C, H, W] float, pixel units (0..255)
   torch::nn::AnyModule module;           // the trained model
+  Validation validation = {};
 };
 
 /// The mark save_archive gives a weights file (train/Archive.h).
