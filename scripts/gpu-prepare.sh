@@ -3,7 +3,7 @@
 # (ignored by git, carried by the device tool): Debian's header-only or small libraries as
 # .deb files, the CIFAR-10 stand-in with its converter, and airbench's PyPI package.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 grep -qx '/.deps/' .git/info/exclude 2>/dev/null || echo '/.deps/' >> .git/info/exclude
 mkdir -p .deps
 (cd .deps && apt-get download libcxxopts-dev nlohmann-json3-dev libgtest-dev googletest zlib1g-dev libgloo-dev libstb-dev)

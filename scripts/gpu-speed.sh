@@ -1,48 +1,39 @@
 #!/usr/bin/env bash
-# Issue 6's GPU checks in one call (device tool, `carry: [".deps"]`, after scripts/gpu-prepare.sh
-# here), in this order, each under a budget of its own (seconds), each result written as soon as
-# it exists ($OUT/results.tar.gz is repacked after every part):
-#   1. build                                                                   120
-#   2. the GPU tests (CUDA graphs against eager, every level trains, NCCL)       90
-#   3. mgpu bench --levels all and the PyTorch peer on the same card, eager levels first, then
-#      torch.compile (30-90 s of compiling each from a cold cache): every row and its ratio is
-#      printed and written to pytorch.csv when measured; no configuration starts after 150 s  200
-#   4. the tutorial's 70 epochs at the best level (bf16) and in float32 (channels-last, CUDA
-#      graphs), with evaluation, each cut off at the deadline (history.csv keeps every epoch)
-# Usage: scripts/gpu-speed.sh [DEADLINE_S]   (default 540: one call of at most 9 minutes)
+# Speed beside PyTorch on the same card, in one call (device tool, `carry: [".deps"]`, after
+# scripts/gpu-prepare.sh here; the second call of the plan in docs/benchmarks.md, "The GPU
+# calls"), each part under a budget of its own (seconds), each result written as soon as it
+# exists ($OUT/results.tar.gz is repacked after every part):
+#   1. build: mgpu alone, from a fresh machine (BUILD_MGPU_S, gpu-common.sh)            150
+#   2. mgpu bench --levels all and PyTorch eager at each level (benchmarks/pytorch_reference.py,
+#      one command: mgpu's rows first, then PyTorch's with their ratios), to eager.csv      50
+#   3. torch.compile, the CUDA-graph level first (mode="reduce-overhead", the likeliest
+#      fastest peer), then fp32 and the levels between: 30-60 s of compiling each from a cold
+#      cache, so none starts after 40 s; rows to compile.csv as measured, their ratios to
+#      mgpu's rows of part 2 (same card, same call) worked out from the two logs             88
+#   total 288 s of budgets; x 1.25 = 360 s, a call of 6 minutes
+# The 70-epoch run is a call of its own (scripts/gpu-fidelity.sh s1).
+# Usage: scripts/gpu-speed.sh
 set -uo pipefail
-cd "$(dirname "$0")/.."
-DEADLINE="${1:-540}"
+cd "$(dirname "$0")/.." || exit 1
 source scripts/gpu-common.sh
 gpu_start gpu-speed
-plan "build 120" "GPU tests 90" "bench levels beside PyTorch 200" \
-  "70 epochs bf16, then float32, until ${DEADLINE} s"
+plan 360 "build=$BUILD_MGPU_S" "mgpu and PyTorch eager=50" "torch.compile=88"
 
-part "build" 120 scripts/gpu-build.sh "$OUT" || { pack; exit 1; }
-
-part "GPU tests" 90 bash -c "cd build-gpu && ctest -j 4 --timeout 80 \
-  -R 'Gpu|Nccl|Cuda|StepGraph' --output-on-failure > '$OUT/ctest.log' 2>&1"
-grep -E "tests passed|Failed|\*\*\*|SKIP" "$OUT/ctest.log" | head -20
-
-part "bench levels and the PyTorch peer, same card, one command" 200 bash -c \
-  "python3 benchmarks/pytorch_reference.py --device cuda --steps 200 --warmup 30 --budget 150 \
-   --mgpu build-gpu/mgpu --csv '$OUT/pytorch.csv' > '$OUT/bench.log' 2>&1"
-grep -vE "^(W|I)[0-9]{4}" "$OUT/bench.log" | tail -32
-
-wait "$convert_pid"
-B=build-gpu/mgpu
-DATA=(--gpus 1 --dataset cifar10 --data-dir .deps/data --verbose 2 --epochs 70)
-for run in "bf16:--amp bf16 --channels-last --cuda-graphs" "fp32:--channels-last --cuda-graphs"; do
-  name=${run%%:*}
-  share=1; [[ $name == bf16 ]] && share=2  # bf16 leaves half of the time to float32
-  left=$(((DEADLINE - SECONDS) / share))
-  step "70 epochs, $name, cut off after $left s"
-  # shellcheck disable=SC2086
-  timeout --signal=INT "$left" $B train "${DATA[@]}" ${run#*:} --out-dir "$OUT/$name" \
-    > "$OUT/$name.log" 2>&1
-  echo "rc $?"
-  grep -E "^Epoch (1|2|35|70)/" "$OUT/$name.log"
-  tail -n 3 "$OUT/$name.log"
-  pack
-done
+part "build" scripts/gpu-build.sh "$OUT" mgpu || { pack; exit 1; }
+P=(python3 benchmarks/pytorch_reference.py --device cuda --steps 200 --warmup 30)
+eager() {
+  "${P[@]}" --modes eager --mgpu build-gpu/mgpu --csv "$OUT/eager.csv" > "$OUT/eager.log" 2>&1
+  local rc=$?
+  grep -vE "^(W|I)[0-9]{4}" "$OUT/eager.log" | tail -24
+  return $rc
+}
+part "mgpu and PyTorch eager" eager
+compiled() {
+  "${P[@]}" --modes compile --levels cuda-graphs,fp32,bf16,fused-sgd,channels-last --budget 40 \
+    --csv "$OUT/compile.csv" > "$OUT/compile.log" 2>&1
+  local rc=$?
+  grep -vE "^(W|I)[0-9]{4}" "$OUT/compile.log" | tail -12
+  return $rc
+}
+part "torch.compile" compiled
 step "done"
