@@ -128,8 +128,10 @@ awk -v n=$((steps * 3000)) 'BEGIN {
     ts += rand() * 20
     printf "{\"ph\": \"X\", \"cat\": \"kernel\", \"name\": \"void cudnn::kernel_%d<float, 128>\", " \
       "\"pid\": 0, \"tid\": %d, \"ts\": %.3f, \"dur\": %.3f, \"args\": {\"External id\": %d, " \
-      "\"correlation\": %d, \"stream\": %d, \"grid\": [%d, 1, 1], \"block\": [256, 1, 1]}},\n",
-      i % 60, 7 + i % 3, ts, rand() * 30, i, i + 100000, 7 + i % 3, 1 + int(rand() * 512)
+      "\"device\": 0, \"context\": 1, \"stream\": %d, \"correlation\": %d, \"registers per " \
+      "thread\": %d, \"shared memory\": %d, \"grid\": [%d, 1, 1], \"block\": [256, 1, 1]}},\n",
+      i % 60, 7 + i % 3, ts, rand() * 30, i, 7 + i % 3, i + 100000, 32 + int(rand() * 96),
+      1024 * int(rand() * 48), 1 + int(rand() * 512)
   }
   print "{}]}"
 }' > "$out/trace.json"
