@@ -23,11 +23,13 @@ GPU_TESTS='^(NcclGroup|CudaLaunchQueue|[A-Za-z0-9]*Gpu)\.|OntoA?Gpu$'
 NOT_THERE='^GpuScripts\.'
 export GPU_TESTS NOT_THERE
 
-# The build's budgets (s) on a fresh machine, every call's first part: mgpu and the tests, or mgpu
-# alone. The projection behind them is in docs/benchmarks.md ("Build time on the GPU machine");
+# The build's budgets (s) on a fresh machine, every call's first part: mgpu and the tests, mgpu
+# and the test files that hold GPU tests (the first call), or mgpu alone. The projection behind them is in docs/benchmarks.md ("Build time on the GPU machine");
 # gpu-build.sh brings back each unit's times (ninja-log.txt) to replace it with a measurement.
 # shellcheck disable=SC2034  # read by the scripts that source this file
-BUILD_ALL_S=255
+BUILD_ALL_S=230
+# shellcheck disable=SC2034
+BUILD_GPU_S=175
 # shellcheck disable=SC2034
 BUILD_MGPU_S=150
 
@@ -111,4 +113,35 @@ gpu_start() {
    echo "rc $?" >> "$OUT/cifar.log") &
   # shellcheck disable=SC2034  # the scripts wait for it
   convert_pid=$!
+}
+
+# The one-rank NCCL comparison of the first two calls (gpu-check.sh eager, gpu-bench.sh with
+# --cuda-graphs): 200 steps of batch 64 and two evaluations, enough for any difference to show in
+# the weights; three to five runs at once on the 16 cores, 3 LibTorch threads each. B is the
+# binary.
+DATA=(--gpus 1 --dataset cifar10 --data-dir .deps/data --verbose 2 --threads 3)
+SHORT=(--limit-train 6400 --limit-test 1000 --epochs 2 --deterministic)
+run() {  # NAME FLAGS...: one short deterministic run
+  local name=$1
+  shift
+  $B train "${DATA[@]}" "${SHORT[@]}" "$@" --out-dir "$OUT/$name" > "$OUT/$name.log" 2>&1
+}
+same_run() {  # RUN RUN: the history's losses and accuracies and the weights agree, bit for bit
+  cmp -s <(cut -d, -f1,2,4- "$OUT/$1/history.csv") <(cut -d, -f1,2,4- "$OUT/$2/history.csv") &&
+    python3 scripts/compare_weights.py "$OUT/$1/model.pt" "$OUT/$2/model.pt"
+}
+nccl_against_plain() {  # TAG FLAGS...: the plain path, and NCCL with and without overlap, at once
+  local tag=$1 pids=() pid rc=0
+  shift
+  run "plain-$tag" "$@" & pids+=($!)
+  run "nccl-$tag" --comm nccl --bucket-mb 1 "$@" & pids+=($!)
+  run "nccl-serial-$tag" --comm nccl --no-overlap "$@" & pids+=($!)
+  if [[ $tag == eager ]]; then  # the other shipped models: strict --deterministic, no comparison
+    run "resnet20-$tag" --model resnet20 & pids+=($!)
+    run "airbench94-$tag" --model airbench94 & pids+=($!)
+  fi
+  for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+  tail -n 2 "$OUT"/*-"$tag".log
+  grep -h "deterministic implementation" "$OUT"/*-"$tag".log
+  ((rc == 0)) && same_run "plain-$tag" "nccl-$tag" && same_run "plain-$tag" "nccl-serial-$tag"
 }

@@ -26,12 +26,12 @@ status=0
 fail() { echo "FAILED: $*"; status=1; }
 
 # The calls, in the plan's order, each with its limit in seconds.
-calls=("300 gpu-check.sh" "360 gpu-tests.sh" "360 gpu-speed.sh" "360 gpu-airbench.sh 1"
+calls=("300 gpu-check.sh" "360 gpu-bench.sh" "360 gpu-speed.sh" "360 gpu-airbench.sh 1"
        "360 gpu-fidelity.sh s1" "360 gpu-airbench.sh 2" "360 gpu-suite.sh 1" "360 gpu-suite.sh 2"
        "360 gpu-overlap.sh")
 # Where a real run writes (gpu-common.sh's GPU_TMP on the GPU machine, and gpu-build.sh's deps,
 # gpu-airbench.sh's package): the dry run must leave these alone.
-real=(/tmp/gpu-check /tmp/gpu-tests /tmp/gpu-speed /tmp/gpu-airbench /tmp/gpu-fidelity
+real=(/tmp/gpu-check /tmp/gpu-bench /tmp/gpu-speed /tmp/gpu-airbench /tmp/gpu-fidelity
       /tmp/gpu-suite /tmp/gpu-overlap /tmp/deps /tmp/airbench /tmp/mgpu-out)
 mib=$((1024 * 1024))
 
@@ -212,13 +212,29 @@ for call in "${calls[@]}"; do
     "$(wc -l < "$work/selected-$label.txt") tests selected"
 done
 
-# The GPU tests' call: the probe and every test of a *Gpu suite; the suite's two calls: the
-# rest; together every test but the dry run, each once.
-gpu_selected="$work/selected-gpu-tests.txt"
-grep -qx "$probe" "$gpu_selected" || fail "gpu-tests: the launch-queue probe ($probe) is not run"
+# The first call: the probe and every test of a *Gpu suite; the suite's two calls: the rest;
+# together every test but the dry run, each once.
+gpu_selected="$work/selected-gpu-check.txt"
+grep -qx "$probe" "$gpu_selected" || fail "gpu-check: the launch-queue probe ($probe) is not run"
 while read -r t; do
-  grep -qx "$t" "$gpu_selected" || fail "gpu-tests: the GPU test $t is not run"
+  grep -qx "$t" "$gpu_selected" || fail "gpu-check: the GPU test $t is not run"
 done < <(grep -E '^[A-Za-z0-9]*Gpu\.' "$work/tests.txt")
+# ... and the first call builds only the test files of tests/CMakeLists.txt's
+# MGPU_GPU_TESTS_ONLY list: every test its filter selects must be in one of them.
+gpu_files=$(sed -n '/if(MGPU_GPU_TESTS_ONLY)/,/endif()/p' "$src/tests/CMakeLists.txt" |
+  grep -oE 'test_[a-z0-9_]+\.cpp' | sort -u)
+[[ -n $gpu_files ]] || fail "tests/CMakeLists.txt: no MGPU_GPU_TESTS_ONLY list of test files"
+(source "$src/scripts/gpu-common.sh"
+ for f in "$src"/tests/test_*.cpp; do
+   name=$(basename "$f")
+   grep -qx "$name" <<< "$gpu_files" && continue
+   tr '\n' ' ' < "$f" | grep -oE "\bTEST(_F|_P)?\( *[A-Za-z0-9_]+, *[A-Za-z0-9_]+" |
+     sed -E 's/^TEST(_F|_P)? *\( *//; s/, */./' | grep -E "$GPU_TESTS" | sed "s|^|$name: |"
+ done) > "$work/gpu-tests-elsewhere.txt"
+if [[ -s $work/gpu-tests-elsewhere.txt ]]; then
+  fail "GPU tests in files the first call does not build (add them to MGPU_GPU_TESTS_ONLY):"
+  cat "$work/gpu-tests-elsewhere.txt"
+fi
 sort "$gpu_selected" "$work"/selected-gpu-suite-[12].txt > "$work/selected-all.txt"
 grep -vx "GpuScripts.RunToTheEndWithStubbedTools" "$work/tests.txt" |
   diff - "$work/selected-all.txt" > "$work/selection.diff" ||
