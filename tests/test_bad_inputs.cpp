@@ -361,6 +361,11 @@ std::vector<Case> corpus() {
       {"a parameter group for part of an epoch", good_cifar,
        std::string(kCifar) + " --param-group conv:epochs=1.5", 2,
        "'epochs=1.5': epochs takes a whole number of epochs"},
+      {"CPU replicas in each process of a launched job, refused before waiting for peers",
+       good_cifar, std::string(kCifar) + " --cpu-replicas 2 --comm-timeout 5", 2,
+       "RANK/WORLD_SIZE started 2 processes: on the CPU each drives one replica, so use "
+       "--cpu-replicas 1",
+       "RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29598 "},
       {"a malformed simulated link", good_cifar, std::string(kCifar) + " --cpu-replicas 2", 2,
        "MGPU_SIM_LINK 'fast': expected GBPS,LATENCY_US", "MGPU_SIM_LINK=fast "},
   };
