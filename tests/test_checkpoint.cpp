@@ -104,16 +104,18 @@ struct Split {
   std::string model;
   int replicas;
   int64_t accumulate;
+  int64_t lookahead = 0;  // --lookahead: its averages (each micro-batch's statistics') resume too
 };
 
 class MidEpochResume : public ::testing::TestWithParam<Split> {};
 
 TEST_P(MidEpochResume, AStopAndAResumeEndExactlyAsAnUninterruptedRun) {
   torch::set_num_threads(1);
-  const auto [model, replicas, accumulate] = GetParam();
-  auto config = [accumulate = accumulate] {
+  const auto [model, replicas, accumulate, lookahead] = GetParam();
+  auto config = [accumulate = accumulate, lookahead = lookahead] {
     auto c = ::config();
     c.accumulate = accumulate;
+    c.lookahead = lookahead;
     return c;
   };
   const auto d = stripes(48, 1);  // 6 steps per epoch with one replica, 3 with two
@@ -158,10 +160,12 @@ INSTANTIATE_TEST_SUITE_P(Checkpoint, MidEpochResume,
                          ::testing::Values(Split{"minigooglenet", 1, 1},
                                            Split{"minigooglenet", 2, 1},
                                            Split{"resnet20", 2, 1},
-                                           Split{"minigooglenet", 1, 2}),
+                                           Split{"minigooglenet", 1, 2},
+                                           Split{"minigooglenet", 1, 2, 2}),
                          [](const auto& info) {
-                           return fmt::format("{}On{}ReplicasAccumulating{}", info.param.model,
-                                              info.param.replicas, info.param.accumulate);
+                           return fmt::format("{}On{}ReplicasAccumulating{}{}", info.param.model,
+                                              info.param.replicas, info.param.accumulate,
+                                              info.param.lookahead ? "WithLookahead" : "");
                          });
 
 TEST(Checkpoint, ACheckpointOfAnotherRunOrADamagedOneIsRefusedByName) {

@@ -236,8 +236,11 @@ void Trainer::load_checkpoint(Replica& replica, const std::filesystem::path& fil
     start_lookahead(replica);
     for (auto& a : replica.average) {
       if (offset + a.numel() > floats.numel()) {
-        throw data::InputError(fmt::format("checkpoint {}: no lookahead average in it",
-                                           file.string()));
+        throw data::InputError(fmt::format(
+            "checkpoint {}: no lookahead average in it for every replica statistics set (a "
+            "checkpoint of an --accumulate run written before each micro-batch's statistics had "
+            "an average of their own cannot continue)",
+            file.string()));
       }
       a.copy_(floats.narrow(0, offset, a.numel()).view_as(a));
       offset += a.numel();

@@ -298,7 +298,7 @@ void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progr
     // the same steps everywhere, so that all agree; a dead peer fails that wait, never hangs it.
     const bool check = !dev.is_cuda() || step % kStepsBetweenChecks == 0 || periodic ||
                        step == plan.steps;
-      if (replica.comm && dev.is_cuda() && (check || due)) {
+    if (replica.comm && dev.is_cuda() && (check || due)) {
       replica.comm->wait_for_enqueued("the training step's collectives");
       replica.in_flight.clear();  // all finished
     }
@@ -414,22 +414,27 @@ History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Prog
   }
   // A fractional --epochs ends part way through its last epoch, after ceil(steps x epochs) steps.
   const int64_t total_steps = run_steps(steps, config_.epochs);
+  // Refused through the start's agreement, so that every process of a job stops together.
+  std::string refusal;
   const int64_t side = std::min(train.images.size(2), train.images.size(3));
   if (config_.translate >= side) {  // a reflection reaches one image's width at most
-    throw data::InputError(fmt::format(
+    refusal = fmt::format(
         "--translate {}: the images are {}x{}, and a shift with reflected borders must be "
         "smaller than the image (at most {})",
-        config_.translate, train.images.size(2), train.images.size(3), side - 1));
-  }
-  if (config_.lookahead >= total_steps) {  // the run would end on (nearly) its first weights
-    throw data::InputError(fmt::format(
+        config_.translate, train.images.size(2), train.images.size(3), side - 1);
+  } else if (config_.lookahead >= total_steps) {  // it would end on (nearly) its first weights
+    refusal = fmt::format(
         "--lookahead {}: this run has {} steps ({} an epoch), so its weights would move to the "
         "average at most once, at the end, and it would end on (nearly) its initial weights; "
         "give --lookahead below {} (or train longer)",
-        config_.lookahead, total_steps, steps, total_steps));
+        config_.lookahead, total_steps, steps, total_steps);
   }
   const int64_t epochs = (total_steps + steps - 1) / steps;
-  if (!agreed_) agree_on_start();
+  if (!agreed_) {
+    agree_on_start(refusal);
+  } else if (!refusal.empty()) {
+    throw data::InputError(refusal);
+  }
   place_data(train, test);
   // A fresh run starts every replica from rank 0's weights; a resumed one has restored each
   // replica's own state (its batch-norm statistics differ from the others' mid-epoch).

@@ -155,6 +155,12 @@ void run_evaluate(const EvaluateConfig& given, std::ostream& out) {
   if (config.amp.empty()) {
     config.amp = run.amp.empty() ? "off" : run.amp;
     amp_from = run.amp.empty() ? "the default" : "as the run validated";
+    // float16 is a GPU's precision: on the CPU its convolutions are ~135x slower (README), and
+    // the figures would be the run's only to rounding anyway.
+    if (config.amp == "fp16" && !device.is_cuda()) {
+      config.amp = "off";
+      amp_from = "the run's fp16 is for GPUs; --amp fp16 to use it on the CPU";
+    }
   }
   out << fmt::format("evaluating {} ({}) on {} from {}, {} test images; device {}, {} threads\n",
                      weights_file.string(), w.model, data.name, data.source, data.test.size(),

@@ -154,10 +154,11 @@ std::vector<std::unique_ptr<Communicator>> assemble(const TrainConfig& config,
   } catch (const AssemblyStopped& e) {
     throw StopRequested(fmt::format(
         "{}: stopped by {} before the first step; {}", e.what(), signal_name(stop_signal()),
-        checkpoint ? fmt::format("continue from checkpoint {} with --resume auto and the same "
-                                 "--out-dir",
-                                 checkpoint->string())
-                   : std::string("nothing was trained, so there is nothing to keep")));
+        !checkpoint ? std::string("nothing was trained, so there is nothing to keep")
+        : config.resume == "auto"
+            ? fmt::format("continue from checkpoint {} with --resume auto and the same --out-dir",
+                          checkpoint->string())
+            : fmt::format("continue from checkpoint {} with the same --resume", checkpoint->string())));
   }
 }
 

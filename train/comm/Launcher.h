@@ -9,7 +9,8 @@
 namespace mgpu::train {
 
 struct ProcessInfo {
-  std::string launcher = "none";  // "none", "torchrun", "slurm" or "mpirun"
+  std::string launcher = "none";  // "none", "torchrun", "RANK/WORLD_SIZE" (by hand), "slurm"
+                                  // or "mpirun"
   int rank = 0;                   // this process among all processes
   int world_size = 1;             // number of processes
   int local_rank = 0;             // this process among those on its node

@@ -12,6 +12,8 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <algorithm>
+#include <cstring>
+#include <vector>
 #include <cerrno>
 #include <chrono>
 #include <fcntl.h>
@@ -27,18 +29,36 @@ std::chrono::milliseconds millis(double seconds) {
   return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
 }
 
-// One TCP connection attempt to host:port, given up after wait_ms; true if something accepted
-// it (the connection is closed at once: only the listening is tested).
-bool accepts(const std::string& host, int port, int wait_ms) {
+// host:port's addresses; empty if the name does not resolve.
+std::vector<sockaddr_storage> resolve(const std::string& host, int port,
+                                      std::vector<socklen_t>* lengths) {
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* found = nullptr;
-  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0) return false;
-  bool ok = false;
-  for (addrinfo* a = found; a && !ok; a = a->ai_next) {
-    const int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  std::vector<sockaddr_storage> addresses;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0) {
+    return addresses;
+  }
+  for (addrinfo* a = found; a; a = a->ai_next) {
+    sockaddr_storage address{};
+    std::memcpy(&address, a->ai_addr, a->ai_addrlen);
+    addresses.push_back(address);
+    lengths->push_back(a->ai_addrlen);
+  }
+  freeaddrinfo(found);
+  return addresses;
+}
+
+// One TCP connection attempt to each address, given up after wait_ms; true if something
+// accepted it (the connection is closed at once: only the listening is tested).
+bool accepts(const std::vector<sockaddr_storage>& addresses,
+             const std::vector<socklen_t>& lengths, int wait_ms) {
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    const auto* address = reinterpret_cast<const sockaddr*>(&addresses[i]);
+    const int fd = socket(address->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) continue;
-    if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+    bool ok = false;
+    if (connect(fd, address, lengths[i]) == 0) {
       ok = true;
     } else if (errno == EINPROGRESS) {
       pollfd p{fd, POLLOUT, 0};
@@ -48,9 +68,9 @@ bool accepts(const std::string& host, int port, int wait_ms) {
            getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) == 0 && error == 0;
     }
     close(fd);
+    if (ok) return true;
   }
-  freeaddrinfo(found);
-  return ok;
+  return false;
 }
 
 // Polls until done() or the deadline (false), throwing AssemblyStopped on a stop request.
@@ -84,25 +104,37 @@ c10::intrusive_ptr<c10d::Store> connect_store(const ProcessInfo& p, double timeo
   options.isServer = p.rank == 0 && !p.agent_store;
   options.numWorkers = static_cast<size_t>(p.world_size);
   options.waitWorkers = false;  // the arrivals are counted below, in polls
-  if (!options.isServer &&
-      !wait_until([&] { return accepts(p.master_addr, p.master_port, 100); }, deadline,
-                  stop_requested, stopped)) {
-    throw CommError(where + ": nothing accepted a connection there (is rank 0 running?)");
+  if (!options.isServer) {
+    std::vector<socklen_t> lengths;
+    const auto addresses = resolve(p.master_addr, p.master_port, &lengths);
+    if (addresses.empty()) {
+      throw CommError(fmt::format("{}: the host name {} does not resolve (MASTER_ADDR)", where,
+                                  p.master_addr));
+    }
+    if (!wait_until([&] { return accepts(addresses, lengths, 100); }, deadline, stop_requested,
+                    stopped)) {
+      throw CommError(where + ": nothing accepted a connection there (is rank 0 running?)");
+    }
   }
   // c10d logs each failed attempt, and the last with a C++ backtrace; the errors here say it
   // once, with the cause.
   const int log_level = FLAGS_caffe2_log_level;
   FLAGS_caffe2_log_level = std::max(log_level, 3);  // fatal errors only
   try {
-    options.timeout = millis(std::max(1.0, std::chrono::duration<double>(deadline - Clock::now())
-                                               .count()));
+    // The server is there now. c10d's client tries until its timeout, pauses (its backoff, a
+    // few seconds) and tries again as long: a third of what is left keeps it within the deadline.
+    const double left = std::chrono::duration<double>(deadline - Clock::now()).count();
+    options.timeout = millis(std::max(1.0, options.isServer ? left : left / 3));
     auto tcp = c10::make_intrusive<c10d::TCPStore>(p.master_addr, options);
     FLAGS_caffe2_log_level = log_level;
     tcp->setTimeout(millis(timeout_s));
-    auto store = c10::make_intrusive<c10d::PrefixStore>("mgpu", tcp);  // beside torchrun's keys
-    // Every process counts itself in, then waits for the count to reach the world size. A
-    // torchrun restart counts afresh (its agent's store keeps the last attempt's keys).
-    const std::string joined = fmt::format("joined-{}", p.restart);
+    // mgpu's keys beside torchrun's, and a torchrun restart's apart from the attempt before it
+    // (its agent's store keeps that attempt's keys: the NCCL id, Gloo's addresses, the count),
+    // as torch.distributed's own rendezvous keeps each attempt's under its number.
+    auto store = c10::make_intrusive<c10d::PrefixStore>(
+        fmt::format("mgpu/attempt-{}", p.restart), tcp);
+    // Every process counts itself in, then waits for the count to reach the world size.
+    const std::string joined = "joined";
     store->add(joined, 1);
     int64_t count = 0;
     if (!wait_until([&] { return (count = store->add(joined, 0)) >= p.world_size; }, deadline,

@@ -19,8 +19,8 @@ class AssemblyStopped : public CommError {
 };
 
 /// Rank 0 hosts a TCPStore on master_addr:master_port (under torchrun, its agent does); every
-/// rank gets a client, its keys under "mgpu/", and returns once all world_size processes have
-/// joined. Throws CommError naming the address if the job does not assemble within timeout_s,
+/// rank gets a client, its keys under "mgpu/attempt-R/" (R: torchrun's restarts so far), and
+/// returns once all world_size processes have joined. Throws CommError naming the address if the job does not assemble within timeout_s,
 /// and AssemblyStopped as soon as stop_requested() returns true (it is asked every 100 ms or
 /// so while the process waits for its peers).
 c10::intrusive_ptr<c10d::Store> connect_store(const ProcessInfo& process, double timeout_s,
