@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the project and its tests with AddressSanitizer and UndefinedBehaviorSanitizer into
-# build-asan/ and runs the whole suite there. Run after scripts/bootstrap.sh (same LibTorch).
+# build-asan/ and runs the suite there (but the four below). Run after scripts/bootstrap.sh.
 # LibTorch itself is not instrumented: leak reports from its static state are not ours, so leak
 # detection is off; any other ASan or UBSan report aborts the test that caused it.
 # Four long learning runs are left out (docs/reliability.md, "Sanitizers"): on the 2-core
