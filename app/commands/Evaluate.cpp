@@ -109,6 +109,38 @@ std::string evaluation_report(const Evaluation& e, const std::vector<std::string
   return text;
 }
 
+namespace {
+
+// Without --tta and --amp, as the run validated (its weights file says), so that the figures
+// are the run's own; for a file that does not say, the model's recipe's augmentation. Sets
+// config's tta and amp and returns the line that says what was chosen and why.
+std::string choose_validation(EvaluateConfig& config, const train::Weights& w,
+                              const torch::Device& device) {
+  const train::Validation& run = w.validation;
+  std::string tta_from = "--tta", amp_from = "--amp";
+  if (config.tta.empty()) {
+    const std::string recipe_tta = models::recipe_value(models::find_model(w.model), "tta");
+    config.tta = !run.tta.empty() ? run.tta : !recipe_tta.empty() ? recipe_tta : "none";
+    tta_from = !run.tta.empty()       ? "as the run validated"
+               : !recipe_tta.empty() ? "the recipe's"
+                                     : "the default";
+  }
+  if (config.amp.empty()) {
+    config.amp = run.amp.empty() ? "off" : run.amp;
+    amp_from = run.amp.empty() ? "the default" : "as the run validated";
+    // float16 is a GPU's precision: on the CPU its convolutions are ~135x slower (README), and
+    // the figures would be the run's only to rounding anyway.
+    if (config.amp == "fp16" && !device.is_cuda()) {
+      config.amp = "off";
+      amp_from = "the run's fp16 is for GPUs; --amp fp16 to use it on the CPU";
+    }
+  }
+  return fmt::format("test-time augmentation {} ({}), autocast {} ({}){}", config.tta, tta_from,
+                     config.amp, amp_from, run.channels_last ? ", channels-last" : "");
+}
+
+}  // namespace
+
 void run_evaluate(const EvaluateConfig& given, std::ostream& out) {
   EvaluateConfig config = given;
   const int64_t threads = set_threads(config.threads);
@@ -141,35 +173,14 @@ void run_evaluate(const EvaluateConfig& given, std::ostream& out) {
     }
   };
   const data::DataSplit data = data::load_data(data_config);
-  // Without --tta and --amp, as the run validated (its weights file says), so that the figures
-  // are the run's own; for a file that does not say, the model's recipe's augmentation.
-  const train::Validation& run = w.validation;
-  std::string tta_from = "--tta", amp_from = "--amp";
-  if (config.tta.empty()) {
-    const std::string recipe_tta = models::recipe_value(models::find_model(w.model), "tta");
-    config.tta = !run.tta.empty() ? run.tta : !recipe_tta.empty() ? recipe_tta : "none";
-    tta_from = !run.tta.empty()       ? "as the run validated"
-               : !recipe_tta.empty() ? "the recipe's"
-                                     : "the default";
-  }
-  if (config.amp.empty()) {
-    config.amp = run.amp.empty() ? "off" : run.amp;
-    amp_from = run.amp.empty() ? "the default" : "as the run validated";
-    // float16 is a GPU's precision: on the CPU its convolutions are ~135x slower (README), and
-    // the figures would be the run's only to rounding anyway.
-    if (config.amp == "fp16" && !device.is_cuda()) {
-      config.amp = "off";
-      amp_from = "the run's fp16 is for GPUs; --amp fp16 to use it on the CPU";
-    }
-  }
+  const std::string how = choose_validation(config, w, device);
   out << fmt::format("evaluating {} ({}) on {} from {}, {} test images; device {}, {} threads\n",
                      weights_file.string(), w.model, data.name, data.source, data.test.size(),
                      describe_device(device), threads);
-  out << fmt::format("test-time augmentation {} ({}), autocast {} ({}){}\n", config.tta, tta_from,
-                     config.amp, amp_from, run.channels_last ? ", channels-last" : "");
+  out << how << "\n";
   const Evaluation e = evaluate_model(w.module, w.mean, data.test, w.shape.classes, config.batch,
                                       train::parse_tta(config.tta), config.amp,
-                                      run.channels_last);
+                                      w.validation.channels_last);
   out << evaluation_report(e, w.class_names);
 
   nlohmann::json j = {{"weights", weights_file.string()},
