@@ -399,25 +399,6 @@ void Trainer::train_steps(const data::Dataset& train, int64_t steps) {
     if (r.device.is_cuda()) torch::cuda::synchronize(r.device.index());
   });
 }
-std::string Trainer::recipe_refusal(const data::Dataset& train, int64_t steps,
-                                    int64_t total_steps) const {
-  const int64_t side = std::min(train.images.size(2), train.images.size(3));
-  if (config_.translate >= side) {  // a reflection reaches one image's width at most
-    return fmt::format(
-        "--translate {}: the images are {}x{}, and a shift with reflected borders must be "
-        "smaller than the image (at most {})",
-        config_.translate, train.images.size(2), train.images.size(3), side - 1);
-  }
-  if (config_.lookahead >= total_steps) {  // it would end on (nearly) its first weights
-    return fmt::format(
-        "--lookahead {}: this run has {} steps ({} an epoch), so its weights would move to the "
-        "average at most once, at the end, and it would end on (nearly) its initial weights; "
-        "give --lookahead below {} (or train longer)",
-        config_.lookahead, total_steps, steps, total_steps);
-  }
-  return {};
-}
-
 History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Progress& progress,
                      const std::function<void(const History&)>& on_epoch) {
   using Clock = std::chrono::steady_clock;
@@ -434,8 +415,21 @@ History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Prog
   // A fractional --epochs ends part way through its last epoch, after ceil(steps x epochs) steps.
   const int64_t total_steps = run_steps(steps, config_.epochs);
   // Refused through the start's agreement, so that every process of a job stops together.
+  std::string refusal;
+  const int64_t side = std::min(train.images.size(2), train.images.size(3));
+  if (config_.translate >= side) {  // a reflection reaches one image's width at most
+    refusal = fmt::format(
+        "--translate {}: the images are {}x{}, and a shift with reflected borders must be "
+        "smaller than the image (at most {})",
+        config_.translate, train.images.size(2), train.images.size(3), side - 1);
+  } else if (config_.lookahead >= total_steps) {  // it would end on (nearly) its first weights
+    refusal = fmt::format(
+        "--lookahead {}: this run has {} steps ({} an epoch), so its weights would move to the "
+        "average at most once, at the end, and it would end on (nearly) its initial weights; "
+        "give --lookahead below {} (or train longer)",
+        config_.lookahead, total_steps, steps, total_steps);
+  }
   const int64_t epochs = (total_steps + steps - 1) / steps;
-  const std::string refusal = recipe_refusal(train, steps, total_steps);
   if (!agreed_) {
     agree_on_start(refusal);
   } else if (!refusal.empty()) {

@@ -192,9 +192,6 @@ class Trainer {
   /// What to do after a non-finite loss or gradient at global step bad_step (1-based) of a run
   /// of steps per epoch: which checkpoint can continue, if any.
   std::string non_finite_advice(int64_t bad_step, int64_t steps) const;
-  /// Why this recipe cannot train on train's images in a run of total_steps steps (steps an
-  /// epoch): a --translate as wide as the image, a --lookahead never reached; empty if it can.
-  std::string recipe_refusal(const data::Dataset& train, int64_t steps, int64_t total_steps) const;
   /// Copies the data sets to every replica's device (once per device).
   void place_data(const data::Dataset& train, const data::Dataset& test);
   /// The plan of `steps` steps of epoch (0-based), whose whole epochs have full_steps.
