@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -405,7 +406,15 @@ TEST(OverlapBench, PrintsTheStepWithAndWithoutOverlapAndTheShareHidden) {
   EXPECT_NE(r.out.find("overlap, 2 replicas (replica 0, medians of 2 steps): backward "),
             std::string::npos)
       << r.out;
-  EXPECT_NE(r.out.find("% of the all-reduce hidden"), std::string::npos) << r.out;
+  // What is hidden is a measurement (docs/benchmarks.md has the figures): on a busy or
+  // sanitized CPU the overlapped step can come out slower. The test checks the line's form and
+  // that its share is the one the table's columns give.
+  std::smatch line;
+  ASSERT_TRUE(std::regex_search(
+      r.out, line,
+      std::regex(R"(step [0-9.]+ ms overlapped, [0-9.]+ ms with --no-overlap \([-+][0-9.]+%\): )"
+                 R"((none of the all-reduce hidden|([0-9]+)% of the all-reduce hidden)\n)")))
+      << r.out;
   std::ifstream csv(tmp.path() / "bench.csv");
   std::string header, row;
   std::getline(csv, header);
@@ -416,6 +425,14 @@ TEST(OverlapBench, PrintsTheStepWithAndWithoutOverlapAndTheShareHidden) {
   ASSERT_EQ(cells.size(), 16u) << row;
   EXPECT_GE(std::stod(cells[11]), 132.0) << row;  // allreduce_ms
   EXPECT_GT(std::stod(cells[14]), 0.0) << row;    // no_overlap_ms
+  const double hidden = std::stod(cells[15]);
+  EXPECT_NEAR(hidden, (std::stod(cells[14]) - std::stod(cells[12])) / std::stod(cells[11]), 1e-3)
+      << row;  // (no_overlap_ms - median_step_ms) / allreduce_ms
+  if (line[2].matched) {  // the table rounds to 4 places, the line to whole percent
+    EXPECT_NEAR(std::stoi(line[2]), 100 * hidden, 0.51) << row;
+  } else {
+    EXPECT_LE(hidden, 1e-4) << row;
+  }
   std::ifstream timeline(tmp.path() / "timeline-2.csv");
   int overlapped = 0, serial = 0;
   for (std::string line; std::getline(timeline, line);) {
