@@ -5,6 +5,11 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <sstream>
@@ -136,8 +141,36 @@ class GlooCommunicator : public Communicator {
 
 }  // namespace
 
+std::string local_address_towards(const std::string& host) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* found = nullptr;
+  if (host.empty() || getaddrinfo(host.c_str(), "9", &hints, &found) != 0) return "";
+  std::string address;
+  for (const addrinfo* a = found; a != nullptr && address.empty(); a = a->ai_next) {
+    const int fd = socket(a->ai_family, SOCK_DGRAM, 0);
+    if (fd < 0) continue;
+    sockaddr_storage local{};
+    socklen_t size = sizeof local;
+    // Connecting a UDP socket only picks the route and the source address.
+    if (connect(fd, a->ai_addr, a->ai_addrlen) == 0 &&
+        getsockname(fd, reinterpret_cast<sockaddr*>(&local), &size) == 0) {
+      char text[INET6_ADDRSTRLEN] = {};
+      const void* raw = local.ss_family == AF_INET
+                            ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&local)->sin_addr)
+                            : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr);
+      if (inet_ntop(local.ss_family, raw, text, sizeof text) != nullptr) address = text;
+    }
+    close(fd);
+  }
+  freeaddrinfo(found);
+  const bool loopback = address.rfind("127.", 0) == 0 || address == "::1";
+  return loopback ? "" : address;
+}
+
 std::unique_ptr<Communicator> make_gloo_communicator(const c10::intrusive_ptr<c10d::Store>& store,
-                                                     int rank, int world, double timeout_s) {
+                                                     int rank, int world, double timeout_s,
+                                                     const std::string& master_addr) {
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
   auto options = c10d::ProcessGroupGloo::Options::create(timeout);
   if (const char* names = std::getenv("GLOO_SOCKET_IFNAME"); names && *names) {
@@ -151,6 +184,10 @@ std::unique_ptr<Communicator> make_gloo_communicator(const c10::intrusive_ptr<c1
                                            rank, name, first_line(e)));
       }
     }
+  } else if (const auto local = local_address_towards(master_addr); !local.empty()) {
+    // On several hosts the hostname may resolve to a loopback address (Debian's 127.0.1.1)
+    // or to another network than the one rank 0 is on.
+    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(local));
   } else {
     options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
   }

@@ -33,7 +33,8 @@ std::vector<std::unique_ptr<Communicator>> make_communicators(
                            process.world_size * per_process, timeout_s);
   }
   std::vector<std::unique_ptr<Communicator>> comms;
-  comms.push_back(make_gloo_communicator(store, process.rank, process.world_size, timeout_s));
+  comms.push_back(make_gloo_communicator(store, process.rank, process.world_size, timeout_s,
+                                         process.master_addr));
   return comms;
 }
 
