@@ -87,7 +87,7 @@ TEST(Airbench94, HasAirbenchsTrainableAndFrozenParameters) {
   for (const auto& p : model.ptr()->named_parameters()) {
     const bool frozen =
         p.key() == "whiten.weight" ||
-        p.key().find("norm") != std::string::npos && p.key().find(".weight") != std::string::npos;
+        (p.key().find("norm") != std::string::npos && p.key().find(".weight") != std::string::npos);
     EXPECT_EQ(p.value().requires_grad(), !frozen) << p.key();
   }
   EXPECT_THROW(models::make_model("airbench94", {3, 8, 8, 10}), data::InputError);

@@ -274,8 +274,10 @@ TEST(CheckpointBinary, TwoProcessesStoppedMidEpochAndResumedEndAsTheUninterrupte
 }
 
 // Ranks that would not train the same run are refused before the first step, on every rank,
-// naming what differs, instead of waiting for --comm-timeout: here rank 1's --out-dir has no
-// checkpoint while rank 0's has, and then rank 1 has another --limit-train.
+// naming what differs, instead of waiting for --comm-timeout: here rank 1 is started without
+// --resume while rank 0 resumes, and then rank 1 has another --limit-train. Rank 1 with
+// --resume auto but its own --out-dir, without the checkpoint (nodes that share no folder),
+// gets rank 0's copy and resumes.
 TEST(CheckpointBinary, RanksThatDisagreeAboutTheStartAreAllRefusedAtOnce) {
   TempDir tmp;
   const auto data = mgpu::testing::write_cifar_dir(tmp.path() / "data", 40).parent_path();
@@ -298,7 +300,7 @@ TEST(CheckpointBinary, RanksThatDisagreeAboutTheStartAreAllRefusedAtOnce) {
     const auto waited = std::chrono::steady_clock::now() - started;
     EXPECT_LT(waited, std::chrono::seconds(300)) << "they waited for the timeout";
   };
-  refused_by_both((tmp.path() / "b").string(), "");
+  refused_by_both((tmp.path() / "b").string(), "--resume ''");
   for (const char* log : {"log0", "log1"}) {
     const auto text = read_file(tmp.path() / log);
     EXPECT_NE(text.find("the processes do not start from the same place: rank 0 resumes from "
@@ -315,6 +317,23 @@ TEST(CheckpointBinary, RanksThatDisagreeAboutTheStartAreAllRefusedAtOnce) {
     EXPECT_NE(text.find("train_images: the checkpoint has 128, this run 96"), std::string::npos)
         << log << ": " << text;
   }
+
+  const std::string env = fmt::format("WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={}",
+                                      mgpu::testing::free_port());
+  const std::string flags = "--epochs 1 --limit-train 128 --limit-test 32 --batch-per-device 8 "
+                            "--resume auto --comm-timeout 600";
+  const pid_t rank0 =
+      start_training(data, tmp.path() / "a", tmp.path() / "log0", flags, "RANK=0 " + env);
+  const pid_t rank1 =
+      start_training(data, tmp.path() / "b", tmp.path() / "log1", flags, "RANK=1 " + env);
+  EXPECT_EQ(wait_exit_code(rank0), 0) << logs();
+  EXPECT_EQ(wait_exit_code(rank1), 0) << logs();
+  const std::string log0 = read_file(tmp.path() / "log0");
+  EXPECT_NE(log0.find("checkpoint ckpt-e0001-s000000.pt ("), std::string::npos) << logs();
+  EXPECT_NE(log0.find(" MB) of rank 0 sent to rank(s) 1, which lacked it"), std::string::npos)
+      << logs();
+  EXPECT_EQ(read_file(tmp.path() / "b" / "checkpoints" / "ckpt-e0001-s000000.pt"),
+            read_file(tmp.path() / "a" / "checkpoints" / "ckpt-e0001-s000000.pt"));
 }
 
 namespace {

@@ -238,6 +238,60 @@ TEST(Reducer, BucketsSumBitForBitAsOneAllReduceAndAnUnusedParameterHoldsNothingU
   EXPECT_GT(bucketed[0].narrow(0, 2 * (32 * 32 + 32), 32 * 32).abs().sum().item<float>(), 0);
 }
 
+// --comm-dtype bf16 and fp16: each rank's gradients go through the all-reduce in 16 bits (the
+// sum in rank order, rounded after each addition), in buckets or in one, with the same result;
+// the tail (the trainer's control words) stays float32 and exact, here 2^21 + 1 summed from
+// three ranks, which neither 16-bit type holds.
+TEST(Reducer, A16BitWireSumsTheGradientsIn16BitsAndKeepsTheTailExact) {
+  for (const auto type : {torch::kBFloat16, torch::kHalf}) {
+    auto options = tiny_buckets();
+    options.wire = type;
+    BucketOptions serial = options;
+    serial.overlap = false;
+    const auto bucketed = reduce_on_threads(3, options);
+    const auto whole = reduce_on_threads(3, serial);
+    std::vector<torch::Tensor> own;
+    for (int r = 0; r < 3; ++r) {
+      Rank rank(r);
+      rank.net->forward(rank.input).backward();
+      own.push_back(rank.flat.to(type));
+    }
+    const auto expected = ((own[0] + own[1]) + own[2]).to(torch::kFloat);
+    const int64_t grads = expected.numel() - 2;
+    for (int r = 0; r < 3; ++r) {
+      EXPECT_TRUE(torch::equal(bucketed[r], whole[r])) << r;
+      EXPECT_TRUE(torch::equal(bucketed[r].narrow(0, 0, grads), expected.narrow(0, 0, grads)))
+          << r;
+      EXPECT_EQ(bucketed[r][-1].item<float>(), 6) << r;  // 1 + 2 + 3
+    }
+    // Float32 would differ: the 16-bit wire is what was used.
+    BucketOptions plain = tiny_buckets();
+    EXPECT_FALSE(torch::equal(reduce_on_threads(3, plain)[0], bucketed[0]));
+  }
+  // The tail, exact beyond 16 bits: 2^20 + 2^20 + 1 (bfloat16 would round it to 2^21, float16
+  // overflow); float32 holds it.
+  auto group = make_local_group(3, std::chrono::seconds(20));
+  std::vector<torch::Tensor> flats(3);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 3; ++r) {
+    threads.emplace_back([&, r] {
+      Rank rank(r);
+      auto options = tiny_buckets();
+      options.wire = torch::kBFloat16;
+      Reducer reducer(rank.net->parameters(), rank.flat, 2, *group[static_cast<size_t>(r)],
+                      options);
+      rank.flat.narrow(0, rank.flat.numel() - 2, 2).fill_(r < 2 ? 1048576.0f : 1.0f);
+      const auto loss = rank.net->forward(rank.input);
+      reducer.arm();
+      loss.backward();
+      reducer.finish();
+      flats[static_cast<size_t>(r)] = rank.flat;
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < 3; ++r) EXPECT_EQ(flats[r][-1].item<float>(), 2097153.0f) << r;
+}
+
 // Without arm() (DDP's no_sync: the micro-batches before the last) the backward pass starts
 // nothing; finish() then reduces everything.
 // finish() waits for every bucket it started, the last one too (with NCCL a bucket not waited
@@ -390,6 +444,53 @@ TEST_P(OverlapBinary, BucketsGiveTheWeightsOfOneAllReduceBitForBit) {
 
 INSTANTIATE_TEST_SUITE_P(ShippedModels, OverlapBinary,
                          ::testing::Values("minigooglenet", "resnet20"));
+
+// --comm-dtype bf16 and fp16 with MiniGoogLeNet (its dropout on): 2 replicas, the same with
+// --no-overlap, and 2 Gloo processes train the same weights bit for bit; float32's differ.
+// summary.json records the type, and a resume with another is refused, naming it.
+TEST(CommDtypeBinary, ReplicasAndProcessesAgreeBitForBitAndAResumeMustKeepTheType) {
+  mgpu::testing::TempDir tmp;
+  mgpu::testing::write_cifar_dir(tmp.path() / "data", 20);
+  const std::string common = fmt::format(
+      "{} train --gpus 0 --threads 1 --model minigooglenet --dataset cifar10 --no-download "
+      "--data-dir {} --epochs 1 --limit-train 64 --limit-test 16 --batch-per-device 8 "
+      "--verbose 0 --seed 5 --comm-timeout 60 --bucket-mb 0.05",
+      mgpu::testing::kMgpuBinary, (tmp.path() / "data").string());
+  auto run = [&](const std::string& name, const std::string& flags) {
+    const auto dir = tmp.path() / name;
+    EXPECT_EQ(std::system((common + " " + flags + " --out-dir " + dir.string()).c_str()), 0)
+        << name;
+    return dir / "model.pt";
+  };
+  const auto float32 = run("float32", "--cpu-replicas 2");
+  for (const std::string type : {"bf16", "fp16"}) {
+    const auto replicas = run(type, "--cpu-replicas 2 --comm-dtype " + type);
+    EXPECT_EQ(difference(replicas, run(type + "-serial", "--cpu-replicas 2 --no-overlap "
+                                                         "--comm-dtype " + type)),
+              0)
+        << type;
+    EXPECT_GT(difference(replicas, float32), 0) << type;
+    const auto processes = tmp.path() / (type + "-processes");
+    const std::string env = fmt::format("WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={}",
+                                        mgpu::testing::free_port());
+    const std::string two = fmt::format(
+        "(RANK=1 {0} {1} --comm-dtype {2} --out-dir {3} > {3}.log1 2>&1 &) ; "
+        "RANK=0 {0} {1} --comm-dtype {2} --out-dir {3} > {3}.log0 2>&1",
+        env, common, type, processes.string());
+    ASSERT_EQ(std::system(two.c_str()), 0) << type;
+    EXPECT_EQ(difference(replicas, processes / "model.pt"), 0) << type;
+  }
+  std::ifstream summary(tmp.path() / "bf16" / "summary.json");
+  const std::string text{std::istreambuf_iterator<char>(summary), {}};
+  EXPECT_NE(text.find("\"comm_dtype\": \"bf16\""), std::string::npos) << text;
+  const auto r = mgpu::testing::run_mgpu(
+      common.substr(common.find(" train ") + 1) + " --cpu-replicas 2 --resume auto --out-dir " +
+      (tmp.path() / "bf16").string());
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("comm_dtype: the checkpoint has \"bf16\", this run the default"),
+            std::string::npos)
+      << r.err;
+}
 
 // `mgpu bench` with 2 replicas behind the simulated link: the all-reduce takes the link's time
 // (6.6 MB at 0.05 GB/s: 132 ms), the overlap line gives backward, all-reduce, both steps and

@@ -23,6 +23,7 @@ nlohmann::json start_settings(const std::string& fingerprint, const TrainConfig&
                        : std::string("one all-reduce after the backward pass (--no-overlap)");
   }
   settings["step"] = config.cuda_graphs ? "captured as a CUDA graph (--cuda-graphs)" : "eager";
+  settings["comm_dtype"] = config.comm_dtype;  // 16-bit buckets move the tail apart
   return settings;
 }
 
@@ -69,11 +70,9 @@ void check_start_records(const std::vector<nlohmann::json>& ranks) {
     }
     if (ranks[r]["start"] != lead["start"]) {
       throw data::InputError(fmt::format(
-          "the processes do not start from the same place: rank 0 {}, rank {} {}. Every process "
-          "must resume from the same checkpoint: with --resume auto each one takes the newest "
-          "in its own --out-dir/checkpoints, which rank 0's process writes, so give every "
-          "process the same --out-dir (on several machines, a shared folder) or the same "
-          "--resume FILE",
+          "the processes do not start from the same place: rank 0 {}, rank {} {}. Give every "
+          "process the same --resume (auto, or the same FILE; a process whose --out-dir lacks "
+          "the checkpoint gets a copy), or none to start afresh",
           lead["start"].get<std::string>(), r, ranks[r]["start"].get<std::string>()));
     }
   }

@@ -66,6 +66,8 @@ struct TrainConfig {
   std::string comm = "auto";      // "local", "nccl"; auto: nccl for several GPUs, else local
   double bucket_mb = 25;          // gradient all-reduce buckets (DDP's bucket_cap_mb; the first 1)
   bool overlap = true;            // start each bucket's all-reduce during the backward pass
+  std::string comm_dtype = "float32";  // the all-reduce's type: float32, bf16 or fp16 (DDP's
+                                       // bf16_compress_hook and fp16_compress_hook)
   int64_t eval_batch = 256;       // evaluation batch (no effect on results)
   uint64_t seed = 42;
   // The tutorial's random shifts and flips, and the per-epoch shuffle (off: only for tests that

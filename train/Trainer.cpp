@@ -146,7 +146,10 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
     }
     bind_parameters(*replica);
     if (replica->comm) {  // the gradients' all-reduce, bucket by bucket; the 2 control words last
-      const BucketOptions buckets{config.bucket_mb, /*first_bucket_mb=*/1, config.overlap};
+      const BucketOptions buckets{config.bucket_mb, /*first_bucket_mb=*/1, config.overlap,
+                                  config.comm_dtype == "bf16"   ? torch::kBFloat16
+                                  : config.comm_dtype == "fp16" ? torch::kHalf
+                                                                : torch::kFloat};
       replica->reducer = std::make_unique<Reducer>(replica->model.ptr()->parameters(),
                                                    replica->grads, 2, *replica->comm, buckets);
     }

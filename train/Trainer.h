@@ -92,6 +92,16 @@ class Trainer {
   /// within the time peers take to get there. fit() calls it unless the caller did. With one process it only throws
   /// refusal, if given.
   void agree_on_start(const std::string& refusal = {});
+  /// Before resume(), in a job of several processes (every process calls it): the newest
+  /// checkpoint any rank resumes from (`mine`: by name, that is by epoch and step; the first
+  /// rank's of those that have it) goes to every rank that has no such file, or one with other
+  /// bytes (nodes that share no folder), which writes it atomically into `dir` under the same
+  /// name. Returns the checkpoint this process resumes from: `mine`, or the copy it wrote.
+  /// Where no rank has one it changes nothing; a process started without --resume takes no
+  /// copy. `sent` says what went where, if anything did.
+  std::optional<std::filesystem::path> share_checkpoint(
+      const std::optional<std::filesystem::path>& mine, const std::filesystem::path& dir,
+      std::string* sent = nullptr);
   /// Every lowering of the learning rate by a resume, over all parts of the run, oldest first.
   const std::vector<LrChange>& lr_changes() const { return lr_changes_; }
   /// The last checkpoint written or resumed from (empty if none); in a process other than

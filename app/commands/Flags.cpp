@@ -145,7 +145,11 @@ void add_speed_flags(cxxopts::Options& o) {
        "each started as soon as the backward pass has produced it (the first bucket 1 MiB), as "
        "PyTorch DDP's bucket_cap_mb", cxxopts::value<std::string>()->default_value("25"))
       ("no-overlap", "with several replicas: one all-reduce of all gradients after the backward "
-       "pass, instead of buckets overlapping it (the same weights, bit for bit)");
+       "pass, instead of buckets overlapping it (the same weights, bit for bit)")
+      ("comm-dtype", "with several replicas: the type the gradients are summed in, float32, "
+       "bf16 or fp16 (half the bytes on the wire; each bucket cast to it for the all-reduce and "
+       "back, as PyTorch DDP's bf16_compress_hook and fp16_compress_hook)",
+       cxxopts::value<std::string>()->default_value("float32"));
 }
 
 void speed_flags(const cxxopts::ParseResult& r, train::TrainConfig& c) {
@@ -175,6 +179,10 @@ void speed_flags(const cxxopts::ParseResult& r, train::TrainConfig& c) {
                                  kMaxBucketMb));
   }
   c.overlap = !flag_on(r, "no-overlap");
+  c.comm_dtype = get<std::string>(r, "comm-dtype");
+  if (c.comm_dtype != "float32" && c.comm_dtype != "bf16" && c.comm_dtype != "fp16") {
+    throw InputError(fmt::format("--comm-dtype '{}': expected float32, bf16 or fp16", c.comm_dtype));
+  }
 }
 
 void add_weights_flags(cxxopts::Options& o) {

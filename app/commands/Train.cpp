@@ -87,7 +87,8 @@ nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& da
                  {"fused_sgd", config.fused_sgd || config.cuda_graphs},
                  {"cuda_graphs", config.cuda_graphs},
                  {"cudnn_benchmark", config.cudnn_benchmark && !config.deterministic},
-                 {"tf32", config.tf32}};
+                 {"tf32", config.tf32},
+                 {"comm_dtype", config.comm_dtype}};
   j["config"].update(recipe_summary(config));
   if (config.amp == "fp16") j["loss_scale"] = trainer.loss_scale();  // at the end
   j["lr_changes"] = nlohmann::json::array();
@@ -138,6 +139,8 @@ nlohmann::json run_fingerprint(const TrainConfig& config, const data::DataSplit&
           {"optimizer", config.fused_sgd || config.cuda_graphs ? "fused-sgd" : "sgd"},
           {"seed", config.seed}};
   j.update(recipe_fingerprint(config));
+  // Recorded only when not float32, so that checkpoints written before the flag still match.
+  if (config.comm_dtype != "float32") j["comm_dtype"] = config.comm_dtype;
   return j;
 }
 
@@ -207,10 +210,11 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
       progress.info(fmt::format("no checkpoint in {}: starting afresh", checkpoint_dir.string()));
     }
   } else if (!config.resume.empty()) {
-    if (!fs::is_regular_file(config.resume)) {
+    if (fs::is_regular_file(config.resume)) {
+      from = fs::path(config.resume);
+    } else if (lead) {
       throw data::InputError(fmt::format("--resume {}: no such checkpoint file", config.resume));
-    }
-    from = fs::path(config.resume);
+    }  // another rank without the file gets rank 0's copy (share_checkpoint below)
   }
   std::string no_plot_reason;
   const bool plotting = lead && can_plot(&no_plot_reason);
@@ -243,6 +247,11 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
   checkpoints.fingerprint = run_fingerprint(config, data, trainer).dump();
   checkpoints.started = start;
   trainer.set_checkpoints(checkpoints);
+  // Nodes that share no folder: the ranks without rank 0's checkpoint get a copy of it. Every
+  // process of the job calls it (a collective), before any other.
+  std::string sent;
+  from = trainer.share_checkpoint(from, checkpoint_dir, &sent);
+  if (!sent.empty()) progress.info("checkpoint " + sent);
   if (!from && config.resume.empty() && lead) {
     if (const auto old = latest_checkpoint(checkpoint_dir)) {  // a fresh run would mix with it
       trainer.agree_on_start(fmt::format(

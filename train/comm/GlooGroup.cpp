@@ -2,6 +2,7 @@
 #include "train/comm/GlooGroup.h"
 
 #include <fmt/core.h>
+#include <fmt/ranges.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 
@@ -10,9 +11,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <cstdlib>
 #include <sstream>
+#include <vector>
 
 #include "data/InputError.h"
 
@@ -28,9 +31,14 @@ std::string first_line(const std::exception& e) {
 
 class GlooCommunicator : public Communicator {
  public:
+  // peers: where each rank's Gloo is (an address, an interface or a host name), by rank.
   GlooCommunicator(c10::intrusive_ptr<c10d::ProcessGroupGloo> group, int rank, int world,
-                   double timeout_s)
-      : group_(std::move(group)), rank_(rank), world_(world), timeout_s_(timeout_s) {}
+                   double timeout_s, std::vector<std::string> peers)
+      : group_(std::move(group)),
+        rank_(rank),
+        world_(world),
+        timeout_s_(timeout_s),
+        peers_(std::move(peers)) {}
 
   // The ranks leave together: rank 0 hosts the job's store, and a rank that closed its
   // connections while a peer still finished its last collective would fail that peer. After a
@@ -123,12 +131,18 @@ class GlooCommunicator : public Communicator {
     }
   }
 
-  // Remembers the first failure (later calls fail at once) and makes its error.
+  // Remembers the first failure (later calls fail at once) and makes its error, naming the
+  // peers (a timeout does not say which one is missing; with two ranks there is one).
   CommError failed(const char* op, const std::exception& e) {
     if (failure_.empty()) {
+      std::vector<std::string> others;
+      for (int r = 0; r < world_; ++r) {
+        if (r != rank_) others.push_back(fmt::format("rank {} at {}", r, peers_[r]));
+      }
       failure_ = fmt::format("rank {}: Gloo {} failed (a peer died, or did not take part within "
-                             "{:.1f} s): {}",
-                             rank_, op, timeout_s_, first_line(e));
+                             "{:.1f} s; {}: {}): {}",
+                             rank_, op, timeout_s_, others.size() == 1 ? "the peer" : "the peers",
+                             fmt::join(others, ", "), first_line(e));
     }
     return CommError(failure_);
   }
@@ -137,6 +151,7 @@ class GlooCommunicator : public Communicator {
   int rank_, world_;
   double timeout_s_;
   std::string failure_;  // set by the first failure or abort; later calls fail at once
+  std::vector<std::string> peers_;
 };
 
 }  // namespace
@@ -173,7 +188,9 @@ std::unique_ptr<Communicator> make_gloo_communicator(const c10::intrusive_ptr<c1
                                                      const std::string& master_addr) {
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
   auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+  std::string here;  // where this rank's Gloo is, for the others' messages
   if (const char* names = std::getenv("GLOO_SOCKET_IFNAME"); names && *names) {
+    here = fmt::format("{} (GLOO_SOCKET_IFNAME)", names);
     std::stringstream list(names);
     for (std::string name; std::getline(list, name, ',');) {
       try {
@@ -188,14 +205,26 @@ std::unique_ptr<Communicator> make_gloo_communicator(const c10::intrusive_ptr<c1
     // On several hosts the hostname may resolve to a loopback address (Debian's 127.0.1.1)
     // or to another network than the one rank 0 is on.
     options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(local));
+    here = local;
   } else {
     options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    std::array<char, 256> host{};
+    gethostname(host.data(), host.size() - 1);
+    here = host.data();
   }
+  auto peers = c10::make_intrusive<c10d::PrefixStore>("mgpu/peers", store);
   // Gloo's keys live under their own prefix, apart from the NCCL id and anything else.
   auto prefixed = c10::make_intrusive<c10d::PrefixStore>("mgpu/gloo", store);
   try {
+    peers->set(std::to_string(rank), here);
     auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, rank, world, options);
-    return std::make_unique<GlooCommunicator>(std::move(group), rank, world, timeout_s);
+    std::vector<std::string> where;  // every rank set its key before it joined the group
+    for (int r = 0; r < world; ++r) {
+      const auto value = peers->get(std::to_string(r));
+      where.emplace_back(value.begin(), value.end());
+    }
+    return std::make_unique<GlooCommunicator>(std::move(group), rank, world, timeout_s,
+                                              std::move(where));
   } catch (const std::exception& e) {
     throw CommError(fmt::format("rank {}: the Gloo group of {} processes did not form within "
                                 "{:.1f} s: {}",

@@ -39,7 +39,14 @@ std::vector<Bucket> assign_buckets(const std::vector<int64_t>& numels, int64_t e
 
 Reducer::Reducer(std::vector<torch::Tensor> params, torch::Tensor flat, int64_t tail,
                  Communicator& comm, const BucketOptions& options)
-    : params_(std::move(params)), flat_(std::move(flat)), comm_(comm), overlap_(options.overlap) {
+    : params_(std::move(params)),
+      flat_(std::move(flat)),
+      tail_(tail),
+      comm_(comm),
+      overlap_(options.overlap) {
+  if (options.wire != flat_.scalar_type()) {
+    wire_ = torch::empty({flat_.numel()}, flat_.options().dtype(options.wire));
+  }
   std::vector<int64_t> numels;
   for (const auto& p : params_) numels.push_back(p.numel());
   if (overlap_) {
@@ -121,7 +128,25 @@ void Reducer::start_ready_buckets() {
 void Reducer::start(size_t b) {
   try {
     const auto& bucket = buckets_[b];
-    works_.push_back(comm_.all_reduce_sum_async(flat_.narrow(0, bucket.offset, bucket.size)));
+    auto slice = flat_.narrow(0, bucket.offset, bucket.size);
+    if (!wire_.defined()) {
+      works_.push_back(comm_.all_reduce_sum_async(slice));
+    } else {
+      // A 16-bit wire, as DDP's bf16 and fp16 compression hooks: the gradients (already
+      // weighted by this replica's share of the global batch, so the sum is the mean: the
+      // division comes first, as the hooks do it) cast, summed in 16 bits in rank order, and
+      // cast back by finish(). The tail (the control words, at the end of bucket 0) stays
+      // float32: a flag must arrive exact.
+      const int64_t tail = b == 0 ? tail_ : 0;
+      auto grads = slice.narrow(0, 0, bucket.size - tail);
+      auto wire = wire_.narrow(0, bucket.offset, bucket.size - tail);
+      wire.copy_(grads);
+      works_.push_back(comm_.all_reduce_sum_async(wire));
+      unpack_.emplace_back(grads, wire);
+      if (tail > 0) {
+        works_.push_back(comm_.all_reduce_sum_async(slice.narrow(0, bucket.size - tail, tail)));
+      }
+    }
     if (timeline_.started.size() > b) timeline_.started[b] = since_arm();
   } catch (...) {
     error_ = std::current_exception();  // thrown by finish(), on the trainer's thread
@@ -134,6 +159,7 @@ void Reducer::open_pass() {
   timeline_.started.assign(buckets_.size(), -1);
   next_ = 0;
   works_.clear();
+  unpack_.clear();
   error_ = nullptr;
   pass_open_ = true;
 }
@@ -148,9 +174,18 @@ void Reducer::finish() {
   if (error_) std::rethrow_exception(error_);
   for (auto& work : works_) work->wait();
   works_.clear();
+  for (auto& [grads, wire] : unpack_) grads.copy_(wire);
+  unpack_.clear();
   timeline_.finished = since_arm();
   timeline_.bytes.clear();
-  for (const auto& b : buckets_) timeline_.bytes.push_back(b.size * flat_.element_size());
+  for (size_t b = 0; b < buckets_.size(); ++b) timeline_.bytes.push_back(wire_bytes(b));
+}
+
+int64_t Reducer::wire_bytes(size_t b) const {
+  const int64_t size = buckets_[b].size;
+  if (!wire_.defined()) return size * flat_.element_size();
+  const int64_t tail = b == 0 ? tail_ : 0;
+  return (size - tail) * wire_.element_size() + tail * flat_.element_size();
 }
 
 double Reducer::since_arm() const {

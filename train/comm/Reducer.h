@@ -21,6 +21,8 @@ struct BucketOptions {
                                // early (DDP's first bucket); never more than bucket_mb
   bool overlap = true;         // false (--no-overlap): one all-reduce of the whole buffer after
                                // the backward pass
+  c10::ScalarType wire = c10::kFloat;  // --comm-dtype: the gradients go through the all-reduce
+                                       // in this type (kBFloat16, kHalf: DDP's compression hooks)
 };
 
 /// A contiguous slice [offset, offset + size) of the flat gradient buffer: the gradients of
@@ -86,8 +88,15 @@ class Reducer {
   void start(size_t bucket);
   double since_arm() const;
 
+  // The bytes bucket b moves (its gradients in the wire's type, the tail in float32).
+  int64_t wire_bytes(size_t b) const;
+
   std::vector<torch::Tensor> params_;
   torch::Tensor flat_;
+  int64_t tail_;
+  torch::Tensor wire_;  // with a 16-bit --comm-dtype: flat_ in that type, else undefined
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> unpack_;  // (gradients, their wire) to
+                                                                 // copy back after the wait
   Communicator& comm_;
   bool overlap_;
   std::vector<Bucket> buckets_;
