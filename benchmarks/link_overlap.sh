@@ -7,10 +7,12 @@
 #   - mgpu train across the nodes, per configuration (DDP's 25 MiB buckets, smaller buckets,
 #     --no-overlap, --comm-dtype bf16): the median ms/step of epochs 2.., and the bytes node 0
 #     sent per step (its interface's counter over the run, divided by the steps);
-#   - the share of the all-reduce hidden: (no-overlap step - step) / link all-reduce;
+#   - the share of the all-reduce hidden: (no-overlap step - step) / link all-reduce (for
+#     --comm-dtype bf16 the all-gather of the gradient in bfloat16);
 #   - mgpu bench --cpu-replicas 2 behind MGPU_SIM_LINK set to the link's measured speed, for
 #     the same bucket sizes: the simulator's step times beside the real ones.
-# Usage (root): benchmarks/link_overlap.sh [RATE ...]   (default: 1gbit 200mbit)
+# Usage (root): benchmarks/link_overlap.sh [RATE ...]   (default: 1gbit 200mbit; "none": the
+# link unshaped). CONFIGS: a space-separated subset of the configurations' names below.
 # Env: STEPS (per epoch, default 12), BATCH (per replica, default 32), OUT (default
 # /tmp/link-overlap), CIFAR (a folder with cifar-10-batches-bin/; default $OUT/cifar, made from
 # ../shared/data's stand-in when missing: mgpu bench's images are 3x32x32, so the runs use
@@ -51,9 +53,19 @@ def median_ms(numel):
         dist.all_gather(rows, t)
         times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times[2:])
-big, small = median_ms(1651114), median_ms(1)
+def median_bf16_ms(numel):
+    t = torch.ones(numel, dtype=torch.bfloat16)
+    rows = [torch.empty_like(t) for _ in range(2)]
+    times = []
+    for i in range(12):
+        dist.barrier()
+        start = time.perf_counter()
+        dist.all_gather(rows, t)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times[2:])
+big, small, half = median_ms(1651114), median_ms(1), median_bf16_ms(1651114)
 if dist.get_rank() == 0:
-    print(f"{big:.2f} {small:.3f}")
+    print(f"{big:.2f} {small:.3f} {half:.2f}")
 EOF
 
 # Inside scripts/nodes.sh: one configuration's two ranks; prints "ms_per_step bytes_per_step".
@@ -83,7 +95,8 @@ echo "rate,config,link_allreduce_ms,link_latency_ms,ms_per_step,no_overlap_ms,hi
 echo "| rate | configuration | all-reduce on the link (ms) | step (ms) | --no-overlap step (ms) | hidden | bytes sent per step | simulated step (ms) | simulated --no-overlap (ms) |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for rate in "${rates[@]}"; do
-  read -r ar lat < <(scripts/nodes.sh --rate "$rate" -- bash -c '
+  shape=(--rate "$rate"); [[ $rate == none ]] && shape=()
+  read -r ar lat ar16 < <(scripts/nodes.sh "${shape[@]}" -- bash -c '
     for r in 1 0; do RANK=$r WORLD_SIZE=2 MASTER_ADDR=$MGPU_NODE_ADDR_0 MASTER_PORT=29501 \
       GLOO_SOCKET_IFNAME=mgpu0 scripts/nodes.sh --on $r -- "$PY" "$OUT/allgather.py" & done; wait')
   # The simulator's link: B / bandwidth + latency for B = 6.6 MB.
@@ -93,13 +106,15 @@ for rate in "${rates[@]}"; do
   for c in "${configs[@]}"; do
     name="${c%%:*}"; flags="${c#*:}"
     # shellcheck disable=SC2086  # flags are several words
-    read -r step[$name] bytes[$name] < <(scripts/nodes.sh --rate "$rate" -- bash "$OUT/run.sh" "$rate-$name" $flags)
+    [[ " ${CONFIGS:-$name} " == *" $name "* ]] || continue
+    read -r step[$name] bytes[$name] < <(scripts/nodes.sh "${shape[@]}" -- bash "$OUT/run.sh" "$rate-$name" $flags)
   done
   for c in "${configs[@]}"; do
     name="${c%%:*}"; flags="${c#*:}"
-    [[ $name == *no-overlap ]] && continue
-    base=no-overlap; [[ $name == bf16* ]] && base=bf16-no-overlap
-    hidden=$(awk -v s="${step[$name]}" -v n="${step[$base]}" -v ar="$ar" 'BEGIN {printf "%.0f", 100 * (n - s) / ar}')
+    [[ $name == *no-overlap || -z ${step[$name]:-} ]] && continue
+    base=no-overlap; wire=$ar
+    [[ $name == bf16* ]] && base=bf16-no-overlap && wire=$ar16
+    hidden=$(awk -v s="${step[$name]}" -v n="${step[$base]:-nan}" -v ar="$wire" 'BEGIN {printf "%.0f", 100 * (n - s) / ar}')
     sim="" sim_n=""
     if [[ $name != bf16* ]]; then
       # shellcheck disable=SC2086
@@ -109,8 +124,8 @@ for rate in "${rates[@]}"; do
       read -r sim sim_n < <(grep -o 'step [0-9.]* ms overlapped, [0-9.]* ms' "$OUT/sim-$rate-$name.log" |
         awk '{print $2, $5}')
     fi
-    echo "$rate,$name,$ar,$lat,${step[$name]},${step[$base]},$hidden,${bytes[$name]},$sim,$sim_n" >> "$OUT/link.csv"
-    echo "| $rate | $flags | $ar | ${step[$name]} | ${step[$base]} | ${hidden}% | ${bytes[$name]} | ${sim:--} | ${sim_n:--} |"
+    echo "$rate,$name,$wire,$lat,${step[$name]},${step[$base]:-},$hidden,${bytes[$name]},$sim,$sim_n" >> "$OUT/link.csv"
+    echo "| $rate | $flags | $wire | ${step[$name]} | ${step[$base]:--} | ${hidden}% | ${bytes[$name]} | ${sim:--} | ${sim_n:--} |"
   done
 done
 echo "table: $OUT/link.csv"
