@@ -54,7 +54,15 @@ cannot() { echo "nodes.sh: cannot make network namespaces here: $*" >&2; exit 2;
 command -v ip > /dev/null || cannot "no 'ip' command (Debian's iproute2)"
 [[ -z $rates ]] || command -v tc > /dev/null || cannot "--rate needs 'tc' (Debian's iproute2)"
 
-# A run's names: the namespaces carry the process id and a random tag.
+# A run's names: the namespaces carry the process id and a random tag. Those of a run whose
+# process is gone (killed with SIGKILL, as CTest does at a test's timeout) are removed first.
+for old in $(ip netns list 2> /dev/null | grep -o '^mgpu-[0-9]*-[0-9a-f]*-[a-z0-9]*'); do
+  pid=${old#mgpu-}; pid=${pid%%-*}
+  if ! kill -0 "$pid" 2> /dev/null; then
+    ip netns pids "$old" 2> /dev/null | xargs -r kill -9 2> /dev/null || true
+    ip netns delete "$old" 2> /dev/null || true
+  fi
+done
 tag="mgpu-$$-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
 switch="$tag-switch"
 made=()
@@ -76,17 +84,20 @@ stop() {  # on a signal: the command, what runs on the nodes, the nodes
 trap teardown EXIT
 trap 'stop 130' INT
 trap 'stop 143' TERM
+trap 'stop 129' HUP
 
 make_ns() {
+  made+=("$1")  # first: a signal right after the add still removes it
   ip netns add "$1" 2> /dev/null || cannot "'ip netns add $1' failed: $(ip netns add "$1" 2>&1)"
-  made+=("$1")
   ip -n "$1" link set lo up
 }
 
 if [[ $check -eq 1 ]]; then
   make_ns "$tag-check"
+  ip -n "$tag-check" link add probe0 type veth peer name probe1 2> /dev/null ||
+    cannot "the kernel makes no veth pairs"
+  ip -n "$tag-check" link add br0 type bridge 2> /dev/null || cannot "the kernel makes no bridges"
   if [[ -n $rates ]]; then
-    ip -n "$tag-check" link add probe0 type veth peer name probe1
     tc -n "$tag-check" qdisc add dev probe0 root tbf rate 1mbit burst 32kb latency 50ms 2> /dev/null ||
       cannot "tc's tbf qdisc is missing from this kernel"
   fi
@@ -96,8 +107,9 @@ fi
 
 # tbf's burst: at least 5 ms of the rate and 32 KB, so a full-size packet always fits.
 burst_for() {
-  local rate="$1" bits
-  case "$rate" in
+  local rate="$1" bits form="$1"
+  [[ $rate =~ ^[1-9][0-9]*[kmg]bit$ ]] || form=bad
+  case "$form" in
     *gbit) bits=$((${rate%gbit} * 1000000000)) ;;
     *mbit) bits=$((${rate%mbit} * 1000000)) ;;
     *kbit) bits=$((${rate%kbit} * 1000)) ;;
@@ -111,6 +123,7 @@ if [[ ${#rate_list[@]} -gt 1 && ${#rate_list[@]} -ne $nodes ]]; then
   echo "nodes.sh: --rate has ${#rate_list[@]} rates for $nodes nodes (give one, or one a node)" >&2
   exit 2
 fi
+for rate in "${rate_list[@]}"; do burst_for "$rate" > /dev/null; done  # refused before any node
 shape() {  # shape NS DEV RATE
   tc -n "$1" qdisc add dev "$2" root tbf rate "$3" burst "$(burst_for "$3")" latency 100ms
 }

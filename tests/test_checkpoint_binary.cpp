@@ -336,6 +336,31 @@ TEST(CheckpointBinary, RanksThatDisagreeAboutTheStartAreAllRefusedAtOnce) {
             read_file(tmp.path() / "a" / "checkpoints" / "ckpt-e0001-s000000.pt"));
 }
 
+// --resume FILE that no process has: every rank refuses before the first step, naming it (a
+// process without the file would take another's copy, but there is none to take).
+TEST(CheckpointBinary, AResumeFileThatNoProcessHasIsRefusedByEveryRank) {
+  TempDir tmp;
+  const auto data = mgpu::testing::write_cifar_dir(tmp.path() / "data", 20).parent_path();
+  const std::string env = fmt::format("WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={}",
+                                      mgpu::testing::free_port());
+  const std::string flags = fmt::format(
+      "--epochs 1 --limit-train 64 --limit-test 16 --batch-per-device 8 --comm-timeout 600 "
+      "--resume {}",
+      (tmp.path() / "nothing.pt").string());
+  const pid_t rank0 = start_training(data, tmp.path() / "a", tmp.path() / "log0", flags,
+                                     "RANK=0 " + env);
+  const pid_t rank1 = start_training(data, tmp.path() / "b", tmp.path() / "log1", flags,
+                                     "RANK=1 " + env);
+  for (const pid_t pid : {rank0, rank1}) EXPECT_EQ(wait_exit_code(pid), 2);
+  for (const char* log : {"log0", "log1"}) {
+    const auto text = read_file(tmp.path() / log);
+    EXPECT_NE(text.find("cannot start: --resume " + (tmp.path() / "nothing.pt").string() +
+                        ": no such checkpoint file"),
+              std::string::npos)
+        << log << ": " << text;
+  }
+}
+
 namespace {
 
 // Two processes of one job, rank 1 started with `rank1_flags` added, both refused before the

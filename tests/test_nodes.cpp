@@ -571,3 +571,39 @@ TEST(StrangerOnTheNetwork, GarbageAtTheStoreAndGlooPortsNeitherCorruptsNorHangsT
   EXPECT_TRUE(same_weights(uninterrupted(args, tmp.path() / "uninterrupted"),
                            dir / "run" / "model.pt"));
 }
+
+// A group that cannot form: each rank's Gloo bound to its node's loopback interface
+// (GLOO_SOCKET_IFNAME=lo), which the other node cannot reach. Gloo's own wait outlasted the
+// timeout five times over (54 s for --comm-timeout 10); every rank now exits 1 within the
+// timeout and its 5 s of grace, saying the group did not form and where Gloo was bound.
+TEST(AcrossNodesFailures, AGroupThatCannotFormEndsEveryRankWithinTheTimeout) {
+  SKIP_WITHOUT_NODES();
+  TempDir tmp;
+  mgpu::testing::write_cifar_dir(tmp.path() / "data", 20);
+  const std::string args = fmt::format(
+      "train --gpus 0 --threads 1 --dataset cifar10 --no-download --data-dir {} --epochs 1 "
+      "--limit-train 64 --limit-test 16 --batch-per-device 8 --comm-timeout 10",
+      (tmp.path() / "data").string());
+  const auto dir = tmp.path() / "job";
+  fs::create_directories(dir);
+  std::string body = "echo \"start $(date +%s.%N)\"\n";
+  for (int rank = 1; rank >= 0; --rank) {
+    body += fmt::format(
+        "( RANK={0} WORLD_SIZE=2 MASTER_ADDR=$MGPU_NODE_ADDR_0 MASTER_PORT=29500 "
+        "GLOO_SOCKET_IFNAME=lo {1} --on {0} -- {2} {3} --out-dir {4}/node{0} "
+        "> {4}/rank{0}.log 2>&1; echo \"$? $(date +%s.%N)\" > {4}/rank{0}.end ) &\n",
+        rank, nodes_script(), mgpu::testing::kMgpuBinary, args, dir.string());
+  }
+  const auto r = on_nodes(dir, "", body + "wait\n");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const double start = std::stod(r.output.substr(r.output.find("start ") + 6));
+  for (int rank = 0; rank < 2; ++rank) {
+    const std::string log = read_text(dir / fmt::format("rank{}.log", rank));
+    const End end = end_of(dir / fmt::format("rank{}.end", rank));
+    EXPECT_EQ(end.code, 1) << log;
+    EXPECT_LT(end.time - start, 10 + 5 + 10) << log;  // the timeout, the grace, start-up
+    EXPECT_NE(log.find(fmt::format("rank {}: the Gloo group of 2 processes did not form", rank)),
+              std::string::npos)
+        << log;
+  }
+}

@@ -390,11 +390,15 @@ std::string read_bytes(const fs::path& file) {
   return bytes;
 }
 
-// "name size crc32" of a checkpoint's bytes, "" for none.
+// A checkpoint's record: "SIZE CRC32 NAME" (the name last: it may hold spaces).
 std::string describe_bytes(const fs::path& file, const std::string& bytes) {
   const auto crc = crc32(0L, reinterpret_cast<const Bytef*>(bytes.data()),
                          static_cast<uInt>(bytes.size()));
-  return fmt::format("{} {} {:08x}", file.filename().string(), bytes.size(), crc);
+  return fmt::format("{} {:08x} {}", bytes.size(), crc, file.filename().string());
+}
+
+std::string name_in(const std::string& record) {
+  return record.substr(record.find(' ', record.find(' ') + 1) + 1);
 }
 
 }  // namespace
@@ -402,25 +406,35 @@ std::string describe_bytes(const fs::path& file, const std::string& bytes) {
 std::optional<fs::path> Trainer::share_checkpoint(const std::optional<fs::path>& mine,
                                                   const fs::path& dir, std::string* sent) {
   if (world_size() == replicas()) return mine;  // one process: nothing to share
-  const std::string bytes = mine ? read_bytes(*mine) : std::string();
-  // A process started without --resume takes no copy ("-"): agree_on_start then refuses the
-  // job, whose processes were told different things.
-  const std::string record = config_.resume.empty() ? std::string("-")
-                             : mine                 ? describe_bytes(*mine, bytes)
-                                                    : std::string();
+  // The record: "-" from a process started without --resume (it takes no copy, and
+  // agree_on_start then refuses the job, whose processes were told different things); "" for
+  // no checkpoint; "!why" for one that cannot be read (every rank then refuses at once).
+  std::string bytes, record = config_.resume.empty() ? "-" : "";
+  if (mine && record.empty()) {
+    try {
+      bytes = read_bytes(*mine);
+      record = describe_bytes(*mine, bytes);
+    } catch (const std::exception& e) {
+      record = std::string("!") + e.what();
+    }
+  }
   std::vector<std::string> records;  // every rank's, in rank order
   for_each_replica([&](Replica& r) {
     auto all = gather_texts(r.comm.get(), record, r.device);
     if (&r == replicas_[0].get()) records = std::move(all);
   });
+  for (size_t rank = 0; rank < records.size(); ++rank) {
+    if (!records[rank].empty() && records[rank][0] == '!') {
+      throw data::InputError(fmt::format("rank {} cannot start: {}", rank, records[rank].substr(1)));
+    }
+  }
   // The newest checkpoint any rank has (names sort by epoch and step), from the first rank
   // that has it: rank 0's under mgpu's own launch, whichever node's after torchrun reordered
   // the ranks of a restarted job.
-  auto name_of = [](const std::string& r) { return r.substr(0, r.find(' ')); };
   size_t root = records.size();
   for (size_t rank = 0; rank < records.size(); ++rank) {
     if (!records[rank].empty() && records[rank] != "-" &&
-        (root == records.size() || name_of(records[rank]) > name_of(records[root]))) {
+        (root == records.size() || name_in(records[rank]) > name_in(records[root]))) {
       root = rank;
     }
   }
@@ -432,7 +446,7 @@ std::optional<fs::path> Trainer::share_checkpoint(const std::optional<fs::path>&
   if (lacking.empty()) return mine;
   // A broadcast of its bytes: the ranks that have them ignore the copy.
   const std::string& newest = records[root];
-  const int64_t size = std::stoll(newest.substr(newest.find(' ') + 1));
+  const int64_t size = std::stoll(newest.substr(0, newest.find(' ')));
   const bool have = record == newest;
   torch::Tensor received;
   for_each_replica([&](Replica& r) {
@@ -445,22 +459,32 @@ std::optional<fs::path> Trainer::share_checkpoint(const std::optional<fs::path>&
   });
   if (sent) {
     *sent = fmt::format("{} ({:.1f} MB) of rank {} sent to rank(s) {}, which lacked it",
-                        name_of(newest), size / 1e6, root, fmt::join(lacking, ", "));
+                        name_in(newest), size / 1e6, root, fmt::join(lacking, ", "));
   }
   if (have || record == "-") return mine;
-  const fs::path copy = dir / name_of(newest);
-  const std::string got(reinterpret_cast<const char*>(received.data_ptr<uint8_t>()),
-                        static_cast<size_t>(size));
-  if (describe_bytes(copy, got) != newest) {
-    throw CommError(fmt::format("rank {}: the checkpoint {} that rank {} sent arrived damaged",
-                                replicas_[0]->comm->rank(), name_of(newest), root));
+  const fs::path copy = dir / name_in(newest);
+  try {
+    const std::string got(reinterpret_cast<const char*>(received.data_ptr<uint8_t>()),
+                          static_cast<size_t>(size));
+    if (describe_bytes(copy, got) != newest) {
+      throw CommError(fmt::format("rank {}: the checkpoint {} that rank {} sent arrived damaged",
+                                  replicas_[0]->comm->rank(), name_in(newest), root));
+    }
+    // Several processes of a node may share this folder and all take the copy: each writes a
+    // file of its own, then renames it into place (the same bytes; the last rename wins).
+    fs::create_directories(dir);
+    const fs::path mine_only = fs::path(copy.string() + fmt::format(".from-rank-{}", root) +
+                                        fmt::format(".{}", replicas_[0]->comm->rank()));
+    write_atomically(mine_only, [&](const fs::path& tmp) {
+      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+      out.write(got.data(), static_cast<std::streamsize>(got.size()));
+      if (!out) throw std::runtime_error(fmt::format("{}: could not be written", tmp.string()));
+    });
+    fs::rename(mine_only, copy);
+  } catch (const std::exception& e) {
+    agree_on_start(e.what());  // every rank refuses, not only this one (it throws)
+    throw;
   }
-  fs::create_directories(dir);
-  write_atomically(copy, [&](const fs::path& tmp) {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(got.data(), static_cast<std::streamsize>(got.size()));
-    if (!out) throw std::runtime_error(fmt::format("{}: could not be written", tmp.string()));
-  });
   return copy;
 }
 

@@ -212,9 +212,9 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
   } else if (!config.resume.empty()) {
     if (fs::is_regular_file(config.resume)) {
       from = fs::path(config.resume);
-    } else if (lead) {
+    } else if (process.world_size == 1) {
       throw data::InputError(fmt::format("--resume {}: no such checkpoint file", config.resume));
-    }  // another rank without the file gets rank 0's copy (share_checkpoint below)
+    }  // a process without the file gets another's copy (share_checkpoint below)
   }
   std::string no_plot_reason;
   const bool plotting = lead && can_plot(&no_plot_reason);
@@ -252,6 +252,9 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
   std::string sent;
   from = trainer.share_checkpoint(from, checkpoint_dir, &sent);
   if (!sent.empty()) progress.info("checkpoint " + sent);
+  if (!from && !config.resume.empty() && config.resume != "auto") {  // no process had it
+    trainer.agree_on_start(fmt::format("--resume {}: no such checkpoint file", config.resume));
+  }
   if (!from && config.resume.empty() && lead) {
     if (const auto old = latest_checkpoint(checkpoint_dir)) {  // a fresh run would mix with it
       trainer.agree_on_start(fmt::format(

@@ -14,7 +14,10 @@
 #include <array>
 #include <chrono>
 #include <cstdlib>
+#include <functional>
+#include <future>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 #include "data/InputError.h"
@@ -156,6 +159,35 @@ class GlooCommunicator : public Communicator {
 
 }  // namespace
 
+namespace {
+
+// How much longer than --comm-timeout the group may take to form before this rank gives up.
+constexpr double kFormingGrace = 5;
+
+// The group made by `make` on a thread of its own, or null when it is not made within
+// `seconds`. Gloo's connectFullMesh can outlast its context's timeout several times over when
+// a peer dies while the group forms (54 s for a 10 s --comm-timeout, across two nodes), and
+// nothing else bounds it; a thread still forming is left behind, blocked in Gloo, and the
+// process exits on the error. make's own error is rethrown.
+c10::intrusive_ptr<c10d::ProcessGroupGloo> form_within(
+    double seconds, std::function<c10::intrusive_ptr<c10d::ProcessGroupGloo>()> make) {
+  auto formed = std::make_shared<std::promise<c10::intrusive_ptr<c10d::ProcessGroupGloo>>>();
+  auto future = formed->get_future();
+  std::thread([formed, make = std::move(make)] {
+    try {
+      formed->set_value(make());
+    } catch (...) {
+      formed->set_exception(std::current_exception());
+    }
+  }).detach();
+  if (future.wait_for(std::chrono::duration<double>(seconds)) != std::future_status::ready) {
+    return {};
+  }
+  return future.get();
+}
+
+}  // namespace
+
 std::string local_address_towards(const std::string& host) {
   addrinfo hints{};
   hints.ai_socktype = SOCK_DGRAM;
@@ -217,7 +249,15 @@ std::unique_ptr<Communicator> make_gloo_communicator(const c10::intrusive_ptr<c1
   auto prefixed = c10::make_intrusive<c10d::PrefixStore>("mgpu/gloo", store);
   try {
     peers->set(std::to_string(rank), here);
-    auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, rank, world, options);
+    auto group = form_within(timeout_s + kFormingGrace, [prefixed, rank, world, options] {
+      return c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, rank, world, options);
+    });
+    if (!group) {
+      throw CommError(fmt::format(
+          "rank {}: the Gloo group of {} processes did not form within {:.1f} s (a peer died "
+          "or cannot be reached while it formed; Gloo was bound to {})",
+          rank, world, timeout_s + kFormingGrace, here));
+    }
     std::vector<std::string> where;  // every rank set its key before it joined the group
     for (int r = 0; r < world; ++r) {
       const auto value = peers->get(std::to_string(r));
@@ -225,6 +265,8 @@ std::unique_ptr<Communicator> make_gloo_communicator(const c10::intrusive_ptr<c1
     }
     return std::make_unique<GlooCommunicator>(std::move(group), rank, world, timeout_s,
                                               std::move(where));
+  } catch (const CommError&) {
+    throw;
   } catch (const std::exception& e) {
     throw CommError(fmt::format("rank {}: the Gloo group of {} processes did not form within "
                                 "{:.1f} s: {}",
