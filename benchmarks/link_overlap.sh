@@ -43,8 +43,8 @@ cat > "$OUT/allgather.py" << 'EOF'
 import os, statistics, sys, time, datetime
 import torch, torch.distributed as dist
 dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
-def median_ms(numel):
-    t = torch.ones(numel)
+def median_ms(numel, dtype=torch.float32):
+    t = torch.ones(numel, dtype=dtype)
     rows = [torch.empty_like(t) for _ in range(2)]
     times = []
     for i in range(12):
@@ -53,17 +53,7 @@ def median_ms(numel):
         dist.all_gather(rows, t)
         times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times[2:])
-def median_bf16_ms(numel):
-    t = torch.ones(numel, dtype=torch.bfloat16)
-    rows = [torch.empty_like(t) for _ in range(2)]
-    times = []
-    for i in range(12):
-        dist.barrier()
-        start = time.perf_counter()
-        dist.all_gather(rows, t)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times[2:])
-big, small, half = median_ms(1651114), median_ms(1), median_bf16_ms(1651114)
+big, small, half = median_ms(1651114), median_ms(1), median_ms(1651114, torch.bfloat16)
 if dist.get_rank() == 0:
     print(f"{big:.2f} {small:.3f} {half:.2f}")
 EOF

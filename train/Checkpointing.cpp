@@ -401,6 +401,32 @@ std::string name_in(const std::string& record) {
   return record.substr(record.find(' ', record.find(' ') + 1) + 1);
 }
 
+// The rank whose record names the newest checkpoint (names sort by epoch and step; the first
+// such rank), or records.size() when no rank resumes.
+size_t newest_record(const std::vector<std::string>& records) {
+  size_t root = records.size();
+  for (size_t rank = 0; rank < records.size(); ++rank) {
+    if (!records[rank].empty() && records[rank] != "-" &&
+        (root == records.size() || name_in(records[rank]) > name_in(records[root]))) {
+      root = rank;
+    }
+  }
+  return root;
+}
+
+// Several processes of a node may share the folder and all take the copy: each writes a file
+// of its own, then renames it into place (the same bytes; the last rename wins).
+void write_copy(const fs::path& copy, const std::string& bytes, int rank) {
+  fs::create_directories(copy.parent_path());
+  const fs::path own = fs::path(copy.string() + fmt::format(".rank-{}", rank));
+  write_atomically(own, [&](const fs::path& tmp) {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!out) throw std::runtime_error(fmt::format("{}: could not be written", tmp.string()));
+  });
+  fs::rename(own, copy);
+}
+
 }  // namespace
 
 std::optional<fs::path> Trainer::share_checkpoint(const std::optional<fs::path>& mine,
@@ -428,16 +454,9 @@ std::optional<fs::path> Trainer::share_checkpoint(const std::optional<fs::path>&
       throw data::InputError(fmt::format("rank {} cannot start: {}", rank, records[rank].substr(1)));
     }
   }
-  // The newest checkpoint any rank has (names sort by epoch and step), from the first rank
-  // that has it: rank 0's under mgpu's own launch, whichever node's after torchrun reordered
-  // the ranks of a restarted job.
-  size_t root = records.size();
-  for (size_t rank = 0; rank < records.size(); ++rank) {
-    if (!records[rank].empty() && records[rank] != "-" &&
-        (root == records.size() || name_in(records[rank]) > name_in(records[root]))) {
-      root = rank;
-    }
-  }
+  // The newest checkpoint any rank has: rank 0's under mgpu's own launch, whichever node's
+  // after torchrun reordered the ranks of a restarted job.
+  const size_t root = newest_record(records);
   if (root == records.size()) return mine;  // nobody resumes
   std::vector<size_t> lacking;
   for (size_t rank = 0; rank < records.size(); ++rank) {
@@ -470,17 +489,7 @@ std::optional<fs::path> Trainer::share_checkpoint(const std::optional<fs::path>&
       throw CommError(fmt::format("rank {}: the checkpoint {} that rank {} sent arrived damaged",
                                   replicas_[0]->comm->rank(), name_in(newest), root));
     }
-    // Several processes of a node may share this folder and all take the copy: each writes a
-    // file of its own, then renames it into place (the same bytes; the last rename wins).
-    fs::create_directories(dir);
-    const fs::path mine_only = fs::path(copy.string() + fmt::format(".from-rank-{}", root) +
-                                        fmt::format(".{}", replicas_[0]->comm->rank()));
-    write_atomically(mine_only, [&](const fs::path& tmp) {
-      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-      out.write(got.data(), static_cast<std::streamsize>(got.size()));
-      if (!out) throw std::runtime_error(fmt::format("{}: could not be written", tmp.string()));
-    });
-    fs::rename(mine_only, copy);
+    write_copy(copy, got, replicas_[0]->comm->rank());
   } catch (const std::exception& e) {
     agree_on_start(e.what());  // every rank refuses, not only this one (it throws)
     throw;
