@@ -47,7 +47,7 @@ for r in 1 0; do
     --limit-train $((24 * BATCH)) --limit-test 64 --batch-per-device "$BATCH" --verbose 1 \
     "$@" --out-dir "$OUT/$name/node$r" > "$OUT/$name.rank$r.log" 2>&1 &
 done
-for i in $(seq 1200); do grep -qa 'Epoch 2/2' "$OUT/$name.rank0.log" && break; sleep 0.1; done
+for i in $(seq 1200); do grep -qsa 'Epoch 2/2' "$OUT/$name.rank0.log" && break; sleep 0.1; done
 scripts/nodes.sh --on 0 -- "$PY" "$OUT/sample.py" "$OUT/$name.dat"
 wait -n && wait -n
 EOF

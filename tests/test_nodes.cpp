@@ -506,7 +506,7 @@ TEST(AcrossNodesFailures, TorchrunRestartsTheGroupAfterAWorkerIsKilledAndTheJobE
   }
   // Whichever node holds rank 0 prints the epochs; node 1's worker is the mgpu process there.
   body += fmt::format(
-      "for i in $(seq 1200); do grep -qa 'Epoch 2/2' {0}/node0.log {0}/node1.log && break; "
+      "for i in $(seq 1200); do grep -qsa 'Epoch 2/2' {0}/node0.log {0}/node1.log && break; "
       "sleep 0.1; done\nsleep 1\n"
       "for p in $(ip netns pids $MGPU_NODE_NS_1); do\n"
       "  [ \"$(readlink /proc/$p/exe)\" = {1} ] && kill -9 $p && echo killed $p\ndone\n"
@@ -556,7 +556,7 @@ TEST(StrangerOnTheNetwork, GarbageAtTheStoreAndGlooPortsNeitherCorruptsNorHangsT
       "> rank1.log 2>&1 &\np1=$!\n"
       "RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={1} {2} {3} --out-dir run "
       "> rank0.log 2>&1 &\np0=$!\n"
-      "for i in $(seq 1200); do grep -qa ' 3/16' rank0.log && break; sleep 0.1; done\n"
+      "for i in $(seq 1200); do grep -qsa ' 3/16' rank0.log && break; sleep 0.1; done\n"
       "ss -ltnp | grep -E \"pid=($p0|$p1),\" > ports.txt\n"
       "sleep 1000 | {4} stranger.py ports.txt > stranger.log 2>&1 &\n"
       "wait $p0; c0=$?; wait $p1; c1=$?\n"
