@@ -228,6 +228,8 @@ void download_and_extract(const DownloadSpec& spec, const fs::path& dir, std::os
   fs::path staging = dir / (".extract" + suffix);
   try {
     remove_tree(staging);
+    progress << fmt::format("extracting {} into {}\n", archive_file.string(), dir.string())
+             << std::flush;
     extract(archive_file, staging);
     const std::string& name = spec.folder;
     if (!fs::exists(staging / name)) {

@@ -37,6 +37,12 @@ else
   have_torch || { echo "torch $TORCH_VERSION did not install into $VENV" >&2; exit 1; }
 fi
 
+# TensorBoard: to view the runs' logs, and for the tests that read them with its own reader.
+if ! "$VENV/bin/python" -c 'import tensorboard' 2>/dev/null; then
+  echo "== installing tensorboard from PyPI into $VENV"
+  "$VENV/bin/pip" install --quiet --progress-bar off "tensorboard==2.21.0"
+fi
+
 BUILD_DIR="${MGPU_BUILD_DIR:-build}"
 mkdir -p "$BUILD_DIR"
 echo "== configuring $BUILD_DIR (log: $BUILD_DIR/configure.log)"

@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CI_FILES="test_atomic_file.cpp;test_augment.cpp;test_bad_inputs.cpp;test_checkpoint.cpp;\
 test_checkpoint_binary.cpp;test_cifar10.cpp;test_cifar100.cpp;test_communicator.cpp;\
-test_data_parallel.cpp;test_gloo_group.cpp;test_history.cpp;test_idx.cpp;test_image.cpp;\
+test_data_parallel.cpp;test_event_file.cpp;test_gloo_group.cpp;test_history.cpp;test_idx.cpp;test_image.cpp;\
 test_image_folder.cpp;test_launcher.cpp;test_reducer.cpp;test_start_agreement.cpp;\
 test_steps_in_flight.cpp;test_workers.cpp"
 case "${1:-}" in

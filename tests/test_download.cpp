@@ -166,6 +166,10 @@ TEST(Download, FetchesChecksExtractsAndCachesTheArchive) {
   const DownloadSpec spec{server.url(), md5_of(archive)};
   download_and_extract(spec, tmp.path(), progress);
   EXPECT_NE(progress.str().find("downloading cifar-10-binary.tar.gz"), std::string::npos);
+  EXPECT_NE(progress.str().find("extracting " + (tmp.path() / "cifar-10-binary.tar.gz").string() +
+                                " into " + tmp.path().string()),
+            std::string::npos)
+      << progress.str();
   const auto split = load_cifar10(tmp.path(), 0, 0);
   EXPECT_EQ(split.train.size(), 15);
   EXPECT_EQ(split.test.size(), 3);

@@ -106,8 +106,19 @@ TEST(Training, ProgressBarAndEpochLinesLookLikeKeras) {
             "Epoch 3/70 - 63s - loss: 0.8554 - acc: 0.6997 - val_loss: 1.5473 - val_acc: 0.5592\n");
   bar.epoch_begin(3, 70, 781);
   bar.update(390, 0.9, 0.6);
+  bar.update(781, 0.86, 0.7);
+  bar.evaluating(10000);  // the test set, after the last step
   bar.epoch_end(s);
   const std::string text = out1.str();
+  const std::string evaluating = " - evaluating 10000 test images...";
+  const auto at = text.find(evaluating);
+  ASSERT_NE(at, std::string::npos) << text;
+  const auto start = text.rfind('\r', at) + 1;
+  const auto line = text.substr(start, at + evaluating.size() - start);
+  EXPECT_EQ(line.rfind("781/781 [==============================] - ", 0), 0u) << line;
+  // The epoch's line overwrites it: blanks to the end of the longer line it replaces.
+  const auto last = text.substr(text.rfind('\r') + 1);
+  EXPECT_GE(last.size(), line.size() + 1) << text;
   EXPECT_EQ(text.rfind("Epoch 3/70\n", 0), 0u) << text;
   EXPECT_NE(text.find("\r390/781 [=============>................] - "), std::string::npos) << text;
   EXPECT_NE(text.find("ETA: "), std::string::npos) << text;

@@ -347,6 +347,8 @@ Resumed Trainer::resume(const std::filesystem::path& file) {
     epoch_earlier_seconds_ = elapsed[1].item<double>();
   }
   Resumed resumed;
+  resumed.epoch = start_epoch_;
+  resumed.step = start_step_;
   if (archive.try_read("threads", threads)) resumed.threads = threads.item<int64_t>();
   if (config_.lr < had) {
     lr_changes_.push_back({start_epoch_, start_step_, had, config_.lr});

@@ -95,6 +95,8 @@ struct TrainConfig {
   int64_t keep = 1;               // older checkpoints kept besides the newest
   std::string resume;             // "", "auto" (the newest in <out_dir>/checkpoints), or a file
   std::string plot_path;          // --output; empty: <out_dir>/plot.png
+  bool tensorboard = true;        // event files in <out_dir>/tensorboard (rank 0 writes)
+  int64_t tensorboard_every = 50;  // also log the loss and rate every N steps (0: epochs only)
 };
 
 }  // namespace mgpu::train

@@ -293,6 +293,8 @@ void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progr
       }
     }
     const bool due = progress && progress->due(step);
+    const bool logged = log_sink_ && log_every_ > 0 && global_step % log_every_ == 0 &&
+                        &replica == replicas_.front().get();
     const bool periodic = checkpoints_.every_steps > 0 && !checkpoints_.dir.empty() &&
                           global_step % checkpoints_.every_steps == 0 && step < plan.steps;
     // Reading a device value makes the host wait for the device, so on a GPU only every
@@ -301,13 +303,13 @@ void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progr
     // the same steps everywhere, so that all agree; a dead peer fails that wait, never hangs it.
     const bool check = !dev.is_cuda() || step % kStepsBetweenChecks == 0 || periodic ||
                        step == plan.steps;
-    if (replica.comm && dev.is_cuda() && (check || due)) {
+    if (replica.comm && dev.is_cuda() && (check || due || logged)) {
       replica.comm->wait_for_enqueued("the training step's collectives");
       replica.in_flight.clear();  // all finished
     }
     bool stop = stop_signal() != 0;
     if (replica.comm) stop = check && replica.control[0].item<double>() > 0;
-    if (check || (due && !replica.comm)) {
+    if (check || ((due || logged) && !replica.comm)) {
       if (const int64_t bad = replica.first_bad.item<int64_t>(); bad >= 0) {
         throw std::runtime_error(fmt::format(
             "the training loss or gradient became non-finite in epoch {} at step {}; stopping. "
@@ -319,6 +321,9 @@ void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progr
       const double seen = static_cast<double>(step * local_per_step);
       progress->update(step, replica.loss_sum.item<double>() / seen,
                        static_cast<double>(replica.correct.item<int64_t>()) / seen);
+    }
+    if (logged) {
+      log_step(replica, plan.epoch, global_step, lr, static_cast<double>(step * local_per_step));
     }
     if (stop || periodic) write_checkpoint(replica, plan.epoch, step);
     if (stop) {
@@ -337,6 +342,21 @@ void Trainer::run_epoch(Replica& replica, const EpochPlan& plan, Progress* progr
     replica.comm->all_reduce_sum(replica.correct);
   }
 }
+void Trainer::log_step(Replica& replica, int64_t epoch, int64_t global_step, double lr,
+                       double seen) {
+  const double sum = replica.loss_sum.item<double>();  // over the epoch's steps so far
+  if (epoch != logged_epoch_) logged_loss_sum_ = logged_images_ = 0;  // the sums restarted
+  logged_epoch_ = epoch;
+  StepLog log;
+  log.step = global_step;
+  log.loss = (sum - logged_loss_sum_) / (seen - logged_images_);
+  log.lr = lr;
+  log.loss_scale = config_.amp == "fp16" ? loss_scale() : 0;
+  logged_loss_sum_ = sum;
+  logged_images_ = seen;
+  log_sink_(log);
+}
+
 void Trainer::bound_steps_in_flight(Replica& replica) {
   while (replica.in_flight.size() >= kStepsInFlight) {
     replica.comm->wait_for_mark(*replica.in_flight.front());
@@ -470,9 +490,13 @@ History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Prog
     stats.lr = first_step > 1 ? rate_at_epoch_start(epoch) : first_step_lr_;
     stats.loss = lead.loss_sum.item<double>() / images;  // the same on every replica
     stats.acc = static_cast<double>(lead.correct.item<int64_t>()) / images;
-    train_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
-    train_images_ += static_cast<double>((epoch_steps - first_step + 1) * batch);
+    const double epoch_train_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    const double epoch_images = static_cast<double>((epoch_steps - first_step + 1) * batch);
+    train_seconds_ += epoch_train_seconds;
+    train_images_ += epoch_images;
+    epoch_images_per_second_ = epoch_train_seconds > 0 ? epoch_images / epoch_train_seconds : 0;
     // On the copy of the test set that place_data left on each device.
+    progress.evaluating(test.size());
     for_each_replica([&](Replica& r) { r.val = evaluate_replica(r, r.test); });
     const Metrics val = replicas_[0]->val;
     stats.val_loss = val.loss;

@@ -38,11 +38,20 @@ struct LrChange {
 
 /// What resume() found that the caller may want to tell.
 struct Resumed {
+  int64_t epoch = 0, step = 0;  // the checkpoint's position: epochs completed, steps after them
   std::optional<LrChange> lr_lowered;  // the rate this resume lowered, if it did
   int64_t threads = 0;  // LibTorch threads of the part that wrote it (0: not recorded)
 };
 
 class Workers;
+
+/// A training step's figures for a log (TensorBoard's per-step scalars).
+struct StepLog {
+  int64_t step = 0;       // global over the run, 1-based
+  double loss = 0;        // replica 0's (of rank 0) mean loss per image since the last log
+  double lr = 0;          // the step's rate
+  double loss_scale = 0;  // --amp fp16's after the step, else 0
+};
 
 /// With --cuda-graphs, the steps run eagerly before the capture (cuDNN autotuning, lazy
 /// initialisation and the allocator settle first); the next step is captured and replayed.
@@ -78,6 +87,12 @@ class Trainer {
   /// Checkpoints: the whole training state at every epoch's end and every policy.every_steps
   /// steps, written by the writer process only, durably (train/History.h).
   void set_checkpoints(const CheckpointPolicy& policy) { checkpoints_ = policy; }
+  /// Calls sink with the figures of every `every`-th global step (from replica 0, in this
+  /// process, on the thread that called fit()); every 0 or an empty sink logs nothing.
+  void log_steps(int64_t every, std::function<void(const StepLog&)> sink) {
+    log_every_ = every;
+    log_sink_ = std::move(sink);
+  }
   /// Loads a checkpoint written with the same fingerprint (set_checkpoints first); fit() then
   /// continues after its epoch and step and ends as the uninterrupted run would have. The
   /// learning rate (config.lr) may be lower than the checkpoint's, never higher: that change is
@@ -145,12 +160,17 @@ class Trainer {
   const StepTimes& step_times() const { return step_times_; }
   /// Training images per second over all epochs so far (training steps only, no evaluation).
   double images_per_second() const { return train_seconds_ > 0 ? train_images_ / train_seconds_ : 0; }
+  /// The same over the last epoch's steps in this part of the run.
+  double epoch_images_per_second() const { return epoch_images_per_second_; }
 
  private:
   struct Replica;
   struct EpochPlan;
   /// Steps first_step..plan.steps (1-based) of an epoch.
   void run_epoch(Replica& replica, const EpochPlan& plan, Progress* progress, int64_t first_step);
+  /// Hands log_sink_ global_step's figures; seen: images replica 0 trained in epoch (0-based)
+  /// so far.
+  void log_step(Replica& replica, int64_t epoch, int64_t global_step, double lr, double seen);
   /// Waits (Communicator::wait_for_mark) until fewer than kStepsInFlight of the replica's steps
   /// are queued and unfinished; throws CommError when the group fails first.
   void bound_steps_in_flight(Replica& replica);
@@ -223,6 +243,11 @@ class Trainer {
   torch::Generator augment_;  // CPU generator for the per-epoch augmentation draws
   torch::Tensor epoch_shuffle_state_, epoch_augment_state_;  // theirs before this epoch's plan
   double train_seconds_ = 0, train_images_ = 0;
+  double epoch_images_per_second_ = 0;
+  int64_t log_every_ = 0;
+  std::function<void(const StepLog&)> log_sink_;
+  double logged_loss_sum_ = 0, logged_images_ = 0;  // replica 0's sums at the last log,
+  int64_t logged_epoch_ = -1;                        // in this epoch
   double earlier_seconds_ = 0;  // wall time of the parts before this one (resume())
   // The epoch in progress: when this part began it, and its seconds in earlier parts.
   std::chrono::steady_clock::time_point epoch_started_;

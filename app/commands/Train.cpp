@@ -17,6 +17,7 @@
 #include "app/commands/Command.h"      // defines: CommandSpec, make_command
 #include "app/commands/Flags.h"        // defines: int_at_least, number, data_flags, ...
 #include "app/commands/RecipeFlags.h"  // defines: add_recipe_flags, recipe_flags, ...
+#include "app/commands/RunLogs.h"      // defines: RunLogs
 #include "data/Datasets.h"             // defines: load_data
 #include "data/InputError.h"           // defines: InputError
 #include "data/Preprocess.h"           // defines: mean_image, subtract_mean
@@ -55,10 +56,10 @@ std::string timestamp() {
   return text;
 }
 
-nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& data,
-                            const std::string& device, int64_t threads, int64_t parameters,
-                            const Trainer& trainer, const RunResult& result) {
-  const History& history = result.history;
+// What the run is: run.json, the head of summary.json, and the settings TensorBoard shows.
+nlohmann::json run_json(const TrainConfig& config, const data::DataSplit& data,
+                        const std::string& device, int64_t threads, int64_t parameters,
+                        const Trainer& trainer, int64_t processes) {
   nlohmann::json j;
   j["model"] = config.model;
   j["parameters"] = parameters;
@@ -68,6 +69,7 @@ nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& da
   j["test_images"] = data.test.size();
   j["image_shape"] = data.train.images.sizes().slice(1).vec();
   j["device"] = device;
+  j["processes"] = processes;
   j["threads"] = threads;
   j["config"] = {{"epochs", epochs_json(config.epochs)},
                  {"lr", config.lr},
@@ -90,6 +92,13 @@ nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& da
                  {"tf32", config.tf32},
                  {"comm_dtype", config.comm_dtype}};
   j["config"].update(recipe_summary(config));
+  return j;
+}
+
+// run.json's and how the run went.
+nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& data,
+                            nlohmann::json j, const Trainer& trainer, const RunResult& result) {
+  const History& history = result.history;
   if (config.amp == "fp16") j["loss_scale"] = trainer.loss_scale();  // at the end
   j["lr_changes"] = nlohmann::json::array();
   for (const auto& c : trainer.lr_changes()) {
@@ -115,6 +124,14 @@ nlohmann::json summary_json(const TrainConfig& config, const data::DataSplit& da
     j["seconds_per_epoch"] = epoch_seconds / static_cast<double>(history.size());
   }
   return j;
+}
+
+// Where the logs of a resumed run continue: the checkpoint's epochs and global steps.
+std::optional<LogPosition> log_position(const std::optional<Resumed>& resumed,
+                                        const data::DataSplit& data, const Trainer& trainer) {
+  if (!resumed) return std::nullopt;
+  const int64_t per_epoch = data.train.size() / trainer.global_batch();
+  return LogPosition{resumed->epoch, resumed->epoch * per_epoch + resumed->step};
 }
 
 // What a checkpoint must match to continue this run: the model, the data, and everything that
@@ -313,8 +330,8 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
           config.lookahead, total - after, after));
     }
   }
+  std::optional<Resumed> resumed;
   if (from) {
-    Resumed resumed;
     try {
       resumed = trainer.resume(*from);
     } catch (const data::InputError& e) {
@@ -322,22 +339,27 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
       throw;                              // (agree_on_start threw already)
     }
     progress.info(fmt::format("resuming from {}", from->string()));
-    if (const auto& lowered = resumed.lr_lowered) {
+    if (const auto& lowered = resumed->lr_lowered) {
       progress.info(fmt::format(
           "learning rate lowered from --lr {} to {} from here on (recorded in summary.json)",
           lowered->from, lowered->to));
     }
-    if (resumed.threads > 0 && resumed.threads != threads && !devices[0].is_cuda()) {
+    if (resumed->threads > 0 && resumed->threads != threads && !devices[0].is_cuda()) {
       progress.warn(fmt::format(
           "the checkpoint was written with {} LibTorch threads, this part has {}: on the CPU "
           "the sums of a step split by thread, so the run goes on correctly but not bit for "
           "bit as it would have (--threads {} repeats it exactly)",
-          resumed.threads, threads, resumed.threads));
+          resumed->threads, threads, resumed->threads));
     }
   }
 
+  const nlohmann::json run =
+      run_json(config, data, device_text, threads, parameters, trainer, process.world_size);
+  RunLogs logs(result.out_dir, run, lead, config.tensorboard, log_position(resumed, data, trainer));
+  trainer.log_steps(lead && config.tensorboard ? config.tensorboard_every : 0,
+                    [&](const StepLog& log) { logs.step(log); });
   auto save_epoch = [&](const History& history) {
-    if (lead) write_text_atomically(result.out_dir / "history.csv", history_csv(history));
+    logs.epoch(history, trainer.epoch_images_per_second());
   };
   auto clock_result = [&] {
     result.seconds = trainer.run_seconds();
@@ -354,8 +376,7 @@ RunResult run_training(const TrainConfig& config, std::ostream& out) {
                result.out_dir / "model.pt");
   write_pickle(result.out_dir / "mean.pt", c10::IValue(mean.contiguous()));  // as export's
   clock_result();
-  const auto summary = summary_json(config, data, device_text, threads, parameters, trainer,
-                                    result);
+  const auto summary = summary_json(config, data, run, trainer, result);
   write_text_atomically(result.out_dir / "summary.json", summary.dump(2) + "\n");
   if (plotting) {
     plot_history(result.history, plot_path,
@@ -436,6 +457,10 @@ cxxopts::Options train_options() {
       ("resume", "continue a run: auto (the newest checkpoint in --out-dir/checkpoints, or a "
        "fresh start if there is none) or a checkpoint file",
        cxxopts::value<std::string>()->default_value(""))
+      ("no-tensorboard", "write no TensorBoard event files (default: <out-dir>/tensorboard, "
+       "rank 0 only)")
+      ("tensorboard-every", "also log the training loss and rate to TensorBoard every N steps "
+       "(0: once an epoch only)", cxxopts::value<std::string>()->default_value("50"))
       ("verbose", "0 silent, 1 progress bar (default on a terminal), 2 one line per epoch "
        "(default otherwise)", cxxopts::value<std::string>())
       ("h,help", "show this help");
@@ -464,6 +489,8 @@ TrainConfig parse_train(const cxxopts::ParseResult& r) {
     throw InputError(fmt::format("--cpu-replicas {} needs --gpus 0", c.cpu_replicas));
   }
   c.accumulate = int_at_least(r, "accumulate", 1, kMaxBatch);
+  c.tensorboard = !r.count("no-tensorboard");
+  c.tensorboard_every = int_at_least(r, "tensorboard-every", 0);
   c.comm = get<std::string>(r, "comm");
   if (c.comm != "auto" && c.comm != "local" && c.comm != "nccl") {
     throw InputError(fmt::format("--comm '{}': expected auto, local or nccl", c.comm));

@@ -113,6 +113,62 @@ void plot_history(const History& history, const fs::path& png, const std::string
 #endif
 }
 
+void plot_runs(const std::vector<NamedHistory>& runs, const fs::path& png,
+               const std::string& title) {
+#ifndef MGPU_WITH_PLOT
+  (void)runs, (void)png, (void)title;
+  throw std::runtime_error("cannot plot: this mgpu was built with MGPU_WITH_PLOT=OFF");
+#else
+  using Point = std::tuple<double, double>;
+  struct Curves {
+    std::string label;
+    std::vector<Point> acc_by_epoch, loss_by_epoch, acc_by_time, loss_by_time;
+  };
+  std::vector<Curves> curves;
+  for (const auto& run : runs) {
+    if (run.history.empty()) continue;  // a run with no epoch yet draws nothing
+    Curves c{run.label, {}, {}, {}, {}};
+    double seconds = 0;
+    for (const auto& e : run.history) {
+      seconds += e.seconds;
+      c.acc_by_epoch.emplace_back(e.epoch, e.val_acc);
+      c.loss_by_epoch.emplace_back(e.epoch, e.loss);
+      c.acc_by_time.emplace_back(seconds, e.val_acc);
+      c.loss_by_time.emplace_back(seconds, e.loss);
+    }
+    curves.push_back(std::move(c));
+  }
+  if (curves.empty()) throw std::runtime_error("no run has a finished epoch to plot");
+  draw_png(png, "1200,900", title, [&](Gnuplot& gp) {
+    gp << "set multiplot layout 2,2 title " << quoted(title) << "\nunset title\nset grid\n";
+    auto panel = [&](const char* xlabel, const char* ylabel, auto member) {
+      gp << "set xlabel '" << xlabel << "'\nset ylabel '" << ylabel << "'\n";
+      gp << "plot ";
+      for (size_t i = 0; i < curves.size(); ++i) {
+        gp << (i ? ", " : "") << "'-' with linespoints lt " << i + 1 << " pt 7 ps 0.6 lw 2 title "
+           << quoted(curves[i].label);
+      }
+      gp << "\n";
+      for (const auto& c : curves) gp.send1d(c.*member);
+    };
+    size_t epochs = 1;
+    for (const auto& c : curves) epochs = std::max(epochs, c.acc_by_epoch.size());
+    const std::string by_epoch = fmt::format("set xrange [0.5:{}]\nset xtics {}\n", epochs + 0.5,
+                                             std::max<size_t>(1, epochs / 10));
+    const std::string by_time = "set xrange [0:*]\nset xtics autofreq\n";
+    gp << "set key bottom right\n" << by_epoch;
+    panel("Epoch #", "val_acc", &Curves::acc_by_epoch);
+    gp << by_time;
+    panel("Wall time (s)", "val_acc", &Curves::acc_by_time);
+    gp << "set key top right\n" << by_epoch;
+    panel("Epoch #", "training loss", &Curves::loss_by_epoch);
+    gp << by_time;
+    panel("Wall time (s)", "training loss", &Curves::loss_by_time);
+    gp << "unset multiplot\n";
+  });
+#endif
+}
+
 void plot_confusion(const torch::Tensor& confusion, const std::vector<std::string>& class_names,
                     const fs::path& png, const std::string& subtitle) {
 #ifndef MGPU_WITH_PLOT

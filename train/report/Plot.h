@@ -20,6 +20,17 @@ bool can_plot(std::string* why);
 void plot_history(const History& history, const std::filesystem::path& png,
                   const std::string& subtitle);
 
+/// A run's history with the label its curves take.
+struct NamedHistory {
+  std::string label;
+  History history;
+};
+
+/// mgpu compare's figure: val_acc and training loss against the epoch and against wall time
+/// (the epochs' seconds added up), one colour a run.
+void plot_runs(const std::vector<NamedHistory>& runs, const std::filesystem::path& png,
+               const std::string& title);
+
 /// A heat map of a confusion matrix [K, K] int64 (rows: true class, columns: predicted),
 /// coloured by each row's fraction and labelled with the counts.
 void plot_confusion(const torch::Tensor& confusion, const std::vector<std::string>& class_names,

@@ -3,6 +3,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace mgpu::train {
@@ -13,6 +14,14 @@ constexpr int kBarWidth = 30;
 
 std::string seconds_text(double s) {
   return s >= 10 ? fmt::format("{:.0f}s", s) : fmt::format("{:.1f}s", s);
+}
+
+// Draws line over the bar's line, drawn (then `end`: "" to stay on it, "\n" to leave it).
+void redraw(std::ostream& out, std::string& drawn, const std::string& line, const char* end = "") {
+  // Blanks wipe what is left of a longer line drawn before.
+  const size_t blanks = drawn.size() > line.size() ? drawn.size() - line.size() : 0;
+  out << '\r' << line << std::string(blanks, ' ') << end << std::flush;
+  drawn = *end == '\n' ? std::string() : line;
 }
 
 }  // namespace
@@ -56,9 +65,17 @@ void Progress::update(int64_t step, double loss, double acc) {
   const double eta = step > 0 ? elapsed / static_cast<double>(step) *
                                     static_cast<double>(steps_ - step)
                               : 0.0;
-  out_ << fmt::format("\r{} - {} - ETA: {} - loss: {:.4f} - acc: {:.4f}", bar(step),
-                      seconds_text(elapsed), seconds_text(eta), loss, acc)
-       << std::flush;
+  redraw(out_, line_,
+         fmt::format("{} - {} - ETA: {} - loss: {:.4f} - acc: {:.4f}", bar(step),
+                     seconds_text(elapsed), seconds_text(eta), loss, acc));
+}
+
+void Progress::evaluating(int64_t images) {
+  if (verbose_ != 1) return;
+  const double elapsed = std::chrono::duration<double>(Clock::now() - epoch_start_).count();
+  redraw(out_, line_,
+         fmt::format("{} - {} - evaluating {} test images...", bar(steps_), seconds_text(elapsed),
+                     images));
 }
 
 void Progress::epoch_end(const EpochStats& s) {
@@ -67,10 +84,10 @@ void Progress::epoch_end(const EpochStats& s) {
                                           s.loss, s.acc, s.val_loss, s.val_acc);
   if (verbose_ == 1) {
     const double ms_per_step = 1000.0 * s.seconds / static_cast<double>(std::max<int64_t>(steps_, 1));
-    // Trailing blanks wipe what is left of the longer in-progress line.
-    out_ << fmt::format("\r{} - {} {:.0f}ms/step - {}      \n", bar(steps_),
-                        seconds_text(s.seconds), ms_per_step, metrics)
-         << std::flush;
+    redraw(out_, line_,
+           fmt::format("{} - {} {:.0f}ms/step - {}", bar(steps_), seconds_text(s.seconds),
+                       ms_per_step, metrics),
+           "\n");
   } else if (verbose_ == 2) {
     out_ << fmt::format("Epoch {}/{} - {} - {}\n", s.epoch, epochs_, seconds_text(s.seconds),
                         metrics)

@@ -25,6 +25,9 @@ class Progress {
   /// the trainer reads device metrics back at a bounded rate, and always after the last step.
   bool due(int64_t step);
   void update(int64_t step, double loss, double acc);
+  /// After the epoch's last step, at verbose 1: the bar's line says the test set is being
+  /// evaluated (where Keras's bar sits silent) until epoch_end replaces it.
+  void evaluating(int64_t images);
   void epoch_end(const EpochStats& stats);
 
  private:
@@ -36,6 +39,7 @@ class Progress {
   std::ostream& err_;
   int64_t epoch_ = 0, epochs_ = 0, steps_ = 0;
   Clock::time_point epoch_start_, last_draw_;
+  std::string line_;  // the bar's line as last drawn, which epoch_end overwrites
 };
 
 }  // namespace mgpu::train
