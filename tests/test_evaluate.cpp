@@ -82,6 +82,22 @@ TEST(Evaluate, CountsEveryPairOfTrueAndPredictedClass) {
   EXPECT_TRUE(std::isnan(acc[3]));
 }
 
+// mgpu evaluate on a terminal: a bar of the images done, ending on its own line with all.
+TEST(Evaluate, DrawsABarOfTheImagesDoneWhenGivenAStream) {
+  const data::Dataset d{flat_images({50, 50, 150, 150, 250, 250}),
+                        torch::tensor({0, 0, 1, 0, 2, 1})};
+  torch::nn::AnyModule model(ByBrightness(4));
+  std::ostringstream bar;
+  const auto e = app::evaluate_model(model, torch::zeros({3, 8, 8}), d, 4, /*batch=*/4,
+                                     train::Tta::kNone, "off", false, &bar);
+  EXPECT_EQ(e.images, 6);
+  const std::string text = bar.str();
+  EXPECT_EQ(text.rfind("\revaluating: "), text.find_last_of('\r')) << text;
+  EXPECT_NE(text.find("\revaluating: 6/6 images [" + std::string(30, '=') + "]\n"),
+            std::string::npos)
+      << text;
+}
+
 TEST(Evaluate, TheMeanImageIsSubtractedFirst) {
   const data::Dataset d{flat_images({150, 150}), torch::tensor({0, 0})};
   torch::nn::AnyModule model(ByBrightness(3));

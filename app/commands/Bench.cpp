@@ -11,6 +11,8 @@
 #include <iostream>
 #include <set>
 
+#include <unistd.h>
+
 #include "app/commands/Command.h"  // defines: CommandSpec, make_command
 #include "app/commands/Flags.h"    // defines: get, int_at_least, ...
 #include "data/InputError.h"      // defines: InputError
@@ -224,6 +226,33 @@ int64_t warmup_steps(const TrainConfig& train, int64_t asked) {
   return train.cuda_graphs ? std::max(asked, kEagerStepsBeforeCapture + 2) : asked;
 }
 
+namespace {
+
+// On a terminal, a transient line saying what bench is timing, erased before the row it leads
+// to is printed; nothing when the output is not a terminal (a log keeps only the table).
+class StatusLine {
+ public:
+  explicit StatusLine(std::ostream& out)
+      : out_(out), on_(&out == &std::cout && isatty(STDOUT_FILENO)) {}
+  void say(const std::string& text) {
+    if (!on_) return;
+    clear();
+    out_ << text << std::flush;
+    shown_ = text.size();
+  }
+  void clear() {
+    if (on_ && shown_ > 0) out_ << '\r' << std::string(shown_, ' ') << '\r' << std::flush;
+    shown_ = 0;
+  }
+
+ private:
+  std::ostream& out_;
+  bool on_;
+  size_t shown_ = 0;
+};
+
+}  // namespace
+
 std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
   // Refuse what this machine cannot run before spending time on the rest.
   std::vector<std::vector<torch::Device>> device_sets;
@@ -273,11 +302,15 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
   std::vector<BenchRow> rows;
   std::vector<std::string> overlap_notes;  // charts of the overlap, to list after the table
   std::string no_chart;
+  StatusLine status(out);
   for (size_t i = 0; i < device_sets.size(); ++i) {
     const auto& devices = device_sets[i];
     for (const auto& level : levels) {
       const TrainConfig train = level.empty() ? config.train : at_level(config.train, level);
       const fs::path trace = config.trace && rows.empty() ? dir / "trace.json" : fs::path();
+      status.say(fmt::format("timing {} with {} replica(s): {} warm-up and {} timed steps...",
+                             level.empty() ? "as flagged" : level, devices.size(),
+                             warmup_steps(train, config.warmup), config.steps));
       const Timing timing = time_steps(train, devices, images, mean, config, trace);
       if (!trace.empty()) overlap_notes.push_back("profiler trace: " + trace.string());
       BenchRow row;
@@ -296,6 +329,7 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
       row.gradient_floats = timing.gradient_floats;
       // A row whose training reduces nothing (one replica, no NCCL) shows none: "-" (0 in the
       // CSV), even behind a simulated link.
+      if (reduces(train, devices)) status.say("timing the all-reduce of the gradients alone...");
       row.all_reduce_ms =
           reduces(train, devices)
               ? time_all_reduce(bench_group(train, devices), devices, row.gradient_floats)
@@ -304,6 +338,8 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
       // A replayed graph's step has no backward pass of the host's, nor a timeline to show.
       row.backward_ms = train.cuda_graphs ? -1 : median(timing.steps.backward_ms);
       if (reduces(train, devices) && train.overlap && !train.cuda_graphs) {  // vs one at the end
+        status.say("timing the same steps with --no-overlap (one all-reduce after the backward "
+                   "pass)...");
         TrainConfig serial = train;
         serial.overlap = false;
         const Timing without = time_steps(serial, devices, images, mean, config);
@@ -327,6 +363,7 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
         }
       }
       rows.push_back(row);
+      status.clear();
       out << fmt::format(
                  "{:<14} {:>8} {:>7} {:>9.2f} {:>9.1f} {:>8.2f} {:>8.3f} {:>8} {:>5.2f}x {:>9} "
                  "{:>9}\n",

@@ -152,73 +152,69 @@ RunRecord read_run(const fs::path& dir) {
   return run;
 }
 
-void compare_runs(const CompareConfig& config, std::ostream& out) {
-  const fs::path csv_path = config.out_dir / "compare.csv", png_path = config.out_dir / "compare.png";
-  check_output_file(csv_path, "--out-dir", "compare.csv");
-  check_output_file(png_path, "--out-dir", "compare.png");
-  NewDirectories created;  // a refusal or failure leaves no directory it made behind
-  created.prepare(config.out_dir, "--out-dir");
-  std::vector<RunRecord> runs;
-  for (const auto& dir : config.runs) runs.push_back(read_run(dir));
+namespace {
 
+// What the table says of a run beside the first one.
+struct Figures {
+  double final_acc = 0, best_acc = 0;
+  bool timed = false;  // both runs have an epoch
+  double speedup = 0, efficiency = 0;
+};
+
+double replicas_of(const RunRecord& run) {
+  return run.info.value("config", nlohmann::json::object()).value("replicas", 1.0);
+}
+
+Figures figures(const RunRecord& run, const RunRecord& first) {
+  Figures f;
+  for (const auto& e : run.history) f.best_acc = std::max(f.best_acc, e.val_acc);
+  if (!run.history.empty()) f.final_acc = run.history.back().val_acc;
+  f.timed = run.median_epoch_seconds > 0 && first.median_epoch_seconds > 0;
+  if (f.timed) {
+    f.speedup = first.median_epoch_seconds / run.median_epoch_seconds;
+    f.efficiency = f.speedup / (replicas_of(run) / replicas_of(first));
+  }
+  return f;
+}
+
+// A run still training (or stopped before its end), and runs of different data sets or models.
+void print_notes(const std::vector<RunRecord>& runs, std::ostream& out) {
   for (const auto& run : runs) {
     if (run.finished) continue;
-    const std::string planned = config_setting(run.info, "epochs");
     out << fmt::format(
         "note: {} has no summary.json: it is still training, or stopped before its end; "
         "comparing its {} epoch(s) of {} so far\n",
-        run.dir.string(), run.history.size(), planned);
+        run.dir.string(), run.history.size(), config_setting(run.info, "epochs"));
   }
   for (const char* key : {"dataset", "model"}) {
-    std::set<std::string> seen;
     std::vector<std::string> each;
-    for (const auto& run : runs) {
-      each.push_back(setting(run.info, key));
-      seen.insert(each.back());
-    }
-    if (seen.size() > 1) {
+    for (const auto& run : runs) each.push_back(setting(run.info, key));
+    if (std::set<std::string>(each.begin(), each.end()).size() > 1) {
       out << fmt::format("note: the runs train different {}s ({}): compared as they are\n", key,
                          fmt::join(each, ", "));
     }
   }
+}
 
-  const RunRecord& first = runs.front();
-  const double first_replicas = first.info.value("config", nlohmann::json::object())
-                                    .value("replicas", 1.0);
+void print_comparison(const std::vector<RunRecord>& runs, std::ostream& out) {
   const std::vector<std::string> header = {
       "run", "device", "replicas", "processes", "global batch", "epochs", "s/epoch (median)",
       "wall time", "final val_acc", "best val_acc", "speedup", "efficiency"};
   std::vector<Row> rows;
-  std::string csv =
-      "run,device,replicas,processes,global_batch,epochs,median_epoch_seconds,wall_seconds,"
-      "final_val_acc,best_val_acc,speedup,efficiency,finished\n";
   for (const auto& run : runs) {
-    const auto& h = run.history;
-    const double final_acc = h.empty() ? 0 : h.back().val_acc;
-    double best = 0;
-    for (const auto& e : h) best = std::max(best, e.val_acc);
-    const double replicas =
-        run.info.value("config", nlohmann::json::object()).value("replicas", 1.0);
-    const bool timed = run.median_epoch_seconds > 0 && first.median_epoch_seconds > 0;
-    const double speedup = timed ? first.median_epoch_seconds / run.median_epoch_seconds : 0;
-    const double efficiency = speedup / (replicas / first_replicas);
-    const std::string epochs = run.finished ? fmt::format("{}", h.size())
-                                            : fmt::format("{} so far", h.size());
+    const Figures f = figures(run, runs.front());
+    const size_t epochs = run.history.size();
+    const bool none = epochs == 0;
     rows.push_back({{run.dir.string(), setting(run.info, "device"),
                      config_setting(run.info, "replicas"), setting(run.info, "processes"),
-                     config_setting(run.info, "global_batch"), epochs,
-                     h.empty() ? "-" : fmt::format("{:.2f}", run.median_epoch_seconds),
-                     h.empty() ? "-" : duration(run.wall_seconds),
-                     h.empty() ? "-" : fmt::format("{:.4f}", final_acc),
-                     h.empty() ? "-" : fmt::format("{:.4f}", best),
-                     timed ? fmt::format("{:.2f}x", speedup) : "-",
-                     timed ? fmt::format("{:.0f}%", 100 * efficiency) : "-"}});
-    csv += fmt::format("{},{},{},{},{},{},{:.4f},{:.3f},{:.6f},{:.6f},{:.4f},{:.4f},{}\n",
-                       csv_field(run.dir.string()), csv_field(setting(run.info, "device")),
-                       config_setting(run.info, "replicas"), setting(run.info, "processes"),
-                       config_setting(run.info, "global_batch"), h.size(),
-                       run.median_epoch_seconds, run.wall_seconds, final_acc, best, speedup,
-                       efficiency, run.finished ? "yes" : "no");
+                     config_setting(run.info, "global_batch"),
+                     run.finished ? fmt::format("{}", epochs) : fmt::format("{} so far", epochs),
+                     none ? "-" : fmt::format("{:.2f}", run.median_epoch_seconds),
+                     none ? "-" : duration(run.wall_seconds),
+                     none ? "-" : fmt::format("{:.4f}", f.final_acc),
+                     none ? "-" : fmt::format("{:.4f}", f.best_acc),
+                     f.timed ? fmt::format("{:.2f}x", f.speedup) : "-",
+                     f.timed ? fmt::format("{:.0f}%", 100 * f.efficiency) : "-"}});
   }
   print_table(header, rows, out);
   const auto differ = differences(runs);
@@ -230,24 +226,56 @@ void compare_runs(const CompareConfig& config, std::ostream& out) {
   }
   out << "speedup: the first run's median seconds per epoch over each run's; efficiency: speedup "
          "over the ratio of replicas\n";
+}
 
-  write_text_atomically(csv_path, csv);
-  out << "table: " << csv_path.string() << "\n";
-  std::string why;
-  const bool any_epoch = std::any_of(runs.begin(), runs.end(),
-                                     [](const RunRecord& run) { return !run.history.empty(); });
-  if (!any_epoch) {
-    out << "no plot: no run has finished an epoch yet\n";
-    return;
+std::string comparison_csv(const std::vector<RunRecord>& runs) {
+  std::string csv =
+      "run,device,replicas,processes,global_batch,epochs,median_epoch_seconds,wall_seconds,"
+      "final_val_acc,best_val_acc,speedup,efficiency,finished\n";
+  for (const auto& run : runs) {
+    const Figures f = figures(run, runs.front());
+    csv += fmt::format("{},{},{},{},{},{},{:.4f},{:.3f},{:.6f},{:.6f},{:.4f},{:.4f},{}\n",
+                       csv_field(run.dir.string()), csv_field(setting(run.info, "device")),
+                       config_setting(run.info, "replicas"), setting(run.info, "processes"),
+                       config_setting(run.info, "global_batch"), run.history.size(),
+                       run.median_epoch_seconds, run.wall_seconds, f.final_acc, f.best_acc,
+                       f.speedup, f.efficiency, run.finished ? "yes" : "no");
   }
-  if (!can_plot(&why)) {
-    out << "no plot: " << why << "\n";
-    return;
-  }
+  return csv;
+}
+
+// compare.png, or the line saying why there is none.
+void plot_comparison(const std::vector<RunRecord>& runs, const fs::path& png, std::ostream& out) {
   std::vector<NamedHistory> curves;
-  for (const auto& run : runs) curves.push_back({run.dir.string(), run.history});
-  plot_runs(curves, png_path, "mgpu compare");
-  out << "plot: " << png_path.string() << "\n";
+  for (const auto& run : runs) {
+    if (!run.history.empty()) curves.push_back({run.dir.string(), run.history});
+  }
+  std::string why;
+  if (curves.empty()) {
+    out << "no plot: no run has finished an epoch yet\n";
+  } else if (!can_plot(&why)) {
+    out << "no plot: " << why << "\n";
+  } else {
+    plot_runs(curves, png, "mgpu compare");
+    out << "plot: " << png.string() << "\n";
+  }
+}
+
+}  // namespace
+
+void compare_runs(const CompareConfig& config, std::ostream& out) {
+  const fs::path csv = config.out_dir / "compare.csv", png = config.out_dir / "compare.png";
+  check_output_file(csv, "--out-dir", "compare.csv");
+  check_output_file(png, "--out-dir", "compare.png");
+  NewDirectories created;  // a refusal or failure leaves no directory it made behind
+  created.prepare(config.out_dir, "--out-dir");
+  std::vector<RunRecord> runs;
+  for (const auto& dir : config.runs) runs.push_back(read_run(dir));
+  print_notes(runs, out);
+  print_comparison(runs, out);
+  write_text_atomically(csv, comparison_csv(runs));
+  out << "table: " << csv.string() << "\n";
+  plot_comparison(runs, png, out);
 }
 
 namespace {

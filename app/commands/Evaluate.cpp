@@ -2,15 +2,19 @@
 #include "app/commands/Evaluate.h"
 
 #include <fmt/core.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <iostream>
+#include <optional>
 #include <limits>
 #include <nlohmann/json.hpp>
 
 #include "app/commands/Command.h"  // defines: CommandSpec, make_command
 #include "app/commands/Flags.h"    // defines: get, int_at_least, ...
 #include "data/InputError.h"  // defines: InputError
+#include "data/TextBar.h"     // defines: TextBar
 #include "data/Preprocess.h"  // defines: subtract_mean
 #include "models/Registry.h"  // defines: find_model, recipe_value
 #include "train/Device.h"     // defines: select_devices, set_threads, describe_device
@@ -38,7 +42,10 @@ std::vector<double> Evaluation::class_accuracy() const {
 
 Evaluation evaluate_model(torch::nn::AnyModule& model, const torch::Tensor& mean,
                           const data::Dataset& dataset, int64_t classes, int64_t batch,
-                          train::Tta tta, const std::string& amp, bool channels_last) {
+                          train::Tta tta, const std::string& amp, bool channels_last,
+                          std::ostream* progress) {
+  std::optional<data::TextBar> bar;
+  if (progress) bar.emplace(*progress, "evaluating");
   torch::NoGradGuard no_grad;
   model.ptr()->eval();
   const auto dev = mean.device();
@@ -60,6 +67,11 @@ Evaluation evaluate_model(torch::nn::AnyModule& model, const torch::Tensor& mean
             logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
             .to(torch::kFloat64);
     pairs += torch::bincount(labels * classes + logits.argmax(1), {}, classes * classes);
+    if (bar) {
+      const int64_t done = start + len;
+      bar->draw(static_cast<double>(done) / static_cast<double>(dataset.size()),
+                fmt::format("{}/{} images", done, dataset.size()), done == dataset.size());
+    }
   }
   Evaluation e;
   e.images = dataset.size();
@@ -180,7 +192,8 @@ void run_evaluate(const EvaluateConfig& given, std::ostream& out) {
   out << how << "\n";
   const Evaluation e = evaluate_model(w.module, w.mean, data.test, w.shape.classes, config.batch,
                                       train::parse_tta(config.tta), config.amp,
-                                      w.validation.channels_last);
+                                      w.validation.channels_last,
+                                      isatty(STDERR_FILENO) ? &std::cerr : nullptr);
   out << evaluation_report(e, w.class_names);
 
   nlohmann::json j = {{"weights", weights_file.string()},

@@ -38,11 +38,11 @@ struct Evaluation {
 /// Runs model (eval mode, no gradients) over dataset in batches, subtracting mean [C, H, W],
 /// its logits averaged over the views of tta (train/Tta.h), the forward passes autocast as amp
 /// says (off, bf16, fp16) and in channels-last memory order if asked, as the training's
-/// validation runs them.
+/// validation runs them. With progress, draws a bar of the images done there.
 Evaluation evaluate_model(torch::nn::AnyModule& model, const torch::Tensor& mean,
                           const data::Dataset& dataset, int64_t classes, int64_t batch,
                           train::Tta tta = train::Tta::kNone, const std::string& amp = "off",
-                          bool channels_last = false);
+                          bool channels_last = false, std::ostream* progress = nullptr);
 
 /// The confusion matrix as CSV: a header of predicted classes, one row per true class.
 std::string confusion_csv(const Evaluation& e, const std::vector<std::string>& class_names);
