@@ -2,13 +2,17 @@
 """Reads a run's TensorBoard log with TensorBoard's own reader (event_accumulator, PyPI's
 tensorboard) and checks it against the run's history.csv (test_tensorboard.cpp runs it).
 
-Usage: check_tensorboard.py RUN EVERY STEPS
-RUN is an mgpu train --out-dir; EVERY its --tensorboard-every; STEPS the run's total steps.
-Checks: one event file in RUN/tensorboard/train and /validation; every epoch's loss, acc, lr
+Usage: check_tensorboard.py RUN EVERY STEPS [SEEN]
+RUN is an mgpu train --out-dir; EVERY its --tensorboard-every; STEPS the run's total steps;
+SEEN, for a resumed run, a copy of RUN/tensorboard/train as it was before the resume: a
+TensorBoard that had read it and then reads the folder as the resume left it must show the same
+steps, each once, as one that reads it afresh.
+Checks: one event file per part of the run in RUN/tensorboard/train and /validation (two with
+SEEN); TensorBoard reading the folder shows every epoch's loss, acc, lr
 and seconds (train) and loss, acc (validation) equal to history.csv's, at steps 1..E once each,
 images/s for every epoch; batch_loss and batch_lr at steps EVERY, 2 EVERY, ... <= STEPS, once
 each, the rates never rising within an epoch's schedule; the settings as text. Then a copy of the
-train file cut 3 bytes short still reads, up to its last whole record. Exits 0 and prints
+newest train file cut 3 bytes short still reads, up to its last whole record. Exits 0 and prints
 "tensorboard: ok", else 1 naming what differs.
 """
 import csv
@@ -27,13 +31,13 @@ def fail(msg):
     sys.exit(1)
 
 
-def load(folder):
-    files = [f for f in os.listdir(folder) if "tfevents" in f]
-    if len(files) != 1:
-        fail(f"{folder}: expected one event file, found {files}")
+def load(folder, parts):
+    files = sorted(f for f in os.listdir(folder) if "tfevents" in f)
+    if len(files) != parts:
+        fail(f"{folder}: expected {parts} event file(s), one a part of the run, found {files}")
     acc = event_accumulator.EventAccumulator(folder, size_guidance=ALL)
     acc.Reload()
-    return acc, os.path.join(folder, files[0])
+    return acc, os.path.join(folder, files[-1])
 
 
 def scalars(acc, tag):
@@ -46,11 +50,12 @@ def close(a, b, places):
     return abs(a - b) <= 10 ** -places + 1e-6 * abs(b)  # csv's rounding, float32's
 
 
-def main(run, every, steps):
+def main(run, every, steps, seen):
     with open(os.path.join(run, "history.csv")) as f:
         history = list(csv.DictReader(f))
-    train, train_file = load(os.path.join(run, "tensorboard", "train"))
-    validation, _ = load(os.path.join(run, "tensorboard", "validation"))
+    parts = 2 if seen else 1  # rank 0 wrote one file per part; rank 1 none
+    train, train_file = load(os.path.join(run, "tensorboard", "train"), parts)
+    validation, _ = load(os.path.join(run, "tensorboard", "validation"), parts)
     epochs = [int(row["epoch"]) for row in history]
     checks = [(train, "epoch_loss", "loss", 6), (train, "epoch_acc", "acc", 6),
               (train, "epoch_lr", "lr", 8), (train, "epoch_seconds", "seconds", 3),
@@ -93,8 +98,27 @@ def main(run, every, steps):
         cut_count = sum(len(acc.Scalars(t)) for t in acc.Tags()["scalars"])
         if cut_count != count - 1:
             fail(f"the file cut short read {cut_count} scalars, expected {count - 1}")
+    if seen:
+        watched(seen, train_file, want, epochs)
     print(f"tensorboard: ok ({count} scalars, {len(epochs)} epochs, {len(want)} logged steps)")
 
 
+def watched(seen, train_file, want, epochs):
+    """A TensorBoard that read the killed part's files, then the resumed part's."""
+    with tempfile.TemporaryDirectory() as live:
+        for f in os.listdir(seen):
+            shutil.copy(os.path.join(seen, f), live)
+        acc = event_accumulator.EventAccumulator(live, size_guidance=ALL)
+        acc.Reload()
+        shutil.copy(train_file, live)  # the resumed part's file, beside the killed part's
+        acc.Reload()
+        got = [e.step for e in acc.Scalars("batch_loss")]
+        if got != want:
+            fail(f"a TensorBoard that watched the resume shows batch_loss at {got}, expected {want}")
+        got = [e.step for e in acc.Scalars("epoch_loss")]
+        if got != epochs:
+            fail(f"a TensorBoard that watched the resume shows epoch_loss at {got}, expected {epochs}")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else "")

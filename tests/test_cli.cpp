@@ -133,7 +133,7 @@ TEST(Cli, EveryCommandInTheTableHasItsUsageAndHelp) {
   // A command is a file in app/commands/ and a line in Commands.def (docs/extending.md):
   // the table alone must make it reachable, listed and explained.
   const auto& table = mgpu::app::command_table();
-  ASSERT_EQ(table.size(), 7u);
+  ASSERT_EQ(table.size(), 8u);
   const std::string top = mgpu::app::top_help();
   for (const auto& spec : table) {
     EXPECT_NE(top.find(spec.usage), std::string::npos) << spec.name;
@@ -142,8 +142,8 @@ TEST(Cli, EveryCommandInTheTableHasItsUsageAndHelp) {
     ASSERT_TRUE(help.is_help()) << spec.name;
     EXPECT_NE(help.help.find(std::string("mgpu ") + spec.name), std::string::npos) << help.help;
   }
-  EXPECT_NE(refusal({"fly"}).find("expected train, plot, bench, models, evaluate, predict, "
-                                  "export or help"),
+  EXPECT_NE(refusal({"fly"}).find("expected train, plot, compare, bench, models, evaluate, "
+                                  "predict, export or help"),
             std::string::npos)
       << refusal({"fly"});
 }

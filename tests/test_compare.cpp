@@ -135,6 +135,21 @@ TEST_F(CompareBinary, ARunInProgressAndARunOfAnotherDataSetAreComparedAndSaidSo)
   EXPECT_NE(r.out.find("dataset: cifar10 | cifar10 | fashion-mnist"), std::string::npos) << r.out;
 }
 
+// A run whose path holds a comma and a quote is one run, quoted in the CSV.
+TEST_F(CompareBinary, APathWithACommaIsOneRun) {
+  ASSERT_EQ(one_, 0);
+  const auto odd = dir("a,b\"c");
+  fs::copy(dir("one"), odd, fs::copy_options::recursive);
+  const auto r = run_mgpu(fmt::format("compare {} '{}' --out-dir {}", dir("one").string(),
+                                      odd.string(), dir("cmp3").string()));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(row(r.out, odd).find("1.00x"), std::string::npos) << r.out;
+  const std::string csv = read_text(dir("cmp3") / "compare.csv");
+  std::string quoted = odd.string();
+  quoted.replace(quoted.find('"'), 1, "\"\"");
+  EXPECT_NE(csv.find("\"" + quoted + "\",cpu,1,1,8,3,"), std::string::npos) << csv;
+}
+
 TEST_F(CompareBinary, WhatIsNotARunIsRefusedNamingIt) {
   ASSERT_EQ(one_, 0);
   auto r = run_mgpu("compare");
@@ -159,6 +174,23 @@ TEST_F(CompareBinary, WhatIsNotARunIsRefusedNamingIt) {
   r = run_mgpu(fmt::format("compare {} {}", dir("one").string(), broken.string()));
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find((broken / "run.json").string() + ": not JSON"), std::string::npos) << r.err;
+  // JSON, but not of the shape mgpu train writes.
+  const auto odd = dir("odd");
+  fs::create_directories(odd);
+  fs::copy_file(dir("one") / "history.csv", odd / "history.csv");
+  std::ofstream(odd / "summary.json") << "[]";
+  r = run_mgpu(fmt::format("compare {} {}", dir("one").string(), odd.string()));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find((odd / "summary.json").string() + ": expected a JSON object"),
+            std::string::npos)
+      << r.err;
+  fs::remove(odd / "summary.json");
+  std::ofstream(odd / "run.json") << R"({"config": {"replicas": "one"}})";
+  r = run_mgpu(fmt::format("compare {} {}", dir("one").string(), odd.string()));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find((odd / "run.json").string() + ": \"config.replicas\" is not a number"),
+            std::string::npos)
+      << r.err;
   // An output folder that cannot be: a file in its way. Nothing is written.
   std::ofstream(dir("afile")) << "x";
   r = run_mgpu(fmt::format("compare {} --out-dir {}", dir("one").string(),

@@ -3,6 +3,7 @@
 // TensorBoard's own reader reads it is test_tensorboard.cpp's.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -25,11 +26,12 @@ std::vector<fs::path> event_files(const fs::path& folder) {
   return files;
 }
 
+// The events of the folder's newest file (by name, the order TensorBoard reads them in).
 std::vector<Event> events_in(const fs::path& folder) {
+  auto files = event_files(folder);
+  std::sort(files.begin(), files.end());
   std::vector<Event> events;
-  for (const auto& file : event_files(folder)) {
-    for (const auto& record : read_records(file)) events.push_back(decode_event(record));
-  }
+  for (const auto& record : read_records(files.back())) events.push_back(decode_event(record));
   return events;
 }
 
@@ -75,6 +77,12 @@ TEST(EventFile, TextAndVersionEventsComeBackAsWritten) {
   Event version;
   version.file_version = "brain.Event:2";
   EXPECT_EQ(decode_event(encode_event(version)).file_version, "brain.Event:2");
+  Event start;  // SessionLog{status: START} in Event field 7
+  start.session_start = true;
+  const std::string bytes = encode_event(start);
+  EXPECT_NE(bytes.find(std::string("\x3a\x02\x08\x01", 4)), std::string::npos);
+  EXPECT_TRUE(decode_event(bytes).session_start);
+  EXPECT_TRUE(decode_event(bytes).tag.empty());
   EXPECT_THROW(decode_event(std::string("\x0a\x05" "ab", 4)), std::runtime_error);  // cut short
 }
 
@@ -99,7 +107,7 @@ TEST(EventFile, ReadingStopsAtARecordCutShortOrDamaged) {
 }
 
 // A resumed run's log: what the interrupted part wrote after the checkpoint goes, what came
-// before stays, once, in one file per folder, even when that part's file was cut mid-record.
+// before stays, once, in the new part's file, even when the earlier file was cut mid-record.
 TEST(TensorBoardLog, AResumeKeepsWhatCameBeforeItsCheckpointOnce) {
   TempDir tmp;
   const auto dir = tmp.path() / "tensorboard";
@@ -127,8 +135,10 @@ TEST(TensorBoardLog, AResumeKeepsWhatCameBeforeItsCheckpointOnce) {
     third.text("config", "part 3", 11);
     third.step(12, 0.5, 0.04, 0);
   }
-  ASSERT_EQ(event_files(dir / "train").size(), 1u);
-  ASSERT_EQ(event_files(dir / "validation").size(), 1u);
+  // A file per part (TensorBoard's reader would stay on a file removed under it); the newest
+  // holds the whole line.
+  ASSERT_EQ(event_files(dir / "train").size(), 3u);
+  ASSERT_EQ(event_files(dir / "validation").size(), 3u);
   std::vector<int64_t> steps, epochs;
   std::vector<std::string> texts;
   for (const auto& e : events_in(dir / "train")) {
@@ -150,7 +160,18 @@ TEST(TensorBoardLog, AResumeKeepsWhatCameBeforeItsCheckpointOnce) {
       EXPECT_EQ(e.value, 0.5);
     }
   }
+  // Each file opens with its version and a session start, once: a TensorBoard that read the
+  // files before drops what it holds and reads the new one from the start.
+  const auto train = events_in(dir / "train");
+  ASSERT_GE(train.size(), 2u);
+  EXPECT_FALSE(train[0].file_version.empty());
+  EXPECT_TRUE(train[1].session_start);
+  EXPECT_EQ(std::count_if(train.begin(), train.end(), [](const Event& e) { return e.session_start; }),
+            1);
   // A fresh run in the same folder starts its log afresh.
   { TensorBoardLog fresh(dir, std::nullopt); }
-  for (const auto& e : events_in(dir / "train")) EXPECT_FALSE(e.file_version.empty());
+  EXPECT_EQ(event_files(dir / "train").size(), 1u);
+  for (const auto& e : events_in(dir / "train")) {
+    EXPECT_TRUE(!e.file_version.empty() || e.session_start) << e.tag;
+  }
 }

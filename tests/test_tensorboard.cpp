@@ -9,10 +9,13 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <algorithm>
+#include <map>
 #include <string>
 #include <thread>
 
 #include "Fixtures.h"
+#include "app/commands/RunLogs.h"
 #include "train/files/Checkpoint.h"
 #include "train/report/EventFile.h"
 
@@ -56,9 +59,27 @@ std::vector<int64_t> logged_steps(const fs::path& run) {
   return steps;
 }
 
-Shell check_tensorboard(const fs::path& run, int every, int steps, const fs::path& log) {
-  return shell(fmt::format("{} {}/tests/check_tensorboard.py {} {} {}", mgpu::testing::kPython,
-                           mgpu::testing::kSourceDir, run.string(), every, steps),
+// The batch_loss points of a run's train folder (its newest file, which holds the whole line):
+// step -> value.
+std::map<int64_t, double> logged_losses(const fs::path& run) {
+  const auto folder = run / "tensorboard" / "train";
+  std::string newest;
+  for (const auto& name : mgpu::testing::list_dir(folder)) {
+    if (name.find("tfevents") != std::string::npos) newest = std::max(newest, name);
+  }
+  std::map<int64_t, double> losses;
+  for (const auto& record : mgpu::train::read_records(folder / newest)) {
+    const auto e = mgpu::train::decode_event(record);
+    if (e.tag == "batch_loss") losses[e.step] = e.value;
+  }
+  return losses;
+}
+
+// seen: a copy of the train folder as a watching TensorBoard saw it before a resume, or empty.
+Shell check_tensorboard(const fs::path& run, int every, int steps, const fs::path& log,
+                        const fs::path& seen = {}) {
+  return shell(fmt::format("{} {}/tests/check_tensorboard.py {} {} {} {}", mgpu::testing::kPython,
+                           mgpu::testing::kSourceDir, run.string(), every, steps, seen.string()),
                log);
 }
 
@@ -66,8 +87,8 @@ Shell check_tensorboard(const fs::path& run, int every, int steps, const fs::pat
 
 // Two processes (MiniGoogLeNet, dropout included; global batch 16, 8 steps an epoch), killed
 // with SIGKILL after their first checkpoint (step 5) once rank 0 has logged steps beyond it,
-// then resumed: TensorBoard reads one file per folder, every step once, and the epochs of
-// history.csv; rank 1 writes none.
+// then resumed: TensorBoard reads every step once and the epochs of history.csv; rank 1 writes
+// no file.
 TEST(TensorBoardBinary, TwoProcessesKilledAfterACheckpointAndResumedLeaveOneLineThatMatchesTheHistory) {
   TempDir tmp;
   const auto data = tmp.path() / "data";
@@ -106,15 +127,62 @@ TEST(TensorBoardBinary, TwoProcessesKilledAfterACheckpointAndResumedLeaveOneLine
   const int position = 8 * std::stoi(name.substr(6, 4)) + std::stoi(name.substr(12, 6));
   EXPECT_GT(killed_at.back(), position) << name;
 
+  // What a TensorBoard that was watching saw of the killed part, for check_tensorboard.py.
+  fs::copy(run / "tensorboard" / "train", tmp.path() / "seen-before-the-resume");
   std::ofstream(tmp.path() / "part2.sh") << start("--resume auto", "part2") << "wait\n";
   const auto part2 = shell("bash " + (tmp.path() / "part2.sh").string(), tmp.path() / "part2.out");
   std::ifstream log0(tmp.path() / "part2.rank0.log");
   const std::string log((std::istreambuf_iterator<char>(log0)), std::istreambuf_iterator<char>());
   ASSERT_TRUE(fs::exists(run / "summary.json")) << log;
   EXPECT_NE(log.find("resuming from"), std::string::npos) << log;
-  const auto r = check_tensorboard(run, 1, 16, tmp.path() / "check.log");
+  const auto r = check_tensorboard(run, 1, 16, tmp.path() / "check.log",
+                                   tmp.path() / "seen-before-the-resume");
   EXPECT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("tensorboard: ok"), std::string::npos) << r.output;
+  // Every point, those after the resume included, is the uninterrupted run's: each step's own
+  // loss (the first point after the resume covers the steps since the checkpoint only).
+  const auto whole = tmp.path() / "whole";
+  std::ofstream(tmp.path() / "whole.sh")
+      << [&] {
+           const int port = mgpu::testing::free_port();
+           std::string script;
+           for (int rank = 1; rank >= 0; --rank) {
+             script += fmt::format(
+                 "RANK={0} WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT={1} {2} {3} > "
+                 "{4}/whole.rank{0}.log 2>&1 &\n",
+                 rank, port, mgpu::testing::kMgpuBinary, train_args(data, whole, flags),
+                 tmp.path().string());
+           }
+           return script + "wait\n";
+         }();
+  shell("bash " + (tmp.path() / "whole.sh").string(), tmp.path() / "whole.out");
+  const auto resumed = logged_losses(run), uninterrupted = logged_losses(whole);
+  ASSERT_EQ(uninterrupted.size(), 16u);
+  EXPECT_EQ(resumed, uninterrupted);
+}
+
+// --tensorboard-every 3 over two epochs of 4 steps: each point is the mean of the 3 steps
+// since the one before, across the epoch's end too (step 6: steps 4, 5 and 6), as
+// --tensorboard-every 1's points give them.
+TEST(TensorBoardBinary, APointIsTheMeanOfTheStepsSinceThePointBefore) {
+  TempDir tmp;
+  const auto data = tmp.path() / "data";
+  mgpu::testing::write_cifar_dir(data, 40);
+  const std::string flags = "--limit-train 32 --model resnet20";
+  auto r = mgpu::testing::run_mgpu(
+      train_args(data, tmp.path() / "every1", flags + " --tensorboard-every 1"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = mgpu::testing::run_mgpu(
+      train_args(data, tmp.path() / "every3", flags + " --tensorboard-every 3"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto each = logged_losses(tmp.path() / "every1"),
+             three = logged_losses(tmp.path() / "every3");
+  ASSERT_EQ(each.size(), 8u);
+  ASSERT_EQ(three.size(), 2u);
+  for (const int64_t step : {3, 6}) {
+    const double mean = (each.at(step - 2) + each.at(step - 1) + each.at(step)) / 3;
+    EXPECT_NEAR(three.at(step), mean, 1e-5 * mean) << "step " << step;
+  }
 }
 
 // --tensorboard-every 0 logs the epochs only; --no-tensorboard writes no folder. run.json says
@@ -174,4 +242,32 @@ TEST(TensorBoardBinary, Fp16LogsTheLossScaleEveryLoggedStep) {
   std::ifstream in(run / "summary.json");
   const double last = nlohmann::json::parse(in)["loss_scale"].get<double>();
   EXPECT_EQ(check.output, fmt::format("[1, 2] True {:.1f}\n", last));
+}
+
+// Nothing is written before the first epoch's end (a run refused at its start overwrites
+// nothing); then run.json, history.csv and the log, and an earlier run's summary.json goes, so
+// that mgpu compare never takes the folder for a finished run.
+TEST(RunLogs, TheFirstEpochWritesTheRunsFilesAndRemovesAnEarlierSummary) {
+  TempDir tmp;
+  const auto dir = tmp.path() / "run";
+  fs::create_directories(dir);
+  std::ofstream(dir / "summary.json") << "{}";
+  mgpu::app::RunLogs logs(dir, nlohmann::json{{"model", "resnet20"}}, /*writer=*/true,
+                          /*tensorboard=*/true, std::nullopt);
+  EXPECT_TRUE(fs::exists(dir / "summary.json"));
+  EXPECT_FALSE(fs::exists(dir / "run.json"));
+  EXPECT_FALSE(fs::exists(dir / "tensorboard"));
+  mgpu::train::EpochStats e;
+  e.epoch = 1;
+  logs.epoch({e}, 10);
+  EXPECT_FALSE(fs::exists(dir / "summary.json"));
+  EXPECT_TRUE(fs::exists(dir / "run.json"));
+  EXPECT_TRUE(fs::exists(dir / "history.csv"));
+  EXPECT_TRUE(fs::is_directory(dir / "tensorboard" / "validation"));
+  // A process that does not write (rank 1) writes nothing.
+  const auto other = tmp.path() / "rank1";
+  fs::create_directories(other);
+  mgpu::app::RunLogs quiet(other, nlohmann::json::object(), /*writer=*/false, true, std::nullopt);
+  quiet.epoch({e}, 10);
+  EXPECT_TRUE(mgpu::testing::list_dir(other).empty());
 }

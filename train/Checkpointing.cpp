@@ -338,6 +338,14 @@ Resumed Trainer::resume(const std::filesystem::path& file) {
   train_images_ = throughput[1].item<double>();
   saved_ = {{start_epoch_, start_step_, file, /*elsewhere=*/false}};
   resumed_ = true;
+  // The per-step log's first point after the resume covers the steps since the checkpoint.
+  logged_epoch_ = start_epoch_;
+  logged_images_ = 0;
+  for (const Shard& shard : local_shards(*replicas_[0])) {
+    logged_images_ += static_cast<double>(start_step_ * shard.size);
+  }
+  logged_loss_sum_ = start_step_ > 0 ? replicas_[0]->loss_sum.item<double>() : 0;
+  carried_loss_sum_ = carried_images_ = 0;
   lr_changes_ = archive.try_read("lr_changes", saved_changes)
                     ? lr_changes_from_tensor(saved_changes)
                     : std::vector<LrChange>{};

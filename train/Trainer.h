@@ -48,7 +48,8 @@ class Workers;
 /// A training step's figures for a log (TensorBoard's per-step scalars).
 struct StepLog {
   int64_t step = 0;       // global over the run, 1-based
-  double loss = 0;        // replica 0's (of rank 0) mean loss per image since the last log
+  double loss = 0;        // replica 0's (of rank 0) mean loss per image over the steps since
+                          // the last point (after a resume: since its checkpoint)
   double lr = 0;          // the step's rate
   double loss_scale = 0;  // --amp fp16's after the step, else 0
 };
@@ -168,9 +169,22 @@ class Trainer {
   struct EpochPlan;
   /// Steps first_step..plan.steps (1-based) of an epoch.
   void run_epoch(Replica& replica, const EpochPlan& plan, Progress* progress, int64_t first_step);
+  /// A step's rate (returned) and the device values it reads: step number, rows, stop request.
+  double begin_step(Replica& replica, const EpochPlan& plan, int64_t step);
+  /// Queues the step on the device: eagerly, or captured into and replayed from a CUDA graph;
+  /// replica 0 records its times.
+  void queue_step(Replica& replica, const torch::Tensor& batch_plan);
+  /// After the step is queued: what is read back and when (the fault, the stop request, the
+  /// bar's and the log's figures), the periodic checkpoint, and a requested stop.
+  void end_step(Replica& replica, const EpochPlan& plan, int64_t step, double lr,
+                Progress* progress, int64_t local_per_step);
+  /// Throws, with the checkpoint to continue from, if a step's loss or gradient was not finite.
+  void throw_if_non_finite(Replica& replica, const EpochPlan& plan) const;
   /// Hands log_sink_ global_step's figures; seen: images replica 0 trained in epoch (0-based)
   /// so far.
   void log_step(Replica& replica, int64_t epoch, int64_t global_step, double lr, double seen);
+  /// At an epoch's last step: the steps since its last logged point go into the next point.
+  void carry_log_window(Replica& replica, int64_t epoch, double seen);
   /// Waits (Communicator::wait_for_mark) until fewer than kStepsInFlight of the replica's steps
   /// are queued and unfinished; throws CommError when the group fails first.
   void bound_steps_in_flight(Replica& replica);
@@ -246,8 +260,12 @@ class Trainer {
   double epoch_images_per_second_ = 0;
   int64_t log_every_ = 0;
   std::function<void(const StepLog&)> log_sink_;
-  double logged_loss_sum_ = 0, logged_images_ = 0;  // replica 0's sums at the last log,
-  int64_t logged_epoch_ = -1;                        // in this epoch
+  // The per-step log's window: replica 0's loss and image sums at the last point, in
+  // logged_epoch_ (a resume sets them to the checkpoint's), and what an epoch's steps after its
+  // last point carry into the next point.
+  double logged_loss_sum_ = 0, logged_images_ = 0;
+  int64_t logged_epoch_ = -1;
+  double carried_loss_sum_ = 0, carried_images_ = 0;
   double earlier_seconds_ = 0;  // wall time of the parts before this one (resume())
   // The epoch in progress: when this part began it, and its seconds in earlier parts.
   std::chrono::steady_clock::time_point epoch_started_;

@@ -1,9 +1,7 @@
 // The benchmark: one fresh model and trainer per configuration, warm-up, then timed steps.
 #include "app/commands/Bench.h"
 
-#include <c10/cuda/CUDACachingAllocator.h>
 #include <fmt/core.h>
-#include <torch/csrc/autograd/profiler_kineto.h>
 
 #include <algorithm>
 #include <chrono>
@@ -13,6 +11,7 @@
 
 #include <unistd.h>
 
+#include "app/commands/BenchTiming.h"  // defines: time_steps, time_all_reduce, median, ...
 #include "app/commands/Command.h"  // defines: CommandSpec, make_command
 #include "app/commands/Flags.h"    // defines: get, int_at_least, ...
 #include "data/InputError.h"      // defines: InputError
@@ -20,9 +19,6 @@
 #include "models/Registry.h"       // defines: make_model, count_parameters
 #include "train/Device.h"         // defines: select_devices, describe_device, set_threads, configure_kernels
 #include "train/files/AtomicFile.h"     // defines: write_text_atomically, NewDirectories
-#include "train/Workers.h"              // defines: Workers
-#include "train/comm/LocalGroup.h"     // defines: make_local_group
-#include "train/comm/NcclGroup.h"      // defines: make_nccl_group
 #include "train/comm/SimulatedLink.h"  // defines: behind_link_from_env, simulated_link_from_env
 #include "train/report/Plot.h"           // defines: can_plot, plot_bars, plot_timeline
 #include "train/Trainer.h"        // defines: Trainer
@@ -43,138 +39,6 @@ std::string bench_dir(const BenchConfig& config) {
   char text[32];
   std::strftime(text, sizeof text, "%Y%m%d-%H%M%S", std::localtime(&now));
   return std::string("runs/bench-") + text;
-}
-
-// Milliseconds per sum all-reduce of a `numel`-float buffer (the model's flat gradient buffer),
-// every rank on a thread of its own as in training, after a few untimed calls; rank 0's mean.
-double time_all_reduce(std::vector<std::unique_ptr<Communicator>> comms,
-                       const std::vector<torch::Device>& devices, int64_t numel) {
-  constexpr int kWarmup = 5, kTimed = 50;
-  double ms = 0;
-  Workers workers(comms.size());
-  const auto errors = workers.run([&](size_t r) {
-    try {
-      c10::DeviceGuard guard(devices[r]);
-      auto buffer = torch::zeros({numel}, torch::TensorOptions().device(devices[r]));
-      for (int i = 0; i < kWarmup; ++i) comms[r]->all_reduce_sum(buffer);
-      if (devices[r].is_cuda()) torch::cuda::synchronize(devices[r].index());
-      const auto start = std::chrono::steady_clock::now();
-      for (int i = 0; i < kTimed; ++i) comms[r]->all_reduce_sum(buffer);
-      if (devices[r].is_cuda()) torch::cuda::synchronize(devices[r].index());
-      const std::chrono::duration<double, std::milli> took = std::chrono::steady_clock::now() - start;
-      if (r == 0) ms = took.count() / kTimed;
-    } catch (...) {
-      comms[r]->abort("all-reduce timing failed on another rank");
-      throw;
-    }
-  });
-  for (const auto& e : errors) {
-    if (e) std::rethrow_exception(e);
-  }
-  return ms;
-}
-
-// The communicators a configuration trains with, also for one replica (where training needs
-// none): NCCL between GPUs unless --comm local, else the in-process group.
-std::vector<std::unique_ptr<Communicator>> bench_group(const TrainConfig& config,
-                                                      const std::vector<torch::Device>& devices) {
-  if (devices[0].is_cuda() && config.comm != "local") {
-    return make_nccl_group(devices, config.comm_timeout_s);
-  }
-  return behind_link_from_env(make_local_group(
-      static_cast<int>(devices.size()),
-      std::chrono::milliseconds(static_cast<int64_t>(config.comm_timeout_s * 1000))));
-}
-
-double median(std::vector<double> values) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const size_t n = values.size();
-  return n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
-}
-
-// One configuration's timed steps, after its warm-up, on a fresh model.
-struct Timing {
-  double seconds = 0;
-  Trainer::StepTimes steps;  // replica 0's, per timed step
-  int64_t global_batch = 0, gradient_floats = 0;
-  double peak_memory_mib = -1;
-};
-
-// Whether the configuration's replicas reduce gradients: several, or one GPU with --comm nccl
-// (a one-rank NCCL group, which times the communicator's own cost).
-bool reduces(const TrainConfig& train, const std::vector<torch::Device>& devices) {
-  return devices.size() > 1 || (devices[0].is_cuda() && train.comm == "nccl");
-}
-
-// trace: where to write a profiler trace of the timed steps (Chrome's JSON), or empty.
-Timing time_steps(const TrainConfig& train, const std::vector<torch::Device>& devices,
-                  const data::Dataset& images, const torch::Tensor& mean, const BenchConfig& config,
-                  const fs::path& trace = {}) {
-  torch::manual_seed(config.train.seed);
-  auto net = models::make_model(train.model, models::ModelShape{});
-  std::vector<std::unique_ptr<Communicator>> comms;
-  if (reduces(train, devices) && devices[0].is_cuda() && train.comm != "local") {
-    comms = make_nccl_group(devices, train.comm_timeout_s);
-  }
-  Trainer trainer(train, net, devices, mean, std::move(comms));
-  trainer.train_steps(images, warmup_steps(train, config.warmup));
-  for (const auto& d : devices) {
-    if (d.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(d.index());
-  }
-  namespace profiler = torch::autograd::profiler;
-  using torch::profiler::impl::ActivityType;
-  const profiler::ProfilerConfig kineto(torch::profiler::impl::ProfilerState::KINETO);
-  std::set<ActivityType> activities{ActivityType::CPU};
-  if (devices[0].is_cuda()) activities.insert(ActivityType::CUDA);
-  if (!trace.empty()) {
-    profiler::prepareProfiler(kineto, activities);
-    profiler::enableProfiler(kineto, activities);
-  }
-  const auto start = std::chrono::steady_clock::now();
-  trainer.train_steps(images, config.steps);
-  Timing t;
-  t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (!trace.empty()) profiler::disableProfiler()->save(trace.string());
-  t.steps = trainer.step_times();
-  t.global_batch = trainer.global_batch();
-  t.gradient_floats = models::count_parameters(*net.ptr());
-  if (devices[0].is_cuda()) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(devices[0].index());
-    t.peak_memory_mib = static_cast<double>(stats.allocated_bytes[0].peak) / (1024.0 * 1024.0);
-  }
-  return t;
-}
-
-// The last timed step's communication, per mode: when each bucket was started, its bytes, when
-// the backward pass returned and when every bucket had been waited for (ms since it began).
-std::string timeline_csv(const std::vector<std::pair<std::string, StepTimeline>>& modes) {
-  std::string csv = "mode,bucket,bytes,started_ms,backward_end_ms,finished_ms\n";
-  for (const auto& [mode, t] : modes) {
-    for (size_t b = 0; b < t.started.size(); ++b) {
-      csv += fmt::format("{},{},{},{:.3f},{:.3f},{:.3f}\n", mode, b, t.bytes[b], t.started[b],
-                         t.backward_end, t.finished);
-    }
-  }
-  return csv;
-}
-
-// One step's timeline for the chart: the backward pass and, on the simulated link, each
-// bucket's all-reduce (from when replica 0 started it, once the link is free, for as long as the
-// link takes: SimulatedLink's rule when the replicas start it together), in the overlapped step
-// and in the --no-overlap step.
-std::vector<Span> timeline_spans(const StepTimeline& t, const LinkSpeed& link,
-                                 const std::string& name) {
-  std::vector<Span> spans{{"backward " + name, 0, t.backward_end, "backward"}};
-  double free_at = 0;
-  for (size_t b = 0; b < t.started.size(); ++b) {
-    const double start = std::max(t.started[b], free_at);
-    free_at = start + 1000 * link.seconds(static_cast<double>(t.bytes[b]));
-    spans.push_back({"all-reduce " + name, start, free_at,
-                     fmt::format("b{}:{:.1f}MB", b, 1e-6 * static_cast<double>(t.bytes[b]))});
-  }
-  spans.push_back({"optimizer " + name, t.finished, t.finished + 0.01 * t.finished, "step"});
-  return spans;
 }
 
 }  // namespace
@@ -253,26 +117,25 @@ class StatusLine {
 
 }  // namespace
 
-std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
-  // Refuse what this machine cannot run before spending time on the rest.
-  std::vector<std::vector<torch::Device>> device_sets;
-  for (int64_t n : config.replicas) {
-    device_sets.push_back(config.gpus ? select_devices(n, 1) : select_devices(0, n));
-  }
-  simulated_link_from_env();  // a malformed MGPU_SIM_LINK is refused before anything runs
-  const int64_t threads = set_threads(config.train.threads);
-  configure_kernels(config.train);
-  const fs::path dir = bench_dir(config);
-  NewDirectories created;  // a refusal or failure leaves no directory it made behind
-  created.prepare(dir, "--out-dir");
+namespace {
 
-  // Synthetic CIFAR-sized data: speed does not depend on what the pixels show.
-  auto gen = at::detail::createCPUGenerator(config.train.seed);
-  const data::Dataset images{torch::randint(0, 256, {4096, 3, 32, 32}, gen, torch::kUInt8),
-                             torch::randint(0, 10, {4096}, gen, torch::kInt64)};
-  const auto mean = data::mean_image(images.images);
-  auto probe = models::make_model(config.train.model, models::ModelShape{});
-  const double train_flops = 3 * models::forward_flops(probe, models::ModelShape{});
+// Synthetic CIFAR-sized data: speed does not depend on what the pixels show.
+struct BenchData {
+  data::Dataset images;
+  torch::Tensor mean;
+};
+
+BenchData synthetic_data(uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  BenchData d{{torch::randint(0, 256, {4096, 3, 32, 32}, gen, torch::kUInt8),
+               torch::randint(0, 10, {4096}, gen, torch::kInt64)},
+              {}};
+  d.mean = data::mean_image(d.images.images);
+  return d;
+}
+
+void print_header(const BenchConfig& config, const torch::Device& device, int64_t threads,
+                  double train_flops, std::ostream& out) {
   const std::string kernels =
       config.gpus ? fmt::format("; cuDNN autotuning {}, TF32 {}",
                                 config.train.cudnn_benchmark ? "on" : "off",
@@ -291,93 +154,103 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
                      "after {} warm-up steps{}; device {}, {} LibTorch threads{}; {:.3f} GFLOP "
                      "per training image (3x the forward pass)\n",
                      config.train.model, config.train.batch_per_device, config.steps, config.warmup,
-                     graph_warmup, describe_device(device_sets[0][0]), threads, kernels,
-                     train_flops / 1e9);
+                     graph_warmup, describe_device(device), threads, kernels, train_flops / 1e9);
   out << fmt::format("{:<14} {:>8} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8} {:>6} {:>9} {:>10}\n",
                      "level", "replicas", "batch", "ms/step", "images/s", "s/epoch", "TFLOP/s",
                      "peak MiB", "x", "scaling", "allreduce")
       << std::flush;
-  std::vector<std::string> levels = config.levels;
-  if (levels.empty()) levels.push_back("");
-  std::vector<BenchRow> rows;
-  std::vector<std::string> overlap_notes;  // charts of the overlap, to list after the table
+}
+
+// With several replicas and overlap on: the same steps with --no-overlap, the share of the
+// all-reduce the overlap hid, and the timeline of one step of each (a CSV, and under
+// MGPU_SIM_LINK a chart); the files go into notes.
+void measure_overlap(BenchRow& row, const TrainConfig& train,
+                     const std::vector<torch::Device>& devices, const BenchData& data,
+                     const BenchConfig& config, const Timing& timing, const fs::path& dir,
+                     std::vector<std::string>& notes, StatusLine& status) {
+  status.say("timing the same steps with --no-overlap (one all-reduce after the backward "
+             "pass)...");
+  TrainConfig serial = train;
+  serial.overlap = false;
+  const Timing without = time_steps(serial, devices, data.images, data.mean, config);
+  row.no_overlap_ms = median(without.steps.step_ms);
+  row.hidden = (row.no_overlap_ms - row.median_step_ms) / row.all_reduce_ms;
+  const fs::path csv = dir / fmt::format("timeline-{}.csv", row.replicas);
+  write_text_atomically(csv, timeline_csv({{"overlap", timing.steps.communication},
+                                           {"no-overlap", without.steps.communication}}));
+  notes.push_back("timeline: " + csv.string());
   std::string no_chart;
-  StatusLine status(out);
-  for (size_t i = 0; i < device_sets.size(); ++i) {
-    const auto& devices = device_sets[i];
-    for (const auto& level : levels) {
-      const TrainConfig train = level.empty() ? config.train : at_level(config.train, level);
-      const fs::path trace = config.trace && rows.empty() ? dir / "trace.json" : fs::path();
-      status.say(fmt::format("timing {} with {} replica(s): {} warm-up and {} timed steps...",
-                             level.empty() ? "as flagged" : level, devices.size(),
-                             warmup_steps(train, config.warmup), config.steps));
-      const Timing timing = time_steps(train, devices, images, mean, config, trace);
-      if (!trace.empty()) overlap_notes.push_back("profiler trace: " + trace.string());
-      BenchRow row;
-      row.level = level;
-      row.replicas = static_cast<int64_t>(devices.size());
-      row.global_batch = timing.global_batch;
-      row.ms_per_step = 1000 * timing.seconds / static_cast<double>(config.steps);
-      row.images_per_second = static_cast<double>(config.steps * row.global_batch) / timing.seconds;
-      row.seconds_per_epoch = kCifarTrainImages / row.images_per_second;
-      row.tflops = row.images_per_second * train_flops / 1e12;
-      row.peak_memory_mib = timing.peak_memory_mib;
-      const BenchRow& base = rows.empty() ? row : rows.front();
-      row.speedup = row.images_per_second / base.images_per_second;
-      row.efficiency =
-          row.speedup / (static_cast<double>(row.replicas) / static_cast<double>(base.replicas));
-      row.gradient_floats = timing.gradient_floats;
-      // A row whose training reduces nothing (one replica, no NCCL) shows none: "-" (0 in the
-      // CSV), even behind a simulated link.
-      if (reduces(train, devices)) status.say("timing the all-reduce of the gradients alone...");
-      row.all_reduce_ms =
-          reduces(train, devices)
-              ? time_all_reduce(bench_group(train, devices), devices, row.gradient_floats)
-              : 0;
-      row.median_step_ms = median(timing.steps.step_ms);
-      // A replayed graph's step has no backward pass of the host's, nor a timeline to show.
-      row.backward_ms = train.cuda_graphs ? -1 : median(timing.steps.backward_ms);
-      if (reduces(train, devices) && train.overlap && !train.cuda_graphs) {  // vs one at the end
-        status.say("timing the same steps with --no-overlap (one all-reduce after the backward "
-                   "pass)...");
-        TrainConfig serial = train;
-        serial.overlap = false;
-        const Timing without = time_steps(serial, devices, images, mean, config);
-        row.no_overlap_ms = median(without.steps.step_ms);
-        row.hidden = (row.no_overlap_ms - row.median_step_ms) / row.all_reduce_ms;
-        const fs::path csv = dir / fmt::format("timeline-{}.csv", row.replicas);
-        write_text_atomically(csv, timeline_csv({{"overlap", timing.steps.communication},
-                                                 {"no-overlap", without.steps.communication}}));
-        overlap_notes.push_back("timeline: " + csv.string());
-        if (const auto link = simulated_link_from_env(); link && can_plot(&no_chart)) {
-          auto spans = timeline_spans(timing.steps.communication, *link, "(overlap)");
-          const auto serial_spans =
-              timeline_spans(without.steps.communication, *link, "(--no-overlap)");
-          spans.insert(spans.end(), serial_spans.begin(), serial_spans.end());
-          const fs::path png = dir / fmt::format("timeline-{}.png", row.replicas);
-          plot_timeline(spans, png,
-                        fmt::format("{}, {} replicas: the last timed step of replica 0 (link {} "
-                                    "GB/s + {} us)",
-                                    train.model, row.replicas, link->gb_per_s, link->latency_us));
-          overlap_notes.push_back("timeline chart: " + png.string());
-        }
-      }
-      rows.push_back(row);
-      status.clear();
-      out << fmt::format(
-                 "{:<14} {:>8} {:>7} {:>9.2f} {:>9.1f} {:>8.2f} {:>8.3f} {:>8} {:>5.2f}x {:>9} "
-                 "{:>9}\n",
-                 level.empty() ? "as flagged" : level, row.replicas, row.global_batch,
-                 row.ms_per_step, row.images_per_second, row.seconds_per_epoch, row.tflops,
-                 row.peak_memory_mib < 0 ? std::string("-")
-                                         : fmt::format("{:.0f}", row.peak_memory_mib),
-                 row.speedup,
-                 level.empty() ? fmt::format("{:.0f}%", 100 * row.efficiency) : std::string("-"),
-                 reduces(train, devices) ? fmt::format("{:.3f}ms", row.all_reduce_ms)
-                                         : std::string("-"))
-          << std::flush;
-    }
+  if (const auto link = simulated_link_from_env(); link && can_plot(&no_chart)) {
+    auto spans = timeline_spans(timing.steps.communication, *link, "(overlap)");
+    const auto serial_spans = timeline_spans(without.steps.communication, *link, "(--no-overlap)");
+    spans.insert(spans.end(), serial_spans.begin(), serial_spans.end());
+    const fs::path png = dir / fmt::format("timeline-{}.png", row.replicas);
+    plot_timeline(spans, png,
+                  fmt::format("{}, {} replicas: the last timed step of replica 0 (link {} "
+                              "GB/s + {} us)",
+                              train.model, row.replicas, link->gb_per_s, link->latency_us));
+    notes.push_back("timeline chart: " + png.string());
   }
+}
+
+// One configuration (a replica count at a level): its steps, its figures beside the first
+// row's, the all-reduce alone, and with several replicas what the overlap hid.
+BenchRow measure(const std::string& level, const std::vector<torch::Device>& devices,
+                 const BenchData& data, const BenchConfig& config, double train_flops,
+                 const std::vector<BenchRow>& rows, const fs::path& dir,
+                 std::vector<std::string>& notes, StatusLine& status) {
+  const TrainConfig train = level.empty() ? config.train : at_level(config.train, level);
+  const fs::path trace = config.trace && rows.empty() ? dir / "trace.json" : fs::path();
+  status.say(fmt::format("timing {} with {} replica(s): {} warm-up and {} timed steps...",
+                         level.empty() ? "as flagged" : level, devices.size(),
+                         warmup_steps(train, config.warmup), config.steps));
+  const Timing timing = time_steps(train, devices, data.images, data.mean, config, trace);
+  if (!trace.empty()) notes.push_back("profiler trace: " + trace.string());
+  BenchRow row;
+  row.level = level;
+  row.replicas = static_cast<int64_t>(devices.size());
+  row.global_batch = timing.global_batch;
+  row.ms_per_step = 1000 * timing.seconds / static_cast<double>(config.steps);
+  row.images_per_second = static_cast<double>(config.steps * row.global_batch) / timing.seconds;
+  row.seconds_per_epoch = kCifarTrainImages / row.images_per_second;
+  row.tflops = row.images_per_second * train_flops / 1e12;
+  row.peak_memory_mib = timing.peak_memory_mib;
+  const BenchRow& base = rows.empty() ? row : rows.front();
+  row.speedup = row.images_per_second / base.images_per_second;
+  row.efficiency =
+      row.speedup / (static_cast<double>(row.replicas) / static_cast<double>(base.replicas));
+  row.gradient_floats = timing.gradient_floats;
+  // A row whose training reduces nothing (one replica, no NCCL) shows none: "-" (0 in the
+  // CSV), even behind a simulated link.
+  if (reduces(train, devices)) {
+    status.say("timing the all-reduce of the gradients alone...");
+    row.all_reduce_ms =
+        time_all_reduce(bench_group(train, devices), devices, row.gradient_floats);
+  }
+  row.median_step_ms = median(timing.steps.step_ms);
+  // A replayed graph's step has no backward pass of the host's, nor a timeline to show.
+  row.backward_ms = train.cuda_graphs ? -1 : median(timing.steps.backward_ms);
+  if (reduces(train, devices) && train.overlap && !train.cuda_graphs) {  // vs one at the end
+    measure_overlap(row, train, devices, data, config, timing, dir, notes, status);
+  }
+  return row;
+}
+
+void print_row(const BenchRow& row, bool reduced, std::ostream& out) {
+  out << fmt::format(
+             "{:<14} {:>8} {:>7} {:>9.2f} {:>9.1f} {:>8.2f} {:>8.3f} {:>8} {:>5.2f}x {:>9} "
+             "{:>9}\n",
+             row.level.empty() ? "as flagged" : row.level, row.replicas, row.global_batch,
+             row.ms_per_step, row.images_per_second, row.seconds_per_epoch, row.tflops,
+             row.peak_memory_mib < 0 ? std::string("-")
+                                     : fmt::format("{:.0f}", row.peak_memory_mib),
+             row.speedup,
+             row.level.empty() ? fmt::format("{:.0f}%", 100 * row.efficiency) : std::string("-"),
+             reduced ? fmt::format("{:.3f}ms", row.all_reduce_ms) : std::string("-"))
+      << std::flush;
+}
+
+std::string bench_csv(const std::vector<BenchRow>& rows) {
   std::string csv = "level,replicas,global_batch,ms_per_step,images_per_second,seconds_per_epoch,"
                     "tflops,peak_memory_mib,speedup,efficiency,gradient_floats,allreduce_ms,"
                     "median_step_ms,backward_ms,no_overlap_ms,hidden\n";
@@ -391,7 +264,12 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
         r.backward_ms < 0 ? std::string() : fmt::format("{:.3f}", r.backward_ms), r.no_overlap_ms,
         r.hidden);
   }
-  // The overlap of the gradients' all-reduce with the backward pass, per multi-replica row.
+  return csv;
+}
+
+// Below the table: the overlap of each multi-replica row, the files, what the columns mean.
+void print_notes(const std::vector<BenchRow>& rows, const std::vector<std::string>& notes,
+                 int64_t steps, std::ostream& out) {
   for (const auto& r : rows) {
     if (r.no_overlap_ms <= 0) continue;
     // An all-reduce much shorter than the steps' own jitter (a few percent on a busy CPU) hides
@@ -404,10 +282,10 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
     out << fmt::format(
         "overlap, {} replicas (replica 0, medians of {} steps): backward {:.2f} ms, all-reduce "
         "{:.2f} ms; step {:.2f} ms overlapped, {:.2f} ms with --no-overlap ({:+.1f}%): {}\n",
-        r.replicas, config.steps, r.backward_ms, r.all_reduce_ms, r.median_step_ms,
-        r.no_overlap_ms, 100 * (r.median_step_ms / r.no_overlap_ms - 1), hidden);
+        r.replicas, steps, r.backward_ms, r.all_reduce_ms, r.median_step_ms, r.no_overlap_ms,
+        100 * (r.median_step_ms / r.no_overlap_ms - 1), hidden);
   }
-  for (const auto& note : overlap_notes) out << note << "\n";
+  for (const auto& note : notes) out << note << "\n";
   out << "s/epoch: projected for 50,000 training images; x: images/s over the first row's; "
          "scaling: x over the replica ratio (not with --levels);\n"
       << fmt::format("allreduce: one sum all-reduce of the full gradient buffer ({} floats, "
@@ -415,25 +293,65 @@ std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
                      "moves nothing, one replica)\n",
                      rows.front().gradient_floats,
                      4e-6 * static_cast<double>(rows.front().gradient_floats));
-  write_text_atomically(dir / "bench.csv", csv);
-  out << "table: " << (dir / "bench.csv").string() << "\n";
+}
+
+void draw_chart(const std::vector<BenchRow>& rows, const BenchConfig& config,
+                const torch::Device& device, const fs::path& dir, std::ostream& out) {
   std::string why;
-  if (can_plot(&why)) {
-    std::vector<Bar> bars;
-    for (const auto& r : rows) {
-      const std::string label = r.level.empty() ? std::to_string(r.replicas)
-                                : r.replicas == 1 ? r.level
-                                                  : fmt::format("{} x {}", r.replicas, r.level);
-      bars.push_back({label, r.images_per_second, fmt::format("{:.2f}x", r.speedup)});
-    }
-    const std::string by = rows.front().level.empty() ? "replicas" : "configuration";
-    plot_bars(bars, by, "images/s", dir / "bench.png",
-              fmt::format("Training throughput by {}\n{} x {}", by, config.gpus ? "GPU" : "CPU replica",
-                          describe_device(device_sets[0][0])));
-    out << "chart: " << (dir / "bench.png").string() << "\n";
-  } else {
+  if (!can_plot(&why)) {
     std::cerr << "warning: no chart will be drawn: " << why << "\n";
+    return;
   }
+  std::vector<Bar> bars;
+  for (const auto& r : rows) {
+    const std::string label = r.level.empty() ? std::to_string(r.replicas)
+                              : r.replicas == 1 ? r.level
+                                                : fmt::format("{} x {}", r.replicas, r.level);
+    bars.push_back({label, r.images_per_second, fmt::format("{:.2f}x", r.speedup)});
+  }
+  const std::string by = rows.front().level.empty() ? "replicas" : "configuration";
+  plot_bars(bars, by, "images/s", dir / "bench.png",
+            fmt::format("Training throughput by {}\n{} x {}", by,
+                        config.gpus ? "GPU" : "CPU replica", describe_device(device)));
+  out << "chart: " << (dir / "bench.png").string() << "\n";
+}
+
+}  // namespace
+
+std::vector<BenchRow> run_bench(const BenchConfig& config, std::ostream& out) {
+  // Refuse what this machine cannot run before spending time on the rest.
+  std::vector<std::vector<torch::Device>> device_sets;
+  for (int64_t n : config.replicas) {
+    device_sets.push_back(config.gpus ? select_devices(n, 1) : select_devices(0, n));
+  }
+  simulated_link_from_env();  // a malformed MGPU_SIM_LINK is refused before anything runs
+  const int64_t threads = set_threads(config.train.threads);
+  configure_kernels(config.train);
+  const fs::path dir = bench_dir(config);
+  NewDirectories created;  // a refusal or failure leaves no directory it made behind
+  created.prepare(dir, "--out-dir");
+
+  const BenchData data = synthetic_data(config.train.seed);
+  auto probe = models::make_model(config.train.model, models::ModelShape{});
+  const double train_flops = 3 * models::forward_flops(probe, models::ModelShape{});
+  print_header(config, device_sets[0][0], threads, train_flops, out);
+  std::vector<std::string> levels = config.levels;
+  if (levels.empty()) levels.push_back("");
+  std::vector<BenchRow> rows;
+  std::vector<std::string> notes;  // the files of the overlap's measurement, listed after the table
+  StatusLine status(out);
+  for (const auto& devices : device_sets) {
+    for (const auto& level : levels) {
+      rows.push_back(measure(level, devices, data, config, train_flops, rows, dir, notes, status));
+      status.clear();
+      const TrainConfig train = level.empty() ? config.train : at_level(config.train, level);
+      print_row(rows.back(), reduces(train, devices), out);
+    }
+  }
+  print_notes(rows, notes, config.steps, out);
+  write_text_atomically(dir / "bench.csv", bench_csv(rows));
+  out << "table: " << (dir / "bench.csv").string() << "\n";
+  draw_chart(rows, config, device_sets[0][0], dir, out);
   return rows;
 }
 

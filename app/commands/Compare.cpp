@@ -35,6 +35,26 @@ nlohmann::json read_json(const fs::path& file) {
   }
 }
 
+// Refuses a run file whose JSON is not of the shape mgpu train writes, naming it and the key.
+void check_shape(const nlohmann::json& info, const fs::path& file) {
+  auto refuse = [&](const std::string& what) {
+    throw InputError(fmt::format("{}: {} (not what mgpu train writes)", file.string(), what));
+  };
+  if (!info.is_object()) refuse("expected a JSON object");
+  if (info.contains("config") && !info["config"].is_object()) refuse("\"config\" is not an object");
+  const auto config = info.value("config", nlohmann::json::object());
+  for (const char* key : {"replicas", "global_batch", "epochs"}) {
+    if (config.contains(key) && !config[key].is_number()) {
+      refuse(fmt::format("\"config.{}\" is not a number", key));
+    }
+  }
+  for (const char* key : {"seconds", "processes"}) {
+    if (info.contains(key) && !info[key].is_number()) {
+      refuse(fmt::format("\"{}\" is not a number", key));
+    }
+  }
+}
+
 double median_seconds(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -136,10 +156,10 @@ RunRecord read_run(const fs::path& dir) {
         "files mgpu train writes in its --out-dir)",
         dir.string()));
   }
-  if (run.finished) {
-    run.info = read_json(dir / "summary.json");
-  } else if (started) {
-    run.info = read_json(dir / "run.json");
+  if (run.finished || started) {
+    const fs::path file = dir / (run.finished ? "summary.json" : "run.json");
+    run.info = read_json(file);
+    check_shape(run.info, file);
   }
   if (has_history) run.history = read_history_csv(dir / "history.csv");
   std::vector<double> seconds;
@@ -234,12 +254,20 @@ std::string comparison_csv(const std::vector<RunRecord>& runs) {
       "final_val_acc,best_val_acc,speedup,efficiency,finished\n";
   for (const auto& run : runs) {
     const Figures f = figures(run, runs.front());
-    csv += fmt::format("{},{},{},{},{},{},{:.4f},{:.3f},{:.6f},{:.6f},{:.4f},{:.4f},{}\n",
-                       csv_field(run.dir.string()), csv_field(setting(run.info, "device")),
-                       config_setting(run.info, "replicas"), setting(run.info, "processes"),
-                       config_setting(run.info, "global_batch"), run.history.size(),
-                       run.median_epoch_seconds, run.wall_seconds, f.final_acc, f.best_acc,
-                       f.speedup, f.efficiency, run.finished ? "yes" : "no");
+    // A run without epochs (or beside a first run without them) leaves its figures blank.
+    const bool none = run.history.empty();
+    auto figure = [](bool blank, const std::string& text) { return blank ? std::string() : text; };
+    csv += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{}\n", csv_field(run.dir.string()),
+                       csv_field(setting(run.info, "device")), config_setting(run.info, "replicas"),
+                       setting(run.info, "processes"), config_setting(run.info, "global_batch"),
+                       run.history.size(),
+                       figure(none, fmt::format("{:.4f}", run.median_epoch_seconds)),
+                       figure(none, fmt::format("{:.3f}", run.wall_seconds)),
+                       figure(none, fmt::format("{:.6f}", f.final_acc)),
+                       figure(none, fmt::format("{:.6f}", f.best_acc)),
+                       figure(!f.timed, fmt::format("{:.4f}", f.speedup)),
+                       figure(!f.timed, fmt::format("{:.4f}", f.efficiency)),
+                       run.finished ? "yes" : "no");
   }
   return csv;
 }

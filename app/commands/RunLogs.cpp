@@ -23,6 +23,9 @@ RunLogs::RunLogs(fs::path out_dir, nlohmann::json run, bool writer, bool tensorb
 void RunLogs::open() {
   if (opened_ || !writer_) return;
   opened_ = true;
+  // summary.json is a finished run's: one left by an earlier run in this folder goes.
+  std::error_code ec;
+  fs::remove(out_dir_ / "summary.json", ec);
   write_text_atomically(out_dir_ / "run.json", run_.dump(2) + "\n");
   if (!tensorboard_) return;
   board_.emplace(out_dir_ / "tensorboard", resumed_);

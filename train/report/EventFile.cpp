@@ -19,7 +19,9 @@ namespace {
 // Protobuf wire types.
 constexpr int kVarint = 0, kFixed64 = 1, kBytes = 2, kFixed32 = 5;
 // Field numbers.
-constexpr int kEventWallTime = 1, kEventStep = 2, kEventFileVersion = 3, kEventSummary = 5;
+constexpr int kEventWallTime = 1, kEventStep = 2, kEventFileVersion = 3, kEventSummary = 5,
+              kEventSessionLog = 7;
+constexpr int kSessionLogStatus = 1, kSessionStart = 1;  // SessionLog.status, its START
 constexpr int kSummaryValue = 1;
 constexpr int kValueTag = 1, kValueSimpleValue = 2, kValueTensor = 8, kValueMetadata = 9;
 constexpr int kMetadataPluginData = 1, kMetadataDataClass = 4;
@@ -209,6 +211,11 @@ std::string encode_event(const Event& e) {
   put_varint(out, static_cast<uint64_t>(e.step));
   if (!e.file_version.empty()) {
     put_bytes(out, kEventFileVersion, e.file_version);
+  } else if (e.session_start) {
+    std::string session;
+    put_key(session, kSessionLogStatus, kVarint);
+    put_varint(session, kSessionStart);
+    put_bytes(out, kEventSessionLog, session);
   } else {
     std::string summary;
     put_bytes(summary, kSummaryValue, encode_value(e));
@@ -227,6 +234,15 @@ Event decode_event(const std::string& bytes) {
       e.step = static_cast<int64_t>(f.varint_value());
     } else if (f.field() == kEventFileVersion) {
       e.file_version = f.bytes();
+    } else if (f.field() == kEventSessionLog) {
+      Fields session(f.bytes());
+      while (session.next()) {
+        if (session.field() == kSessionLogStatus) {
+          e.session_start = session.varint_value() == kSessionStart;
+        } else {
+          session.skip();
+        }
+      }
     } else if (f.field() == kEventSummary) {
       Fields s(f.bytes());
       while (s.next()) {

@@ -14,8 +14,9 @@ namespace mgpu::train {
 uint32_t crc32c(const std::string& bytes);
 uint32_t masked_crc32c(const std::string& bytes);
 
-/// One event as mgpu writes it: a scalar (tag, value), a text (tag, text), or the file's
-/// first event, its version ("brain.Event:2").
+/// One event as mgpu writes it: a scalar (tag, value), a text (tag, text), the file's first
+/// event, its version ("brain.Event:2"), or the session's start (SessionLog START: TensorBoard
+/// drops what it holds of the folder from that event's step on, and reads on).
 struct Event {
   double wall_time = 0;  // seconds since the epoch
   int64_t step = 0;
@@ -24,6 +25,7 @@ struct Event {
   std::string text;          // a text's markdown
   bool is_text = false;
   std::string file_version;  // the version event's
+  bool session_start = false;
 };
 
 /// The serialized tensorboard.Event protobuf of an event.

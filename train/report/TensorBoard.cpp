@@ -8,10 +8,11 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <set>
+#include <map>
 #include <stdexcept>
 #include <utility>
 #include <vector>
@@ -43,26 +44,33 @@ std::vector<fs::path> event_files(const fs::path& folder) {
   return files;
 }
 
-// The interrupted part's events that this part does not train again: epochs up to the
-// checkpoint's, steps up to its step; each (tag, step) once.
+// The earlier parts' events that this part does not train again: epochs up to the
+// checkpoint's, steps up to its step; each (tag, step) once, the newest file's where several
+// have it (each part's file repeats the kept events of the parts before). Events that are not
+// mgpu's scalars or texts (the version, session starts, another writer's) are left out.
 std::vector<std::string> kept_events(const std::vector<fs::path>& files, const LogPosition& at) {
   std::vector<std::string> kept;
-  std::set<std::pair<std::string, int64_t>> seen;
+  std::map<std::pair<std::string, int64_t>, size_t> where;  // (tag, step) -> index in kept
   for (const auto& file : files) {
     for (const auto& record : read_records(file)) {
       Event e;
       try {
         e = decode_event(record);
       } catch (const std::runtime_error&) {
-        continue;  // not one of ours: another writer's event
+        continue;
       }
-      if (!e.file_version.empty()) continue;  // the new file has its own
+      if (e.tag.empty()) continue;
       // A text (the settings) at the position itself is the part's that resumed there before.
       const bool per_epoch = e.tag.rfind("epoch_", 0) == 0;
       if (e.step > (per_epoch ? at.epochs : at.steps) || (e.is_text && e.step == at.steps)) {
         continue;
       }
-      if (seen.insert({e.tag, e.step}).second) kept.push_back(record);
+      const auto [it, added] = where.insert({{e.tag, e.step}, kept.size()});
+      if (added) {
+        kept.push_back(record);
+      } else {
+        kept[it->second] = record;
+      }
     }
   }
   return kept;
@@ -89,20 +97,33 @@ TensorBoardLog::Writer::Writer(const fs::path& folder, std::optional<LogPosition
   version.wall_time = now_seconds();
   version.file_version = "brain.Event:2";
   content += frame_record(encode_event(version));
+  // A TensorBoard that read the folder's earlier files drops what it holds and reads this one
+  // from the start (event_accumulator purges from the start's step, 0, on).
+  Event start;
+  start.wall_time = version.wall_time;
+  start.session_start = true;
+  content += frame_record(encode_event(start));
   if (resumed) {
     for (const auto& record : kept_events(old, *resumed)) content += frame_record(record);
   }
-  // TensorBoard's name, made unique by the pid: events.out.tfevents.<seconds>.<host>.<pid>.mgpu
-  file_ = folder / fmt::format("events.out.tfevents.{}.{}.{}.mgpu",
-                               static_cast<int64_t>(version.wall_time), hostname(), getpid());
+  // TensorBoard's name, in the order of the parts, made unique by the pid and a count:
+  // events.out.tfevents.<seconds>.<host>.<pid>.<n>.mgpu
+  static std::atomic<int> opened{0};
+  file_ = folder / fmt::format("events.out.tfevents.{}.{}.{}.{:04}.mgpu",
+                               static_cast<int64_t>(version.wall_time), hostname(), getpid(),
+                               opened++);
   // Complete before TensorBoard can see it: written under a name without "tfevents", then
-  // renamed; the old files go after, so a crash in between leaves duplicates, never a gap (and
-  // the next resume removes them).
+  // renamed. A fresh run removes an earlier run's files; a resumed one keeps its earlier parts'
+  // (TensorBoard's reader would stay on a file removed under it), and the session start at the
+  // head of the new file makes TensorBoard drop what it read of them and take the kept events
+  // from this one.
   const fs::path fresh = folder / "mgpu-events.new";
   write_text_atomically(fresh, content);
   fs::rename(fresh, file_);
-  for (const auto& f : old) {
-    if (f != file_) fs::remove(f, ec);
+  if (!resumed) {
+    for (const auto& f : old) {
+      if (f != file_) fs::remove(f, ec);
+    }
   }
   fd_ = ::open(file_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
   if (fd_ < 0) {

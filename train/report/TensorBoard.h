@@ -21,11 +21,12 @@ struct LogPosition {
 class TensorBoardLog {
  public:
   /// Opens the log under dir (dir/train, dir/validation). A fresh run (no resumed) removes
-  /// earlier event files there. A resumed run keeps the events up to its checkpoint's position
-  /// and drops the later ones, which the interrupted part wrote and this part trains again: they
-  /// move into one new event file per folder (written atomically; the old files are removed
-  /// after), so TensorBoard shows one line with every step once. Throws std::runtime_error
-  /// naming the folder if it cannot be written.
+  /// earlier event files there. A resumed run starts a new event file per folder (written
+  /// atomically) with a session start and the earlier parts' events up to its checkpoint's
+  /// position, without the later ones, which the interrupted part wrote and this part trains
+  /// again; the earlier files stay, and TensorBoard, reading the files in order, drops what
+  /// they showed at the session start, so it shows one line with every step once. Throws
+  /// std::runtime_error naming the folder if it cannot be written.
   TensorBoardLog(const std::filesystem::path& dir, std::optional<LogPosition> resumed);
 
   /// The run's settings as markdown, at the step this part starts from.
