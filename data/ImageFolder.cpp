@@ -3,13 +3,12 @@
 
 #include <fmt/core.h>
 #include <fmt/ranges.h>
-#include <unistd.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <numeric>
 #include <random>
@@ -19,6 +18,7 @@
 #include <vector>
 
 #include "data/Image.h"       // defines: probe_image, decode_image
+#include "data/ImageCache.h"  // defines: Decoded, cache_key, read_cache, write_cache
 #include "data/InputError.h"  // defines: InputError
 #include "data/TextBar.h"     // defines: TextBar
 #include "data/ReadFile.h"  // defines: read_file
@@ -31,7 +31,6 @@ namespace {
 // The split and the order of the images do not depend on --seed: runs with other seeds train
 // and test on the same images.
 constexpr uint64_t kFolderSeed = 2017;
-constexpr const char* kCacheFormat = "mgpu image cache 2";
 
 struct ClassFolder {
   std::string name;
@@ -178,120 +177,6 @@ Listing list_held_out(const fs::path& dir, double val_split) {
 
 std::string read_bytes(const fs::path& file) { return read_file(file, "image"); }
 
-// What the cache must match: the size, the colour, and every file's name, size and time.
-std::string cache_key(const fs::path& dir, const std::vector<fs::path>& files,
-                      const ImageInfo& shape, bool skip_bad) {
-  std::string key = fmt::format("{}\n{}x{}x{} skip-bad {}\n", kCacheFormat, shape.height,
-                                shape.width, shape.channels, skip_bad);
-  for (const auto& f : files) {
-    std::error_code ec;
-    const auto size = fs::file_size(f, ec);
-    const auto time = fs::last_write_time(f, ec).time_since_epoch().count();
-    key += fmt::format("{}\t{}\t{}\n", fs::relative(f, dir, ec).string(), size, time);
-  }
-  return key;
-}
-
-struct Decoded {
-  torch::Tensor images;          // [files, C, H, W] uint8; a bad file's row is zeros
-  torch::Tensor good;            // [files] bool
-  std::vector<std::string> bad;  // why each bad file was refused
-};
-
-int64_t good_count(const Decoded& d) { return d.good.sum().item<int64_t>(); }
-
-// CRC32 of what the cache holds: LibTorch's archive reader does not notice changed bytes
-// inside a tensor, so a damaged cache would train on them.
-int64_t content_checksum(const Decoded& d) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  auto add = [&](const void* data, size_t size) {
-    for (size_t at = 0; at < size; at += 1u << 30) {  // crc32 takes a uInt length
-      const auto len = static_cast<uInt>(std::min<size_t>(1u << 30, size - at));
-      crc = crc32(crc, static_cast<const Bytef*>(data) + at, len);
-    }
-  };
-  const auto images = d.images.contiguous();
-  const auto good = d.good.contiguous();
-  add(images.data_ptr(), static_cast<size_t>(images.nbytes()));
-  add(good.data_ptr(), static_cast<size_t>(good.nbytes()));
-  for (const auto& message : d.bad) add(message.data(), message.size() + 1);  // with its '\0'
-  return static_cast<int64_t>(crc);
-}
-
-enum class CacheState { kMissing, kStale, kDamaged, kRead };
-
-CacheState read_cache(const fs::path& cache, const std::string& key, Decoded& out) {
-  std::error_code ec;
-  if (!fs::exists(cache, ec)) return CacheState::kMissing;
-  try {
-    torch::serialize::InputArchive archive;
-    archive.load_from(cache.string());
-    c10::IValue stored, bad;
-    archive.read("key", stored);
-    if (!stored.isString() || stored.toStringRef() != key) return CacheState::kStale;
-    torch::Tensor checksum;
-    archive.read("images", out.images);
-    archive.read("good", out.good);
-    archive.read("bad", bad);
-    archive.read("checksum", checksum);
-    out.bad.clear();
-    for (const auto& message : bad.toListRef()) out.bad.push_back(message.toStringRef());
-    const auto n = static_cast<int64_t>(std::count(key.begin(), key.end(), '\n')) - 2;
-    const bool shaped = out.images.dim() == 4 && out.images.size(0) == n &&
-                        out.images.scalar_type() == torch::kUInt8 && out.good.dim() == 1 &&
-                        out.good.size(0) == n && out.good.scalar_type() == torch::kBool;
-    if (!shaped || checksum.item<int64_t>() != content_checksum(out)) return CacheState::kDamaged;
-    return CacheState::kRead;
-  } catch (const c10::Error&) {
-    return CacheState::kDamaged;  // truncated, or not an archive
-  }
-}
-
-// The other image caches of dir (other sizes or colours): only the newest is kept.
-std::vector<fs::path> other_caches(const fs::path& dir, const fs::path& keep) {
-  std::vector<fs::path> found;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    const bool cache_name = name.rfind(".mgpu-cache-", 0) == 0 && name.size() > 15 &&
-                            name.compare(name.size() - 3, 3, ".pt") == 0 &&
-                            name.find(".part") == std::string::npos;
-    if (cache_name && entry.path().filename() != keep.filename()) found.push_back(entry.path());
-  }
-  return found;
-}
-
-void write_cache(const fs::path& cache, const std::string& key, const Decoded& d,
-                 std::ostream& log) {
-  const fs::path part = cache.string() + fmt::format(".{}.part", ::getpid());
-  try {
-    torch::serialize::OutputArchive archive;
-    archive.write("key", c10::IValue(key));
-    archive.write("images", d.images);
-    archive.write("good", d.good);
-    c10::List<std::string> bad;
-    for (const auto& message : d.bad) bad.push_back(message);
-    archive.write("bad", c10::IValue(bad));
-    archive.write("checksum", torch::tensor(content_checksum(d), torch::kInt64));
-    archive.save_to(part.string());
-    fs::rename(part, cache);
-    for (const auto& old : other_caches(cache.parent_path(), cache)) {
-      std::error_code ec;
-      if (fs::remove(old, ec)) {
-        log << fmt::format("removed the older image cache {} (a folder keeps one cache, for the "
-                           "image size last used)\n",
-                           old.string());
-      }
-    }
-  } catch (const std::exception& e) {
-    std::error_code ec;
-    fs::remove(part, ec);
-    log << fmt::format("warning: cannot write the image cache {} ({}); the images will be "
-                       "decoded again next time\n",
-                       cache.string(), e.what());
-  }
-}
-
 // The size and colour of the first image that can be read (every later one must match), and
 // that image.
 std::pair<ImageInfo, fs::path> first_image(const fs::path& dir,
@@ -368,9 +253,9 @@ Dataset assemble(std::vector<Labelled> rows, const Decoded& d, uint64_t seed, in
           torch::tensor(labels, torch::kInt64)};
 }
 
-}  // namespace
-
-DataSplit load_image_folder(const fs::path& dir, const FolderOptions& options, std::ostream& log) {
+// Which of the two layouts dir has: true for DIR/train and DIR/test, false for class folders
+// with --val-split; throws when it has neither, a half of the first, or the wrong options.
+bool has_split_folders(const fs::path& dir, const FolderOptions& options) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
     throw InputError(fmt::format("--data-dir {} is not a folder (expected a folder of class "
@@ -395,43 +280,41 @@ DataSplit load_image_folder(const fs::path& dir, const FolderOptions& options, s
                                  "out that fraction of each class for testing",
                                  dir.string()));
   }
-  const Listing listing = has_train ? list_split_folders(dir) : list_held_out(dir, options.val_split);
-  const auto [shape, first] = first_image(dir, listing.files, options);
-  if (options.check_shape) {  // before the images are decoded: the model can take them
-    options.check_shape(shape.channels, shape.height, shape.width,
-                        static_cast<int64_t>(listing.class_names.size()));
-  }
-  const fs::path cache =
-      dir / fmt::format(".mgpu-cache-{}x{}x{}.pt", shape.height, shape.width, shape.channels);
-  const std::string key = cache_key(dir, listing.files, shape, options.skip_bad_images);
+  return has_train;
+}
+
+std::string skipped_note(const Decoded& d) {
+  return d.bad.empty() ? std::string()
+                       : fmt::format(" ({} undecodable files skipped)", d.bad.size());
+}
+
+// The images from the cache when it matches them, else from decode(); log says which.
+Decoded read_or_decode(const fs::path& dir, const fs::path& cache, const std::string& key,
+                       const std::function<Decoded()>& decode, CacheState& cached,
+                       std::ostream& log) {
   Decoded decoded;
-  const CacheState cached = read_cache(cache, key, decoded);
+  cached = read_cache(cache, key, decoded);
   if (cached == CacheState::kDamaged) {
     log << fmt::format("warning: the image cache {} is damaged (truncated, or its contents do "
                        "not match their checksum): decoding the images again\n",
                        cache.string());
   }
-  const auto skipped = [](const Decoded& d) {
-    return d.bad.empty() ? std::string()
-                         : fmt::format(" ({} undecodable files skipped)", d.bad.size());
-  };
   if (cached == CacheState::kRead) {
     log << fmt::format("{} images of {} from the cache {}{}\n", good_count(decoded), dir.string(),
-                       cache.string(), skipped(decoded));
-  } else {
-    const auto start = std::chrono::steady_clock::now();
-    decoded = decode_all(dir, listing.files, shape, first, options, log);
-    log << fmt::format("decoded {} images in {:.1f} s{}\n", good_count(decoded),
-                       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-                           .count(),
-                       skipped(decoded));
+                       cache.string(), skipped_note(decoded));
+    return decoded;
   }
-  if (!decoded.bad.empty()) {
-    log << fmt::format("warning: skipped {} image files that cannot be decoded (--skip-bad-images), "
-                       "the first: {}\n",
-                       decoded.bad.size(), decoded.bad.front());
-  }
-  // A class is never empty: not when its folder has no image files, nor when none decodes.
+  const auto start = std::chrono::steady_clock::now();
+  decoded = decode();
+  log << fmt::format(
+      "decoded {} images in {:.1f} s{}\n", good_count(decoded),
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+      skipped_note(decoded));
+  return decoded;
+}
+
+// A class is never empty: not when its folder has no image files, nor when none decodes.
+void check_every_class_decodes(const Listing& listing, const Decoded& decoded) {
   const auto good = decoded.good.accessor<bool, 1>();
   for (const auto& span : listing.folders) {
     int64_t usable = 0;
@@ -443,6 +326,33 @@ DataSplit load_image_folder(const fs::path& dir, const FolderOptions& options, s
                                    span.folder.string(), span.end - span.begin));
     }
   }
+}
+
+}  // namespace
+
+DataSplit load_image_folder(const fs::path& dir, const FolderOptions& options, std::ostream& log) {
+  const Listing listing = has_split_folders(dir, options) ? list_split_folders(dir)
+                                                          : list_held_out(dir, options.val_split);
+  const auto [shape, first] = first_image(dir, listing.files, options);
+  if (options.check_shape) {  // before the images are decoded: the model can take them
+    options.check_shape(shape.channels, shape.height, shape.width,
+                        static_cast<int64_t>(listing.class_names.size()));
+  }
+  const fs::path cache =
+      dir / fmt::format(".mgpu-cache-{}x{}x{}.pt", shape.height, shape.width, shape.channels);
+  const std::string key = cache_key(dir, listing.files, shape, options.skip_bad_images);
+  CacheState cached = CacheState::kMissing;
+  const auto decode = [&, &shape = shape, &first = first] {
+    return decode_all(dir, listing.files, shape, first, options, log);
+  };
+  const Decoded decoded = read_or_decode(dir, cache, key, decode, cached, log);
+  if (!decoded.bad.empty()) {
+    log << fmt::format("warning: skipped {} image files that cannot be decoded (--skip-bad-images), "
+                       "the first: {}\n",
+                       decoded.bad.size(), decoded.bad.front());
+  }
+  check_every_class_decodes(listing, decoded);
+
   DataSplit split;
   split.name = "folder";
   split.source = dir.string();

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 #include <utility>
@@ -227,6 +228,19 @@ inline void write_gz(const std::filesystem::path& file, const std::vector<uint8_
   gzFile f = gzopen(file.c_str(), "wb");
   gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
   gzclose(f);
+}
+
+/// A whole file's bytes ("" when it cannot be read).
+inline std::string read_text(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+/// Writes a tensor's bytes as they are in memory (contiguous), as numpy's tofile() does.
+inline void write_raw(const std::filesystem::path& file, const torch::Tensor& t) {
+  const auto c = t.contiguous();
+  std::ofstream(file, std::ios::binary)
+      .write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.nbytes()));
 }
 
 /// Synthetic images whose classes survive shifts and flips: horizontal stripes, vertical

@@ -23,23 +23,14 @@
 using namespace mgpu;
 using mgpu::testing::TempDir;
 namespace fs = std::filesystem;
+using mgpu::testing::read_text;
+using mgpu::testing::write_raw;
 
 namespace {
 
 nlohmann::json read_json(const fs::path& file) {
   std::ifstream in(file);
   return nlohmann::json::parse(in);
-}
-
-void write_raw(const fs::path& file, const torch::Tensor& t) {
-  const auto c = t.contiguous();
-  std::ofstream(file, std::ios::binary)
-      .write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.nbytes()));
-}
-
-std::string read_text(const fs::path& file) {
-  std::ifstream in(file);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 
 using mgpu::testing::TempDir;
 namespace fs = std::filesystem;
+using mgpu::testing::read_text;
 
 namespace {
 
@@ -31,11 +32,6 @@ struct Case {
 std::string expand(std::string text, const fs::path& dir) {
   for (size_t at; (at = text.find("{d}")) != std::string::npos;) text.replace(at, 3, dir.string());
   return text;
-}
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 void resize(const fs::path& file, int64_t delta) {
@@ -381,7 +377,7 @@ TEST(BadInputs, EveryOneIsAClearErrorWithNothingHalfWritten) {
         fmt::format("{}{} {} > /dev/null 2> {}", c.shell_prefix, mgpu::testing::kMgpuBinary,
                     expand(c.args, tmp.path()), (tmp.path() / "stderr").string());
     const int status = std::system(fmt::format("bash -c '{}'", cmd).c_str());
-    const std::string err = read_file(tmp.path() / "stderr");
+    const std::string err = read_text(tmp.path() / "stderr");
     ASSERT_TRUE(WIFEXITED(status)) << c.name;
     EXPECT_EQ(WEXITSTATUS(status), c.code) << c.name << ": " << err;
     EXPECT_NE(err.find("mgpu: error: "), std::string::npos) << c.name << ": " << err;

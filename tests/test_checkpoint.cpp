@@ -24,11 +24,11 @@ namespace fs = std::filesystem;
 namespace {
 
 // 28x28 grey images of two classes (one-pixel stripes one way or the other) with noise.
-data::Dataset stripes(int64_t n, uint64_t seed) {
+data::Dataset stripe_set(int64_t n, uint64_t seed) {
   return mgpu::testing::pattern_dataset(n, seed, {/*classes=*/2, 1, 28, /*width=*/1, 40});
 }
 
-train::TrainConfig config(int64_t epochs = 2) {
+train::TrainConfig checkpoint_config(int64_t epochs = 2) {
   train::TrainConfig c;
   c.batch_per_device = 8;
   c.eval_batch = 32;
@@ -112,23 +112,23 @@ class MidEpochResume : public ::testing::TestWithParam<Split> {};
 TEST_P(MidEpochResume, AStopAndAResumeEndExactlyAsAnUninterruptedRun) {
   torch::set_num_threads(1);
   const auto [model, replicas, accumulate, lookahead] = GetParam();
-  auto config = [accumulate = accumulate, lookahead = lookahead] {
-    auto c = ::config();
+  auto split_config = [accumulate = accumulate, lookahead = lookahead] {
+    auto c = checkpoint_config();
     c.accumulate = accumulate;
     c.lookahead = lookahead;
     return c;
   };
-  const auto d = stripes(48, 1);  // 6 steps per epoch with one replica, 3 with two
+  const auto d = stripe_set(48, 1);  // 6 steps per epoch with one replica, 3 with two
   TempDir tmp;
   std::ostringstream out;
   train::Progress quiet(0, out);
 
-  auto whole = make_trainer(config(), d, tmp.path() / "whole", 0, replicas, model);
+  auto whole = make_trainer(split_config(), d, tmp.path() / "whole", 0, replicas, model);
   const auto expected = whole->fit(d, d, quiet);
 
   // The stop request arrives during epoch 1's end; it is honoured after epoch 2's first step.
   train::install_stop_handlers();
-  auto first = make_trainer(config(), d, tmp.path() / "parts", 0, replicas, model);
+  auto first = make_trainer(split_config(), d, tmp.path() / "parts", 0, replicas, model);
   try {
     first->fit(d, d, quiet, [](const train::History&) { std::raise(SIGUSR1); });
     FAIL() << "no stop";
@@ -145,7 +145,7 @@ TEST_P(MidEpochResume, AStopAndAResumeEndExactlyAsAnUninterruptedRun) {
   const int64_t steps = 48 / (8 * replicas * accumulate);
   ASSERT_GE(steps, 2) << "the stop must come mid-epoch";
 
-  auto second = make_trainer(config(), d, tmp.path() / "parts", 0, replicas, model);
+  auto second = make_trainer(split_config(), d, tmp.path() / "parts", 0, replicas, model);
   second->resume(first->last_checkpoint());
   const auto resumed = second->fit(d, d, quiet);
   EXPECT_EQ(history_without_seconds(resumed), history_without_seconds(expected));
@@ -169,15 +169,15 @@ INSTANTIATE_TEST_SUITE_P(Checkpoint, MidEpochResume,
                          });
 
 TEST(Checkpoint, ACheckpointOfAnotherRunOrADamagedOneIsRefusedByName) {
-  const auto d = stripes(16, 1);
+  const auto d = stripe_set(16, 1);
   TempDir tmp;
   std::ostringstream out;
   train::Progress quiet(0, out);
-  auto run = make_trainer(config(1), d, tmp.path());
+  auto run = make_trainer(checkpoint_config(1), d, tmp.path());
   run->fit(d, d, quiet);
   const auto file = run->last_checkpoint();
 
-  auto other = make_trainer(config(3), d, tmp.path() / "other");
+  auto other = make_trainer(checkpoint_config(3), d, tmp.path() / "other");
   auto message = mgpu::testing::error_of([&] { other->resume(file); });
   EXPECT_NE(message.find("is from another run"), std::string::npos) << message;
   EXPECT_NE(message.find("epochs: the checkpoint has 1, this run 3"), std::string::npos) << message;
@@ -227,9 +227,9 @@ TEST(Checkpoint, ACheckpointOfAnotherRunOrADamagedOneIsRefusedByName) {
 }
 
 TEST(Checkpoint, ANonFiniteLossStopsAtItsStepAndKeepsTheLastGoodCheckpoint) {
-  const auto d = stripes(48, 1);
+  const auto d = stripe_set(48, 1);
   TempDir tmp;
-  auto c = config();
+  auto c = checkpoint_config();
   c.lr = 1e12;  // the first step is finite, the weights it leaves are not
   std::ostringstream out;
   train::Progress quiet(0, out);

@@ -15,13 +15,9 @@
 using mgpu::testing::run_mgpu;
 using mgpu::testing::TempDir;
 namespace fs = std::filesystem;
+using mgpu::testing::read_text;
 
 namespace {
-
-std::string read_text(const fs::path& file) {
-  std::ifstream in(file);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 double median_epoch_seconds(const fs::path& run) {
   std::vector<double> s;
@@ -42,6 +38,9 @@ std::string row(const std::string& out, const fs::path& run) {
   return "";
 }
 
+}  // namespace
+
+// Outside the anonymous namespace: the tests derive from it (unity builds, -Wsubobject-linkage).
 class CompareBinary : public ::testing::Test {
  protected:
   // Built once for the suite: two CIFAR-10 runs of MiniGoogLeNet (dropout included), 1 and 2
@@ -65,8 +64,6 @@ class CompareBinary : public ::testing::Test {
 };
 TempDir* CompareBinary::tmp_ = nullptr;
 int CompareBinary::one_ = -1, CompareBinary::two_ = -1;
-
-}  // namespace
 
 TEST_F(CompareBinary, OneReplicaAgainstTwoGivesTheTableCsvAndPlot) {
   ASSERT_EQ(one_, 0);

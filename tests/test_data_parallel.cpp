@@ -29,7 +29,7 @@ torch::nn::AnyModule mini_googlenet(double dropout = 0.0) {
       models::MiniGoogLeNetOptions().in_channels(1).num_classes(4).dropout(dropout)));
 }
 
-train::TrainConfig config(int64_t accumulate) {
+train::TrainConfig parallel_config(int64_t accumulate) {
   train::TrainConfig c;
   c.batch_per_device = 4;
   c.accumulate = accumulate;
@@ -49,7 +49,7 @@ struct Result {
 Result train_with(int replicas, int64_t accumulate, const data::Dataset& train_set,
                   bool dropout = false, int64_t lookahead = 0) {
   std::vector<torch::Device> devices(static_cast<size_t>(replicas), torch::kCPU);
-  auto c = config(accumulate);
+  auto c = parallel_config(accumulate);
   c.lookahead = lookahead;
   train::Trainer trainer(c, mini_googlenet(dropout ? 0.5 : 0.0), devices,
                          data::mean_image(train_set.images));
@@ -117,7 +117,7 @@ TEST(DataParallel, TwoRunsOnTwoReplicasWithDropoutAreBitIdentical) {
 
 TEST(DataParallel, ReplicasHoldIdenticalWeightsAfterEveryStep) {
   const auto train_set = random_dataset(8, 2);  // one global batch: every epoch is one step
-  auto c = config(1);
+  auto c = parallel_config(1);
   c.epochs = 3;
   train::Trainer trainer(c, mini_googlenet(), {torch::kCPU, torch::kCPU},
                          data::mean_image(train_set.images));
@@ -142,7 +142,7 @@ TEST(DataParallel, ReplicasHoldIdenticalWeightsAfterEveryStep) {
 
 TEST(DataParallel, BatchNormStatisticsAreAveragedBeforeEvaluation) {
   const auto data_set = random_dataset(8, 3);
-  train::Trainer trainer(config(1), mini_googlenet(), {torch::kCPU, torch::kCPU},
+  train::Trainer trainer(parallel_config(1), mini_googlenet(), {torch::kCPU, torch::kCPU},
                          data::mean_image(data_set.images));
   auto bn = [&](int64_t r) {
     for (auto& m : trainer.model(r).ptr()->modules(false)) {
@@ -166,9 +166,9 @@ TEST(DataParallel, BatchNormStatisticsAreAveragedBeforeEvaluation) {
 
 TEST(DataParallel, EvaluationSplitAcrossReplicasMatchesOneReplica) {
   const auto data_set = random_dataset(13, 4);  // 13 images: uneven parts
-  train::Trainer one(config(1), mini_googlenet(), torch::kCPU,
+  train::Trainer one(parallel_config(1), mini_googlenet(), torch::kCPU,
                      data::mean_image(data_set.images));
-  train::Trainer three(config(1), mini_googlenet(),
+  train::Trainer three(parallel_config(1), mini_googlenet(),
                        {torch::kCPU, torch::kCPU, torch::kCPU}, data::mean_image(data_set.images));
   const auto a = one.evaluate(data_set);
   const auto b = three.evaluate(data_set);
@@ -178,7 +178,7 @@ TEST(DataParallel, EvaluationSplitAcrossReplicasMatchesOneReplica) {
 
 TEST(DataParallel, GradientsLiveInOneFlatBuffer) {
   const auto train_set = random_dataset(8, 5);
-  train::Trainer trainer(config(1), mini_googlenet(), {torch::kCPU, torch::kCPU},
+  train::Trainer trainer(parallel_config(1), mini_googlenet(), {torch::kCPU, torch::kCPU},
                          data::mean_image(train_set.images));
   std::ostringstream out;
   train::Progress progress(0, out);
@@ -193,7 +193,7 @@ TEST(DataParallel, GradientsLiveInOneFlatBuffer) {
 
 TEST(DataParallel, LinearScalingMultipliesTheRateByTheGlobalBatch) {
   const auto train_set = random_dataset(16, 6);
-  auto c = config(2);
+  auto c = parallel_config(2);
   c.lr_scaling = "linear";
   train::Trainer trainer(c, mini_googlenet(), {torch::kCPU, torch::kCPU},
                          data::mean_image(train_set.images));

@@ -23,6 +23,7 @@
 using namespace mgpu;
 using mgpu::testing::TempDir;
 namespace fs = std::filesystem;
+using mgpu::testing::read_text;
 
 namespace {
 
@@ -46,11 +47,6 @@ torch::Tensor flat_images(const std::vector<int>& values) {
   std::vector<torch::Tensor> images;
   for (int v : values) images.push_back(torch::full({3, 8, 8}, v, torch::kUInt8));
   return torch::stack(images);
-}
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 int run(const std::string& args, const fs::path& log) {
@@ -166,7 +162,7 @@ TEST(EvaluateBinary, ATrainedRunIsEvaluatedPredictedAndDescribed) {
                             data_flags, run_dir.string()),
                 tmp.path() / "train.log"),
             0)
-      << read_file(tmp.path() / "train.log");
+      << read_text(tmp.path() / "train.log");
 
   const auto eval_dir = tmp.path() / "eval";
   ASSERT_EQ(run(fmt::format("evaluate --weights {} --gpus 0 --threads 2 --data-dir {} "
@@ -175,7 +171,7 @@ TEST(EvaluateBinary, ATrainedRunIsEvaluatedPredictedAndDescribed) {
                             eval_dir.string()),
                 tmp.path() / "eval.log"),
             0)
-      << read_file(tmp.path() / "eval.log");
+      << read_text(tmp.path() / "eval.log");
   // The files agree with an evaluation done here on the same weights and test set.
   auto w = train::load_weights(run_dir, torch::kCPU);
   data::DataConfig dc;
@@ -189,13 +185,13 @@ TEST(EvaluateBinary, ATrainedRunIsEvaluatedPredictedAndDescribed) {
   EXPECT_EQ(w.validation.amp, "bf16");
   const auto here =
       app::evaluate_model(w.module, w.mean, split.test, 10, 256, train::Tta::kMirror, "bf16");
-  const auto json = nlohmann::json::parse(read_file(eval_dir / "evaluation.json"));
+  const auto json = nlohmann::json::parse(read_text(eval_dir / "evaluation.json"));
   EXPECT_EQ(json["model"], "resnet20");
   EXPECT_EQ(json["images"], 40);
   EXPECT_NEAR(json["accuracy"].get<double>(), here.acc, 1e-12);
   EXPECT_NEAR(json["loss"].get<double>(), here.loss, 1e-5);
-  EXPECT_EQ(read_file(eval_dir / "confusion.csv"), app::confusion_csv(here, split.class_names));
-  const auto log = read_file(tmp.path() / "eval.log");
+  EXPECT_EQ(read_text(eval_dir / "confusion.csv"), app::confusion_csv(here, split.class_names));
+  const auto log = read_text(tmp.path() / "eval.log");
   EXPECT_NE(log.find(app::evaluation_report(here, split.class_names)), std::string::npos) << log;
   EXPECT_NE(log.find("test-time augmentation mirror (as the run validated), autocast bf16 (as the "
                      "run validated)"),
@@ -213,7 +209,7 @@ TEST(EvaluateBinary, ATrainedRunIsEvaluatedPredictedAndDescribed) {
   const auto plain = app::evaluate_model(w.module, w.mean, split.test, 10, 256);
   const auto float32 =
       app::evaluate_model(w.module, w.mean, split.test, 10, 256, train::Tta::kMirror);
-  std::stringstream history(read_file(run_dir / "history.csv"));
+  std::stringstream history(read_text(run_dir / "history.csv"));
   std::string line, last;
   while (std::getline(history, line)) last = line;
   std::vector<double> cells;
@@ -230,14 +226,14 @@ TEST(EvaluateBinary, ATrainedRunIsEvaluatedPredictedAndDescribed) {
                             (tmp.path() / "tta").string()),
                 tmp.path() / "tta.log"),
             0)
-      << read_file(tmp.path() / "tta.log");
+      << read_text(tmp.path() / "tta.log");
   const auto translated = app::evaluate_model(w.module, w.mean, split.test, 10, 256,
                                               train::Tta::kMirrorTranslate);
-  const auto tta_json = nlohmann::json::parse(read_file(tmp.path() / "tta" / "evaluation.json"));
+  const auto tta_json = nlohmann::json::parse(read_text(tmp.path() / "tta" / "evaluation.json"));
   EXPECT_EQ(tta_json["tta"], "mirror-translate");
   EXPECT_NEAR(tta_json["accuracy"].get<double>(), translated.acc, 1e-12);
   EXPECT_NEAR(tta_json["loss"].get<double>(), translated.loss, 1e-5);
-  EXPECT_NE(read_file(tmp.path() / "tta.log").find("test-time augmentation mirror-translate"),
+  EXPECT_NE(read_text(tmp.path() / "tta.log").find("test-time augmentation mirror-translate"),
             std::string::npos);
 
   // Predict a test image written as a PNG: the probabilities the model gives its pixels.
@@ -251,7 +247,7 @@ TEST(EvaluateBinary, ATrainedRunIsEvaluatedPredictedAndDescribed) {
       run(fmt::format("predict --weights {} --gpus 0 --top 1 {}", run_dir.string(), png.string()),
           tmp.path() / "predict.log"),
       0);
-  EXPECT_EQ(read_file(tmp.path() / "predict.log"),
+  EXPECT_EQ(read_text(tmp.path() / "predict.log"),
             fmt::format("{}: {} {:.4f}\n", png.string(),
                         split.class_names[static_cast<size_t>(best)], probs[best].item<double>()));
 }

@@ -44,9 +44,9 @@ int check_from_python(const fs::path& exported, const fs::path& ref, std::string
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-class ExportEveryModel : public ::testing::TestWithParam<std::string> {};
-
 }  // namespace
+
+class ExportEveryModel : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ExportEveryModel, PythonLoadsTheSameTensorsAndComputesTheSameLogits) {
   torch::set_num_threads(1);

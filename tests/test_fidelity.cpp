@@ -15,16 +15,8 @@
 
 using namespace mgpu;
 namespace fs = std::filesystem;
+using mgpu::testing::write_raw;
 
-namespace {
-
-void write_raw(const fs::path& file, const torch::Tensor& t) {
-  const auto c = t.contiguous();
-  std::ofstream(file, std::ios::binary)
-      .write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.nbytes()));
-}
-
-}  // namespace
 
 // From the same initial weights, 20 full-batch steps (one per epoch, so the per-epoch rate
 // changes every step) without augmentation or dropout: the same weights and batch-norm

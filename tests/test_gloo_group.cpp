@@ -14,13 +14,9 @@
 using namespace mgpu::train;
 using mgpu::testing::TempDir;
 using mgpu::testing::free_port;
+using mgpu::testing::read_text;
 
 namespace {
-
-std::string read_text(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 // Starts `world` workers (this program, filtered to the worker test) and waits for them all.
 void run_workers(int world, const std::string& mode, const std::filesystem::path& dir) {

@@ -10,15 +10,8 @@
 
 using namespace mgpu::train;
 using mgpu::testing::TempDir;
+using mgpu::testing::read_text;
 
-namespace {
-
-std::string read_text(const std::filesystem::path& p) {
-  std::ifstream in(p);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-}  // namespace
 
 TEST(History, CsvRoundTrip) {
   TempDir tmp;

@@ -25,11 +25,11 @@ namespace {
 
 // 3x32x32 images of two classes, horizontal or vertical stripes 4 pixels wide, over noise:
 // texture that any convolutional network can tell apart, wherever it pools.
-data::Dataset stripes(int64_t n, uint64_t seed) {
+data::Dataset registry_stripes(int64_t n, uint64_t seed) {
   return mgpu::testing::pattern_dataset(n, seed, {/*classes=*/2, 3, 32, /*width=*/4, 60});
 }
 
-train::TrainConfig small_config(int64_t epochs) {
+train::TrainConfig registry_config(int64_t epochs) {
   train::TrainConfig c;
   c.batch_per_device = 8;
   c.eval_batch = 32;
@@ -75,14 +75,14 @@ double max_difference(torch::nn::Module& a, torch::nn::Module& b, bool buffers =
   return worst;
 }
 
+}  // namespace
+
 class EveryModel : public ::testing::TestWithParam<std::string> {
  protected:
   // One thread: ctest runs two tests at once on two cores, and oversubscribed OpenMP threads
   // slow LibTorch down tenfold.
   void SetUp() override { torch::set_num_threads(1); }
 };
-
-}  // namespace
 
 TEST(Registry, UnknownNamesAreRefusedWithTheKnownOnes) {
   const std::string message = mgpu::testing::error_of([] { models::find_model("resnet1000"); });
@@ -149,8 +149,8 @@ TEST_P(EveryModel, EveryParameterReceivesAGradient) {
 TEST_P(EveryModel, ReplicasKeepTheFrozenParametersFrozen) {
   // clone() rebuilds each submodule from its own reset(), which knows nothing of a parameter
   // its parent froze: the trainer gives every replica replica 0's choice.
-  const auto d = stripes(16, 2);
-  auto c = small_config(1);
+  const auto d = registry_stripes(16, 2);
+  auto c = registry_config(1);
   auto model = without_dropout(GetParam(), {});
   const auto params = model.ptr()->parameters();
   if (!params.empty()) params.front().requires_grad_(false);  // frozen here, whatever the model
@@ -193,24 +193,24 @@ TEST_P(EveryModel, ClonesOntoAGpu) {
 }
 
 TEST_P(EveryModel, TrainingLowersTheLossAndLearnsAnEasyTask) {
-  const auto d = stripes(64, 1);
-  auto c = small_config(6);
+  const auto d = registry_stripes(64, 1);
+  auto c = registry_config(6);
   c.lr = 0.01;
   torch::manual_seed(3);
   train::Trainer trainer(c, models::make_model(GetParam(), {}), torch::kCPU,
                          data::mean_image(d.images));
   std::ostringstream out;
   train::Progress quiet(0, out);
-  const auto history = trainer.fit(d, stripes(64, 2), quiet);
+  const auto history = trainer.fit(d, registry_stripes(64, 2), quiet);
   EXPECT_LT(history.back().loss, history.front().loss);
   // Accuracy while training (batch-norm statistics after 48 steps are too young for eval mode).
   EXPECT_GE(history.back().acc, 0.7) << "training accuracy on two obvious classes";
 }
 
 TEST_P(EveryModel, TwoReplicasEqualOneAccumulatingTwo) {
-  const auto d = stripes(32, 4);  // global batch 16: 2 steps
+  const auto d = registry_stripes(32, 4);  // global batch 16: 2 steps
   auto run = [&](int replicas, int64_t accumulate) {
-    auto c = small_config(1);
+    auto c = registry_config(1);
     c.accumulate = accumulate;
     std::vector<torch::Device> devices(static_cast<size_t>(replicas), torch::kCPU);
     train::Trainer trainer(c, without_dropout(GetParam(), {}), devices, data::mean_image(d.images));
@@ -228,14 +228,14 @@ TEST_P(EveryModel, TwoReplicasEqualOneAccumulatingTwo) {
 }
 
 TEST_P(EveryModel, ACheckpointAndResumeEndAsTheUninterruptedRun) {
-  const auto d = stripes(32, 5);
+  const auto d = registry_stripes(32, 5);
   TempDir tmp;
   std::ostringstream out;
   train::Progress quiet(0, out);
   auto make = [&](int64_t epochs, const fs::path& dir) {  // as run_training makes one
     torch::manual_seed(3);
     auto trainer =
-        std::make_unique<train::Trainer>(small_config(epochs), models::make_model(GetParam(), {}),
+        std::make_unique<train::Trainer>(registry_config(epochs), models::make_model(GetParam(), {}),
                                          torch::kCPU, data::mean_image(d.images));
     train::CheckpointPolicy policy;
     policy.dir = dir;

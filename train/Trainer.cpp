@@ -55,6 +55,78 @@ bool is_comm_error(const std::exception_ptr& error) {
   }
 }
 
+LrSchedule schedule_of(const TrainConfig& config) {
+  LrSchedule schedule;
+  schedule.base_lr = config.lr;
+  schedule.epochs = config.epochs;
+  schedule.power = config.power;
+  schedule.name = config.schedule;
+  schedule.milestones = config.milestones;
+  schedule.gamma = config.gamma;
+  schedule.warmup_epochs = config.warmup_epochs;
+  schedule.knots = config.lr_knots;
+  return schedule;
+}
+
+// --cuda-graphs: every replica on a GPU, behind a communicator whose collectives a graph can
+// capture.
+void check_capturable(const std::vector<torch::Device>& devices,
+                      const std::vector<std::unique_ptr<Communicator>>& comms) {
+  for (const auto& d : devices) {
+    if (!d.is_cuda()) {
+      throw data::InputError("--cuda-graphs needs GPUs (--gpus 1 or more): CPU training has "
+                             "no CUDA graphs");
+    }
+  }
+  for (const auto& c : comms) {
+    if (!c->can_capture()) {
+      throw data::InputError(fmt::format(
+          "--cuda-graphs cannot capture the {} communicator's all-reduce; use NCCL (--comm "
+          "nccl or auto)",
+          c->backend()));
+    }
+  }
+}
+
+void check_every_group_takes_a_parameter(const TrainConfig& config,
+                                         const std::vector<int>& group_of) {
+  for (size_t g = 0; g < config.param_groups.size(); ++g) {
+    if (std::find(group_of.begin(), group_of.end(), static_cast<int>(g)) == group_of.end()) {
+      throw data::InputError(fmt::format(
+          "--param-group '{}': no parameter of the model has a name containing '{}' that an "
+          "earlier group did not take (the names are those of mgpu export's state_dict)",
+          config.param_groups[g].pattern, config.param_groups[g].pattern));
+    }
+  }
+}
+
+BucketOptions bucket_options(const TrainConfig& config) {
+  return {config.bucket_mb, /*first_bucket_mb=*/1, config.overlap,
+          config.comm_dtype == "bf16"   ? torch::kBFloat16
+          : config.comm_dtype == "fp16" ? torch::kHalf
+                                        : torch::kFloat};
+}
+
+// What fit() refuses in this run's settings for these images and steps ("" for nothing).
+std::string refusal_of_run(const TrainConfig& config, const data::Dataset& train, int64_t steps,
+                           int64_t total_steps) {
+  const int64_t side = std::min(train.images.size(2), train.images.size(3));
+  if (config.translate >= side) {  // a reflection reaches one image's width at most
+    return fmt::format(
+        "--translate {}: the images are {}x{}, and a shift with reflected borders must be "
+        "smaller than the image (at most {})",
+        config.translate, train.images.size(2), train.images.size(3), side - 1);
+  }
+  if (config.lookahead >= total_steps) {  // it would end on (nearly) its first weights
+    return fmt::format(
+        "--lookahead {}: this run has {} steps ({} an epoch), so its weights would move to the "
+        "average at most once, at the end, and it would end on (nearly) its initial weights; "
+        "give --lookahead below {} (or train longer)",
+        config.lookahead, total_steps, steps, total_steps);
+  }
+  return "";
+}
+
 }  // namespace
 
 Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model, torch::Device device,
@@ -65,19 +137,11 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
                  std::vector<torch::Device> devices, const torch::Tensor& mean,
                  std::vector<std::unique_ptr<Communicator>> comms)
     : config_(config),
+      schedule_(schedule_of(config)),
       shuffle_(at::detail::createCPUGenerator(config.seed + kShuffleStream)),
       augment_(at::detail::createCPUGenerator(config.seed + kAugmentStream)) {
   const int n = static_cast<int>(devices.size());
   TORCH_CHECK(n >= 1, "Trainer needs at least one device");
-  schedule_.base_lr = config.lr;
-  schedule_.epochs = config.epochs;
-  schedule_.power = config.power;
-  schedule_.name = config.schedule;
-  schedule_.milestones = config.milestones;
-  schedule_.gamma = config.gamma;
-  schedule_.warmup_epochs = config.warmup_epochs;
-  schedule_.knots = config.lr_knots;
-
   if (comms.empty() && n > 1) {
     comms = make_local_group(n, std::chrono::milliseconds(
                                     static_cast<int64_t>(config.comm_timeout_s * 1000)));
@@ -86,79 +150,15 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
               "Trainer: one communicator per replica expected");
   comms = behind_link_from_env(std::move(comms));
   if (config.cuda_graphs) {
+    check_capturable(devices, comms);
     config_.fused_sgd = true;  // the captured step reads its rate from the device
-    for (const auto& d : devices) {
-      if (!d.is_cuda()) {
-        throw data::InputError("--cuda-graphs needs GPUs (--gpus 1 or more): CPU training has "
-                               "no CUDA graphs");
-      }
-    }
-    for (const auto& c : comms) {
-      if (!c->can_capture()) {
-        throw data::InputError(fmt::format(
-            "--cuda-graphs cannot capture the {} communicator's all-reduce; use NCCL (--comm "
-            "nccl or auto)",
-            c->backend()));
-      }
-    }
   }
   // With float16 the step is skipped on the device when the gradients overflow: fused SGD's.
   if (config.amp == "fp16") config_.fused_sgd = true;
   model.ptr()->to(devices[0]);
   for (int r = 0; r < n; ++r) {
-    auto replica = std::make_unique<Replica>();
-    replica->rank = r;
-    replica->device = devices[r];
-    replica->model = r == 0 ? model : model.clone(devices[r]);  // all start from replica 0
-    if (r > 0) {
-      // clone() rebuilds each submodule from its own reset(), which knows nothing of a
-      // parameter frozen by its parent: the copies keep replica 0's.
-      const auto from = model.ptr()->parameters(), to = replica->model.ptr()->parameters();
-      for (size_t i = 0; i < from.size(); ++i) to[i].requires_grad_(from[i].requires_grad());
-    }
-    replica->mean = mean.to(devices[r]);
-    if (!comms.empty()) replica->comm = std::move(comms[r]);
-    const auto on_device = torch::TensorOptions().device(devices[r]);
-    replica->lr = torch::full({}, config.lr, on_device);
-    replica->step_number = torch::zeros({}, on_device.dtype(torch::kInt64));
-    replica->first_row = torch::zeros({}, on_device.dtype(torch::kInt64));
-    replica->stop_flag = torch::zeros({}, on_device);
-    replica->first_bad = torch::full({}, -1, on_device.dtype(torch::kInt64));
-    replica->loss_sum = torch::zeros({}, on_device);
-    replica->correct = torch::zeros({}, on_device.dtype(torch::kInt64));
-    if (config.amp == "fp16") {
-      replica->loss_scale = torch::full({}, config.loss_scale, on_device);
-      replica->growth_tracker = torch::zeros({}, on_device.dtype(torch::kInt32));
-      replica->found_inf = torch::zeros({}, on_device);
-    }
-    replica->group_of = assign_groups(config_, *replica->model.ptr());
-    for (size_t g = 0; g < config_.param_groups.size() && r == 0; ++g) {
-      if (std::find(replica->group_of.begin(), replica->group_of.end(), static_cast<int>(g)) ==
-          replica->group_of.end()) {
-        throw data::InputError(fmt::format(
-            "--param-group '{}': no parameter of the model has a name containing '{}' that an "
-            "earlier group did not take (the names are those of mgpu export's state_dict)",
-            config_.param_groups[g].pattern, config_.param_groups[g].pattern));
-      }
-    }
-    bind_parameters(*replica);
-    if (replica->comm) {  // the gradients' all-reduce, bucket by bucket; the 2 control words last
-      const BucketOptions buckets{config.bucket_mb, /*first_bucket_mb=*/1, config.overlap,
-                                  config.comm_dtype == "bf16"   ? torch::kBFloat16
-                                  : config.comm_dtype == "fp16" ? torch::kHalf
-                                                                : torch::kFloat};
-      replica->reducer = std::make_unique<Reducer>(replica->model.ptr()->parameters(),
-                                                   replica->grads, 2, *replica->comm, buckets);
-    }
-    // --accumulate K: micro-batch k keeps running statistics of its own, as replica k would.
-    for (int64_t k = 0; k < config.accumulate && config.accumulate > 1; ++k) {
-      std::vector<torch::Tensor> set;
-      for (const auto& b : replica->model.ptr()->buffers()) set.push_back(b.detach().clone());
-      replica->stat_sets.push_back(std::move(set));
-    }
-    if (!config_.fused_sgd) make_optimizer(*replica);
-    if (config_.cuda_graphs) replica->graph = std::make_unique<StepGraph>(devices[r]);
-    replicas_.push_back(std::move(replica));
+    replicas_.push_back(
+        make_replica(r, model, devices[r], mean, comms.empty() ? nullptr : std::move(comms[r])));
   }
   workers_ = std::make_unique<Workers>(replicas_.size());
   if (config.lr_scaling == "linear") {
@@ -171,6 +171,56 @@ Trainer::Trainer(const TrainConfig& config, torch::nn::AnyModule model,
         config.lr, schedule_.base_lr * schedule_.scale, std::numeric_limits<float>::max()));
   }
 }
+
+std::unique_ptr<Trainer::Replica> Trainer::make_replica(int rank,
+                                                        const torch::nn::AnyModule& model,
+                                                        torch::Device device,
+                                                        const torch::Tensor& mean,
+                                                        std::unique_ptr<Communicator> comm) {
+  auto replica = std::make_unique<Replica>();
+  replica->rank = rank;
+  replica->device = device;
+  replica->model = rank == 0 ? model : model.clone(device);  // all start from replica 0
+  if (rank > 0) {
+    // clone() rebuilds each submodule from its own reset(), which knows nothing of a
+    // parameter frozen by its parent: the copies keep replica 0's.
+    const auto from = model.ptr()->parameters(), to = replica->model.ptr()->parameters();
+    for (size_t i = 0; i < from.size(); ++i) to[i].requires_grad_(from[i].requires_grad());
+  }
+  replica->mean = mean.to(device);
+  replica->comm = std::move(comm);
+  const auto on_device = torch::TensorOptions().device(device);
+  replica->lr = torch::full({}, config_.lr, on_device);
+  replica->step_number = torch::zeros({}, on_device.dtype(torch::kInt64));
+  replica->first_row = torch::zeros({}, on_device.dtype(torch::kInt64));
+  replica->stop_flag = torch::zeros({}, on_device);
+  replica->first_bad = torch::full({}, -1, on_device.dtype(torch::kInt64));
+  replica->loss_sum = torch::zeros({}, on_device);
+  replica->correct = torch::zeros({}, on_device.dtype(torch::kInt64));
+  if (config_.amp == "fp16") {
+    replica->loss_scale = torch::full({}, config_.loss_scale, on_device);
+    replica->growth_tracker = torch::zeros({}, on_device.dtype(torch::kInt32));
+    replica->found_inf = torch::zeros({}, on_device);
+  }
+  replica->group_of = assign_groups(config_, *replica->model.ptr());
+  if (rank == 0) check_every_group_takes_a_parameter(config_, replica->group_of);
+  bind_parameters(*replica);
+  if (replica->comm) {  // the gradients' all-reduce, bucket by bucket; the 2 control words last
+    replica->reducer = std::make_unique<Reducer>(replica->model.ptr()->parameters(),
+                                                 replica->grads, 2, *replica->comm,
+                                                 bucket_options(config_));
+  }
+  // --accumulate K: micro-batch k keeps running statistics of its own, as replica k would.
+  for (int64_t k = 0; k < config_.accumulate && config_.accumulate > 1; ++k) {
+    std::vector<torch::Tensor> set;
+    for (const auto& b : replica->model.ptr()->buffers()) set.push_back(b.detach().clone());
+    replica->stat_sets.push_back(std::move(set));
+  }
+  if (!config_.fused_sgd) make_optimizer(*replica);
+  if (config_.cuda_graphs) replica->graph = std::make_unique<StepGraph>(device);
+  return replica;
+}
+
 // The reducers and then the graphs go before the communicators they use (train/Teardown.h),
 // whether the run ended or failed; then the members: the worker threads (idle), the replicas.
 Trainer::~Trainer() {
@@ -302,20 +352,7 @@ History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Prog
   // A fractional --epochs ends part way through its last epoch, after ceil(steps x epochs) steps.
   const int64_t total_steps = run_steps(steps, config_.epochs);
   // Refused through the start's agreement, so that every process of a job stops together.
-  std::string refusal;
-  const int64_t side = std::min(train.images.size(2), train.images.size(3));
-  if (config_.translate >= side) {  // a reflection reaches one image's width at most
-    refusal = fmt::format(
-        "--translate {}: the images are {}x{}, and a shift with reflected borders must be "
-        "smaller than the image (at most {})",
-        config_.translate, train.images.size(2), train.images.size(3), side - 1);
-  } else if (config_.lookahead >= total_steps) {  // it would end on (nearly) its first weights
-    refusal = fmt::format(
-        "--lookahead {}: this run has {} steps ({} an epoch), so its weights would move to the "
-        "average at most once, at the end, and it would end on (nearly) its initial weights; "
-        "give --lookahead below {} (or train longer)",
-        config_.lookahead, total_steps, steps, total_steps);
-  }
+  const std::string refusal = refusal_of_run(config_, train, steps, total_steps);
   const int64_t epochs = (total_steps + steps - 1) / steps;
   if (!agreed_) {
     agree_on_start(refusal);
@@ -346,35 +383,43 @@ History Trainer::fit(const data::Dataset& train, const data::Dataset& test, Prog
     for_each_replica([&](Replica& r) {
       run_epoch(r, plan, r.rank == 0 ? &progress : nullptr, first_step);
     });
-    const Replica& lead = *replicas_[0];
-    const double images = static_cast<double>(epoch_steps * batch);
-    EpochStats stats;
-    stats.epoch = epoch + 1;
-    // The rate the epoch's first step took (a resumed epoch's was taken in an earlier part).
-    stats.lr = first_step > 1 ? rate_at_epoch_start(epoch) : first_step_lr_;
-    stats.loss = lead.loss_sum.item<double>() / images;  // the same on every replica
-    stats.acc = static_cast<double>(lead.correct.item<int64_t>()) / images;
-    const double epoch_train_seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    const double epoch_images = static_cast<double>((epoch_steps - first_step + 1) * batch);
-    train_seconds_ += epoch_train_seconds;
-    train_images_ += epoch_images;
-    epoch_images_per_second_ = epoch_train_seconds > 0 ? epoch_images / epoch_train_seconds : 0;
-    // On the copy of the test set that place_data left on each device.
-    progress.evaluating(test.size());
-    for_each_replica([&](Replica& r) { r.val = evaluate_replica(r, r.test); });
-    const Metrics val = replicas_[0]->val;
-    stats.val_loss = val.loss;
-    stats.val_acc = val.acc;
-    stats.seconds =
-        epoch_earlier_seconds_ + std::chrono::duration<double>(Clock::now() - start).count();
-    history_.push_back(stats);
-    progress.epoch_end(stats);
+    history_.push_back(end_epoch(epoch, epoch_steps, first_step, start, test, progress));
+    progress.epoch_end(history_.back());
     if (on_epoch) on_epoch(history_);
     for_each_replica([&](Replica& r) { write_checkpoint(r, epoch + 1, 0); });
   }
   start_epoch_ = epochs;
   start_step_ = 0;
   return history_;
+}
+
+EpochStats Trainer::end_epoch(int64_t epoch, int64_t epoch_steps, int64_t first_step,
+                              std::chrono::steady_clock::time_point start,
+                              const data::Dataset& test, Progress& progress) {
+  using Clock = std::chrono::steady_clock;
+  const int64_t batch = global_batch();
+  const Replica& lead = *replicas_[0];
+  const double images = static_cast<double>(epoch_steps * batch);
+  EpochStats stats;
+  stats.epoch = epoch + 1;
+  // The rate the epoch's first step took (a resumed epoch's was taken in an earlier part).
+  stats.lr = first_step > 1 ? rate_at_epoch_start(epoch) : first_step_lr_;
+  stats.loss = lead.loss_sum.item<double>() / images;  // the same on every replica
+  stats.acc = static_cast<double>(lead.correct.item<int64_t>()) / images;
+  const double epoch_train_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const double epoch_images = static_cast<double>((epoch_steps - first_step + 1) * batch);
+  train_seconds_ += epoch_train_seconds;
+  train_images_ += epoch_images;
+  epoch_images_per_second_ = epoch_train_seconds > 0 ? epoch_images / epoch_train_seconds : 0;
+  // On the copy of the test set that place_data left on each device.
+  progress.evaluating(test.size());
+  for_each_replica([&](Replica& r) { r.val = evaluate_replica(r, r.test); });
+  const Metrics val = replicas_[0]->val;
+  stats.val_loss = val.loss;
+  stats.val_acc = val.acc;
+  stats.seconds =
+      epoch_earlier_seconds_ + std::chrono::duration<double>(Clock::now() - start).count();
+  return stats;
 }
 
 }  // namespace mgpu::train

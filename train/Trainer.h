@@ -167,6 +167,17 @@ class Trainer {
  private:
   struct Replica;
   struct EpochPlan;
+  /// Replica `rank` of model on device: its own copy (replica 0 keeps model), the device
+  /// values its step reads and writes, its parameter groups, flat buffers, reducer, micro-batch
+  /// statistics, optimizer and graph.
+  std::unique_ptr<Replica> make_replica(int rank, const torch::nn::AnyModule& model,
+                                        torch::Device device, const torch::Tensor& mean,
+                                        std::unique_ptr<Communicator> comm);
+  /// After an epoch's steps (first_step..epoch_steps, begun at start): its training figures,
+  /// the evaluation on test, the history, the callback's epoch end and the checkpoint.
+  EpochStats end_epoch(int64_t epoch, int64_t epoch_steps, int64_t first_step,
+                       std::chrono::steady_clock::time_point start, const data::Dataset& test,
+                       Progress& progress);
   /// Steps first_step..plan.steps (1-based) of an epoch.
   void run_epoch(Replica& replica, const EpochPlan& plan, Progress* progress, int64_t first_step);
   /// A step's rate (returned) and the device values it reads: step number, rows, stop request.
@@ -192,6 +203,11 @@ class Trainer {
   /// dy, flip), reading the rate, step number and stop flag from the replica's device
   /// tensors: device work only, nothing read back, so that a CUDA graph can capture it.
   void train_step(Replica& replica, const torch::Tensor& batch_plan);
+  /// A micro-batch of the step (rows of the batch plan): forward, loss, the replica's running
+  /// figures, and the backward pass, weighted by the rows' share of the global batch; the last
+  /// one sets the control words and arms the reducer first. step_loss sums the losses.
+  void micro_batch(Replica& replica, const torch::Tensor& rows, int64_t first_row, bool last,
+                   torch::Tensor& step_loss);
   /// Every parameter in the configured memory format, a view into one flat buffer with the
   /// fused optimizer, and its gradient a view of the same layout into the gradient buffer.
   void bind_parameters(Replica& replica);

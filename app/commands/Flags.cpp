@@ -94,6 +94,26 @@ double number(const cxxopts::ParseResult& r, const std::string& flag) {
   return v;
 }
 
+double number_in(const cxxopts::ParseResult& r, const std::string& flag, double min, double max,
+                 bool min_excluded, const std::string& expected) {
+  const double v = number(r, flag);
+  if (!std::isfinite(v) || v < min || (min_excluded && v == min) || v > max) {
+    throw InputError(fmt::format("--{} {}: expected {}", flag, v, expected));
+  }
+  return v;
+}
+
+std::string one_of(const cxxopts::ParseResult& r, const std::string& flag,
+                   const std::vector<std::string>& choices) {
+  const auto word = get<std::string>(r, flag);
+  if (std::find(choices.begin(), choices.end(), word) != choices.end()) return word;
+  std::string expected = choices.front();
+  for (size_t i = 1; i < choices.size(); ++i) {
+    expected += (i + 1 == choices.size() ? " or " : ", ") + choices[i];
+  }
+  throw InputError(fmt::format("--{} '{}': expected {}", flag, word, expected));
+}
+
 std::optional<std::vector<int64_t>> int_list(const std::string& text, int64_t min, int64_t max) {
   std::vector<int64_t> list;
   size_t start = 0;

@@ -48,6 +48,13 @@ int64_t int_at_least(const cxxopts::ParseResult& r, const std::string& flag, int
                      int64_t max = std::numeric_limits<int64_t>::max());
 /// A number flag (strtod's syntax, the whole text).
 double number(const cxxopts::ParseResult& r, const std::string& flag);
+/// A finite number flag in [min, max] (in (min, max] when min_excluded), else InputError
+/// "--FLAG VALUE: expected EXPECTED".
+double number_in(const cxxopts::ParseResult& r, const std::string& flag, double min, double max,
+                 bool min_excluded, const std::string& expected);
+/// A word flag that is one of choices, else InputError "--FLAG 'WORD': expected A, B or C".
+std::string one_of(const cxxopts::ParseResult& r, const std::string& flag,
+                   const std::vector<std::string>& choices);
 /// "82,123": integers in [min, max] separated by commas; nullopt if the text is not such a list.
 std::optional<std::vector<int64_t>> int_list(const std::string& text, int64_t min, int64_t max);
 /// "1,2,4": counts from 1 to kMaxReplicas.

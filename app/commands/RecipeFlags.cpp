@@ -20,16 +20,6 @@ using data::InputError;
 
 namespace {
 
-// A number flag in [min, max] (or (min, max] when min is excluded).
-double number_in(const cxxopts::ParseResult& r, const std::string& flag, double min, double max,
-                 bool min_excluded, const std::string& expected) {
-  const double v = number(r, flag);
-  if (!std::isfinite(v) || v < min || (min_excluded && v == min) || v > max) {
-    throw InputError(fmt::format("--{} {}: expected {}", flag, v, expected));
-  }
-  return v;
-}
-
 // "82,123": epochs from 1 to epochs - 1 (epochs: the epochs the run starts), increasing.
 std::vector<int64_t> milestone_list(const std::string& text, int64_t epochs) {
   const auto list = int_list(text, 1, epochs - 1);
@@ -178,13 +168,11 @@ void add_recipe_flags(cxxopts::Options& o) {
        cxxopts::value<std::string>()->default_value("none"));
 }
 
-void recipe_flags(const cxxopts::ParseResult& r, train::TrainConfig& c) {
-  c.schedule = get<std::string>(r, "schedule");
-  if (c.schedule != "poly" && c.schedule != "cosine" && c.schedule != "step" &&
-      c.schedule != "constant" && c.schedule != "piecewise") {
-    throw InputError(fmt::format(
-        "--schedule '{}': expected poly, cosine, step, constant or piecewise", c.schedule));
-  }
+namespace {
+
+// --schedule and the flags that shape it: --lr-knots, --power, --milestones, --gamma.
+void schedule_flags(const cxxopts::ParseResult& r, train::TrainConfig& c) {
+  c.schedule = one_of(r, "schedule", {"poly", "cosine", "step", "constant", "piecewise"});
   if (c.schedule == "piecewise") {
     if (!r.count("lr-knots")) {
       throw InputError("--schedule piecewise needs --lr-knots, e.g. --lr-knots 0:0.2,0.2:1,1:0");
@@ -209,6 +197,21 @@ void recipe_flags(const cxxopts::ParseResult& r, train::TrainConfig& c) {
     throw InputError(fmt::format("--{} belongs to --schedule step, not {}",
                                  r.count("milestones") ? "milestones" : "gamma", c.schedule));
   }
+}
+
+// --lookahead, --lookahead-decay.
+void lookahead_flags(const cxxopts::ParseResult& r, train::TrainConfig& c) {
+  c.lookahead = int_at_least(r, "lookahead", 0, 1 << 20);
+  c.lookahead_decay = number_in(r, "lookahead-decay", 0, 1, false, "a decay in [0, 1]");
+  if (r.count("lookahead-decay") && c.lookahead == 0) {
+    throw InputError("--lookahead-decay needs --lookahead N (every N steps)");
+  }
+}
+
+}  // namespace
+
+void recipe_flags(const cxxopts::ParseResult& r, train::TrainConfig& c) {
+  schedule_flags(r, c);
   c.weight_decay = number_in(r, "weight-decay", 0, 1e3, false, "a number from 0 to 1000");
   c.param_groups.clear();
   if (r.count("param-group")) {
@@ -216,20 +219,10 @@ void recipe_flags(const cxxopts::ParseResult& r, train::TrainConfig& c) {
       c.param_groups.push_back(param_group(text));
     }
   }
-  c.loss_reduction = get<std::string>(r, "loss-reduction");
-  if (c.loss_reduction != "mean" && c.loss_reduction != "sum") {
-    throw InputError(fmt::format("--loss-reduction '{}': expected mean or sum", c.loss_reduction));
-  }
-  c.lookahead = int_at_least(r, "lookahead", 0, 1 << 20);
-  c.lookahead_decay = number_in(r, "lookahead-decay", 0, 1, false, "a decay in [0, 1]");
-  if (r.count("lookahead-decay") && c.lookahead == 0) {
-    throw InputError("--lookahead-decay needs --lookahead N (every N steps)");
-  }
+  c.loss_reduction = one_of(r, "loss-reduction", {"mean", "sum"});
+  lookahead_flags(r, c);
   c.translate = int_at_least(r, "translate", 0, 64);
-  c.flip = get<std::string>(r, "flip");
-  if (c.flip != "random" && c.flip != "alternating" && c.flip != "none") {
-    throw InputError(fmt::format("--flip '{}': expected random, alternating or none", c.flip));
-  }
+  c.flip = one_of(r, "flip", {"random", "alternating", "none"});
   c.decay_norm_bias = !flag_on(r, "no-decay-norm-bias");
   if (!c.decay_norm_bias && c.weight_decay == 0) {
     throw InputError("--no-decay-norm-bias needs --weight-decay > 0 (without decay it changes "

@@ -91,6 +91,50 @@ cxxopts::Options train_options() {
   return o;
 }
 
+namespace {
+
+// --comm and --comm-timeout.
+void comm_flags(const cxxopts::ParseResult& r, TrainConfig& c) {
+  c.comm = one_of(r, "comm", {"auto", "local", "nccl"});
+  c.comm_timeout_s = number_in(r, "comm-timeout", 0, kMaxTimeout, /*min_excluded=*/true,
+                               fmt::format("seconds > 0 and at most {} (a week)", kMaxTimeout));
+}
+
+// The rate: --lr, --power, --momentum, --lr-scaling, --warmup-epochs (after --epochs).
+void rate_flags(const cxxopts::ParseResult& r, TrainConfig& c) {
+  const float float_max = std::numeric_limits<float>::max();
+  c.lr = number_in(r, "lr", 0, float_max, /*min_excluded=*/true,
+                   fmt::format("a number > 0 and at most {} (a float32)", float_max));
+  c.power = number_in(r, "power", 0, std::numeric_limits<double>::infinity(), false,
+                      "a finite number >= 0");
+  c.momentum = number_in(r, "momentum", 0, std::nextafter(1.0, 0.0), false, "a number in [0, 1)");
+  c.lr_scaling = one_of(r, "lr-scaling", {"none", "linear"});
+  c.warmup_epochs = number_in(r, "warmup-epochs", 0, c.epochs, false,
+                              fmt::format("a number from 0 to --epochs ({})", c.epochs));
+  if (c.warmup_epochs > 0 && c.lr_scaling != "linear") {
+    throw InputError(fmt::format(
+        "--warmup-epochs {} needs --lr-scaling linear: the warm-up rises from --lr to the scaled "
+        "rate, and without scaling there is nothing to rise to",
+        c.warmup_epochs));
+  }
+}
+
+// What the run shows and keeps: --verbose, --out-dir, --checkpoint-every, --keep, --resume.
+void output_flags(const cxxopts::ParseResult& r, TrainConfig& c) {
+  c.verbose = r.count("verbose") ? static_cast<int>(int_at_least(r, "verbose", 0, 2))
+                                 : (isatty(STDOUT_FILENO) ? 1 : 2);
+  c.out_dir = get<std::string>(r, "out-dir");
+  c.checkpoint_every = int_at_least(r, "checkpoint-every", 0);
+  c.keep = int_at_least(r, "keep", 0);
+  c.resume = get<std::string>(r, "resume");
+  if (c.resume == "auto" && c.out_dir.empty()) {
+    throw InputError("--resume auto needs --out-dir: the run directory whose checkpoints/ to "
+                     "continue from");
+  }
+}
+
+}  // namespace
+
 TrainConfig parse_train(const cxxopts::ParseResult& r) {
   TrainConfig c;
   c.model = models::find_model(get<std::string>(r, "model")).name;
@@ -112,15 +156,7 @@ TrainConfig parse_train(const cxxopts::ParseResult& r) {
   c.accumulate = int_at_least(r, "accumulate", 1, kMaxBatch);
   c.tensorboard = !r.count("no-tensorboard");
   c.tensorboard_every = int_at_least(r, "tensorboard-every", 0);
-  c.comm = get<std::string>(r, "comm");
-  if (c.comm != "auto" && c.comm != "local" && c.comm != "nccl") {
-    throw InputError(fmt::format("--comm '{}': expected auto, local or nccl", c.comm));
-  }
-  c.comm_timeout_s = number(r, "comm-timeout");
-  if (!std::isfinite(c.comm_timeout_s) || c.comm_timeout_s <= 0 || c.comm_timeout_s > kMaxTimeout) {
-    throw InputError(fmt::format("--comm-timeout {}: expected seconds > 0 and at most {} (a week)",
-                                 c.comm_timeout_s, kMaxTimeout));
-  }
+  comm_flags(r, c);
   c.threads = int_at_least(r, "threads", 0, kMaxThreads);
   c.seed = static_cast<uint64_t>(int_at_least(r, "seed", 0));
   c.deterministic = flag_on(r, "deterministic");
@@ -128,46 +164,9 @@ TrainConfig parse_train(const cxxopts::ParseResult& r) {
   if (c.cuda_graphs && c.gpus == 0) {
     throw InputError("--cuda-graphs needs a GPU (--gpus 1 or more): CPU training has no CUDA graphs");
   }
-  c.lr = number(r, "lr");
-  if (!std::isfinite(c.lr) || c.lr <= 0 || c.lr > std::numeric_limits<float>::max()) {
-    throw InputError(fmt::format("--lr {}: expected a number > 0 and at most {} (a float32)",
-                                 c.lr, std::numeric_limits<float>::max()));
-  }
-  c.power = number(r, "power");
-  if (!std::isfinite(c.power) || c.power < 0) {
-    throw InputError(fmt::format("--power {}: expected a finite number >= 0", c.power));
-  }
-  c.momentum = number(r, "momentum");
-  if (!std::isfinite(c.momentum) || c.momentum < 0 || c.momentum >= 1) {
-    throw InputError(fmt::format("--momentum {}: expected a number in [0, 1)", c.momentum));
-  }
-  c.lr_scaling = get<std::string>(r, "lr-scaling");
-  if (c.lr_scaling != "none" && c.lr_scaling != "linear") {
-    throw InputError(fmt::format("--lr-scaling '{}': expected none or linear", c.lr_scaling));
-  }
-  c.warmup_epochs = number(r, "warmup-epochs");
-  if (!std::isfinite(c.warmup_epochs) || c.warmup_epochs < 0 ||
-      c.warmup_epochs > c.epochs) {
-    throw InputError(fmt::format("--warmup-epochs {}: expected a number from 0 to --epochs ({})",
-                                 c.warmup_epochs, c.epochs));
-  }
-  if (c.warmup_epochs > 0 && c.lr_scaling != "linear") {
-    throw InputError(fmt::format(
-        "--warmup-epochs {} needs --lr-scaling linear: the warm-up rises from --lr to the scaled "
-        "rate, and without scaling there is nothing to rise to",
-        c.warmup_epochs));
-  }
+  rate_flags(r, c);
   recipe_flags(r, c);
-  c.verbose = r.count("verbose") ? static_cast<int>(int_at_least(r, "verbose", 0, 2))
-                                 : (isatty(STDOUT_FILENO) ? 1 : 2);
-  c.out_dir = get<std::string>(r, "out-dir");
-  c.checkpoint_every = int_at_least(r, "checkpoint-every", 0);
-  c.keep = int_at_least(r, "keep", 0);
-  c.resume = get<std::string>(r, "resume");
-  if (c.resume == "auto" && c.out_dir.empty()) {
-    throw InputError("--resume auto needs --out-dir: the run directory whose checkpoints/ to "
-                     "continue from");
-  }
+  output_flags(r, c);
   return c;
 }
 
