@@ -9,14 +9,14 @@
 # - unity builds (MGPU_UNITY): the sources of each library compiled a few at a time in one
 #   unit, so the fixed per-unit cost is paid once per batch;
 # - ccache, when installed, in front of the compiler, with paths hashed relative to the
-#   source tree so that another clone (CI's) hits the same cache; the sloppiness settings are
-#   what ccache needs to cache units that use a PCH;
+#   source tree and __FILE__ made relative, so that another clone (CI's) hits the same cache;
+#   the sloppiness settings are what ccache needs to cache units that use a PCH;
 # - -O2 rather than CMake's -O3 for Release: mgpu's own code is glue around LibTorch's
 #   kernels, and -O3 only made each unit slower to compile.
 option(MGPU_CCACHE "Compile through ccache when it is installed" ON)
 option(MGPU_PCH "Precompile LibTorch's headers once for all targets (GCC)" ON)
 option(MGPU_UNITY "Compile each library's sources a few at a time in one unit" ON)
-set(MGPU_UNITY_BATCH 4 CACHE STRING "Sources per unity unit")
+set(MGPU_UNITY_BATCH 8 CACHE STRING "Sources per unity unit")
 
 find_program(MGPU_CCACHE_PROGRAM ccache)
 if(MGPU_CCACHE AND MGPU_CCACHE_PROGRAM AND NOT CMAKE_CXX_COMPILER_LAUNCHER)
@@ -26,6 +26,12 @@ if(MGPU_CCACHE AND MGPU_CCACHE_PROGRAM AND NOT CMAKE_CXX_COMPILER_LAUNCHER)
       ${MGPU_CCACHE_PROGRAM})
   message(STATUS "ccache: ${MGPU_CCACHE_PROGRAM}")
 endif()
+
+# __FILE__ (GoogleTest's and the NCCL checks' messages) relative to the source tree: a unity
+# unit includes its sources by absolute path, so without this the preprocessed text of every
+# unit that expands __FILE__ differs between clones, and another clone's build misses the cache.
+# ccache hashes only the map's new side of the flag.
+add_compile_options(-fmacro-prefix-map=${PROJECT_SOURCE_DIR}/=)
 
 if(CMAKE_BUILD_TYPE STREQUAL "Release")
   add_compile_options(-O2)  # after CMAKE_CXX_FLAGS_RELEASE's -O3, so it wins

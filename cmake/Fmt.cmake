@@ -1,14 +1,16 @@
-# mgpu::fmt: the {fmt} library. LibTorch ships its own fmt headers (12.x) on its include path,
+# mgpu::fmt: the {fmt} library. LibTorch ships its own fmt headers (12.1) on its include path,
 # and they shadow any system fmt (Debian's 9.x) in every file that also includes torch, so we
-# use LibTorch's copy header-only; a LibTorch without fmt headers falls back to find_package.
+# build LibTorch's copy: its headers, and its compiled part once in cmake/Fmt.cpp (header-only
+# mode compiled that part into every unit). A LibTorch without fmt headers falls back to
+# find_package.
 find_path(MGPU_TORCH_FMT_DIR fmt/format-inl.h PATHS ${TORCH_INCLUDE_DIRS} NO_DEFAULT_PATH)
-add_library(mgpu_fmt INTERFACE)
-add_library(mgpu::fmt ALIAS mgpu_fmt)
 if(MGPU_TORCH_FMT_DIR)
-  message(STATUS "fmt: header-only, from LibTorch's ${MGPU_TORCH_FMT_DIR}")
-  target_include_directories(mgpu_fmt SYSTEM INTERFACE ${MGPU_TORCH_FMT_DIR})
-  target_compile_definitions(mgpu_fmt INTERFACE FMT_HEADER_ONLY=1)
+  message(STATUS "fmt: LibTorch's ${MGPU_TORCH_FMT_DIR}, compiled in cmake/Fmt.cpp")
+  add_library(mgpu_fmt STATIC ${CMAKE_CURRENT_LIST_DIR}/Fmt.cpp)
+  target_include_directories(mgpu_fmt SYSTEM PUBLIC ${MGPU_TORCH_FMT_DIR})
 else()
+  add_library(mgpu_fmt INTERFACE)
   find_package(fmt REQUIRED)
   target_link_libraries(mgpu_fmt INTERFACE fmt::fmt)
 endif()
+add_library(mgpu::fmt ALIAS mgpu_fmt)

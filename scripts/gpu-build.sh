@@ -20,12 +20,13 @@ if [[ ! -e /usr/include/zlib.h ]]; then  # headers from the .deb, the system's s
   libz=$(ldconfig -p | awk '/libz\.so\.1 .*x86-64/ {print $NF; exit}')
   zlib_flags=(-DZLIB_INCLUDE_DIR="$GPU_TMP/deps/usr/include" "-DZLIB_LIBRARY=$libz")
 fi
-# One test file a unit (-DMGPU_UNITY_TEST_BATCH=1): on 16 cores the files compile side by side,
-# as the build budget of docs/benchmarks.md assumes, not eight to a unit on one core.
+# One test file a unit (-DMGPU_UNITY_TEST_BATCH=1) and four library sources a unit: on 16 cores
+# the files compile side by side, as the build budget of docs/benchmarks.md assumes, not eight to
+# a unit on one core (the batches that suit the 2-core development machine).
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMGPU_PYTHON="$(command -v python3)" \
   -DMGPU_WITH_PLOT=OFF -DMGPU_WITH_DOWNLOAD=OFF -DCMAKE_PREFIX_PATH="$GPU_TMP/deps/usr" \
   -DTORCH_CUDA_ARCH_LIST=9.0 -DGTest_DIR="$GPU_TMP/deps/usr/lib/x86_64-linux-gnu/cmake/GTest" \
-  -DMGPU_GPU_TESTS_ONLY="$gpu_tests_only" -DMGPU_UNITY_TEST_BATCH=1 \
+  -DMGPU_GPU_TESTS_ONLY="$gpu_tests_only" -DMGPU_UNITY_TEST_BATCH=1 -DMGPU_UNITY_BATCH=4 \
   "${zlib_flags[@]}" > "$LOGS/configure.log" 2>&1 || { tail -40 "$LOGS/configure.log"; exit 1; }
 grep -i "nccl\|libtorch from" "$LOGS/configure.log"
 targets=(); [[ $TARGET == mgpu ]] && targets=(--target mgpu)
