@@ -43,8 +43,9 @@ torch::nn::AnyModule small_model() {
 TEST(Training, LearnsPatternsAndTheLossFalls) {
   torch::set_num_threads(2);
   torch::manual_seed(0);
-  // 50 steps per epoch, 200 in all
-  const auto train_set = mgpu::testing::pattern_dataset(800, 1);
+  // 25 steps per epoch, 100 in all (the last epoch's training accuracy 0.9975, its loss a
+  // tenth of the first's, on 2026-12-07)
+  const auto train_set = mgpu::testing::pattern_dataset(400, 1);
   const auto test_set = mgpu::testing::pattern_dataset(64, 2);
   auto config = small_config();
   train::Trainer trainer(config, small_model(), torch::kCPU, data::mean_image(train_set.images));
