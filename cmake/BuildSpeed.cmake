@@ -31,9 +31,9 @@ if(MGPU_CCACHE AND MGPU_CCACHE_PROGRAM AND NOT CMAKE_CXX_COMPILER_LAUNCHER)
 endif()
 
 # __FILE__ (GoogleTest's and the NCCL checks' messages) relative to the source tree: a unity
-# unit includes its sources by absolute path, so without this the preprocessed text of every
-# unit that expands __FILE__ differs between clones, and another clone's build misses the cache.
-# ccache hashes only the map's new side of the flag.
+# unit finds its sources through -I <source tree>, an absolute path, so without this every unit
+# that expands __FILE__ would hold its clone's path, and another clone's build would miss the
+# cache. ccache hashes only the map's new side of the flag.
 add_compile_options(-fmacro-prefix-map=${PROJECT_SOURCE_DIR}/=)
 
 if(CMAKE_BUILD_TYPE STREQUAL "Release")
